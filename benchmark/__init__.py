@@ -1,0 +1,1 @@
+"""The musicbench harness: data, cache, retrieval, evaluation, tracking, CLI."""

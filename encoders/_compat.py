@@ -1,0 +1,151 @@
+"""Import-time fixes for the model packages on CPU-only, offline machines.
+
+Every fix is applied lazily, from the encoder that needs it, never at package import. Each one is
+measured in ../shared/ENVIRONMENT.md:
+
+* Hub access: ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` default to 1, so no import waits on network
+  retries. ``MUSICBENCH_ALLOW_DOWNLOAD=1`` (the CLI's ``--allow-download``) leaves them alone.
+* torchaudio's compiled extension links CUDA libraries that a CPU machine lacks. Only its pure-Python
+  parts (transforms, ``functional.resample``) are used here, so when the extension cannot load we
+  register torchaudio as "built without the extension" — the same state a source build without it has.
+* PyPI's torchvision is linked against CUDA ops; its import registers fake kernels for ``nms``/``qnms``
+  that then do not exist. We define those two operator schemas (no kernels) so the import succeeds;
+  nothing here calls them.
+* ``import laion_clap`` loads three text tokenizers at import and ``CLAP_Module`` a fourth. musicbench
+  only uses CLAP's audio branch, so a tokenizer that is not in the local cache becomes a placeholder that
+  raises if text is ever tokenized.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+
+_DONE: set[str] = set()
+
+
+def set_offline_defaults() -> None:
+    if os.environ.get("MUSICBENCH_ALLOW_DOWNLOAD") == "1":
+        return
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _purge(prefix: str) -> None:
+    for name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
+def _fail_if_no_align(func):
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("torchaudio's compiled extension is unavailable on this machine")
+
+    return unavailable
+
+
+def fix_torchaudio() -> None:
+    if "torchaudio" in _DONE:
+        return
+    try:
+        import torchaudio  # noqa: F401
+    except OSError:
+        _purge("torchaudio")
+        stub = types.ModuleType("torchaudio._extension")
+        stub._IS_TORCHAUDIO_EXT_AVAILABLE = False
+        stub._IS_ALIGN_AVAILABLE = False
+        stub.fail_if_no_align = _fail_if_no_align
+        stub._check_cuda_version = lambda: None
+        sys.modules["torchaudio._extension"] = stub
+        import torchaudio  # noqa: F401
+    except ImportError:
+        pass  # not installed: the encoder that needs it will say so
+    _DONE.add("torchaudio")
+
+
+_TORCHVISION_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_TORCHVISION_LIB = None
+
+
+def fix_torchvision() -> None:
+    global _TORCHVISION_LIB
+    if "torchvision" in _DONE:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError as error:
+        if "does not exist" not in str(error):
+            raise
+        import torch
+
+        _purge("torchvision")
+        _TORCHVISION_LIB = torch.library.Library("torchvision", "DEF")
+        for schema in _TORCHVISION_SCHEMAS:
+            _TORCHVISION_LIB.define(schema)
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    _DONE.add("torchvision")
+
+
+def prepare_torch_stack() -> None:
+    """Apply every fix; call before importing a model package."""
+    set_offline_defaults()
+    fix_torchaudio()
+    fix_torchvision()
+
+
+class _MissingTokenizer:
+    """Stands in for a text tokenizer that is not cached; CLAP's audio branch never calls it."""
+
+    def __init__(self, name: str, error: Exception):
+        self._name, self._error = name, error
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(
+            f"The '{self._name}' tokenizer is not in the local Hugging Face cache ({self._error}); "
+            "musicbench uses only CLAP's audio branch and never tokenizes text."
+        )
+
+
+@contextlib.contextmanager
+def tolerant_tokenizers():
+    """While active, an uncached tokenizer ``from_pretrained`` returns a placeholder instead of raising."""
+    import transformers
+
+    classes = [transformers.BertTokenizer, transformers.RobertaTokenizer, transformers.BartTokenizer]
+    originals = {cls: cls.__dict__["from_pretrained"] for cls in classes if "from_pretrained" in cls.__dict__}
+    base = transformers.PreTrainedTokenizerBase.from_pretrained.__func__
+
+    def make(cls):
+        def from_pretrained(klass, name, *args, **kwargs):
+            try:
+                return base(klass, name, *args, **kwargs)
+            except (OSError, TypeError, ValueError) as error:
+                return _MissingTokenizer(str(name), error)
+
+        return classmethod(from_pretrained)
+
+    for cls in classes:
+        cls.from_pretrained = make(cls)
+    try:
+        yield
+    finally:
+        for cls in classes:
+            if cls in originals:
+                cls.from_pretrained = originals[cls]
+            else:
+                del cls.from_pretrained
+
+
+def import_laion_clap():
+    """Import laion_clap with the fixes above; returns the module."""
+    prepare_torch_stack()
+    if "laion_clap" in sys.modules:
+        return sys.modules["laion_clap"]
+    with tolerant_tokenizers():
+        import laion_clap
+    return laion_clap

@@ -1,0 +1,157 @@
+"""The protocol every encoder meets, and the model card that describes it.
+
+An encoder turns a batch of mono float32 segments (all at ``card.sample_rate``) into one embedding
+per segment. How a file is cut into segments (whole file, or fixed windows) is a ``WindowPolicy``;
+the harness cuts, batches and mean-pools, so every encoder gets the same deterministic treatment.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class EncoderError(RuntimeError):
+    """An encoder cannot be built or cannot embed a given input."""
+
+
+class EncoderUnavailable(EncoderError):
+    """An encoder cannot run here (missing weights or package); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """How a file becomes segments.
+
+    ``window_seconds=None`` embeds the whole file as one segment. Otherwise the file is cut into
+    windows of ``window_seconds`` every ``hop_seconds`` (default: ``window_seconds``); the last,
+    shorter window is zero-padded to full length when ``pad_last`` is true (as CLAP pads), else kept
+    short. Segment embeddings are mean-pooled into the file embedding.
+    """
+
+    window_seconds: float | None = None
+    hop_seconds: float | None = None
+    pad_last: bool = True
+    min_seconds: float = 0.0  # shorter audio is zero-padded up to this length before embedding
+
+    @property
+    def hop(self) -> float | None:
+        return self.hop_seconds if self.hop_seconds is not None else self.window_seconds
+
+    def describe(self) -> str:
+        if self.window_seconds is None:
+            return "whole-file"
+        return f"windows {self.window_seconds:g}s hop {self.hop:g}s" + (" padded" if self.pad_last else "")
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self.window_seconds if self.window_seconds is not None else "whole",
+            "hop_seconds": self.hop if self.hop is not None else "whole",
+            "pad_last": self.pad_last,
+            "min_seconds": self.min_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What an encoder is, as recorded with every run (one place for each fact)."""
+
+    name: str
+    description: str
+    sample_rate: int
+    dim: int
+    window: WindowPolicy
+    license: str
+    package: str | None = None  # distribution name, e.g. "laion-clap"
+    weights_id: str | None = None  # e.g. "lukewys/laion_clap:630k-audioset-best.pt"; None = weight-free
+    captures: str = ""  # what musical property the embedding reflects, honestly
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def package_version(self) -> str | None:
+        if not self.package:
+            return None
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.package)
+        except PackageNotFoundError:
+            return None
+
+    def as_params(self) -> dict[str, Any]:
+        params = {
+            "encoder": self.name,
+            "encoder_sample_rate": self.sample_rate,
+            "encoder_dim": self.dim,
+            "encoder_license": self.license,
+            "encoder_package": self.package or "none",
+            "encoder_package_version": self.package_version() or "none",
+            "encoder_weights_id": self.weights_id or "none",
+        }
+        params.update({f"window_{k}" if not k.startswith("window") else k: v
+                       for k, v in self.window.as_params().items()})
+        params.update({f"encoder_{k}": v for k, v in self.extra.items()})
+        return params
+
+    def with_window(self, window: WindowPolicy) -> "ModelCard":
+        return dataclasses.replace(self, window=window)
+
+
+class Encoder(ABC):
+    """Base class of every encoder. Subclasses set ``card`` and implement ``embed``."""
+
+    card: ModelCard
+    #: sha256 of the loaded weights file(s), or None for weight-free encoders.
+    weights_sha256: str | None = None
+    #: where the weights were found (path), for the run's tags.
+    weights_source: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.card.sample_rate
+
+    @property
+    def dim(self) -> int:
+        return self.card.dim
+
+    @property
+    def window(self) -> WindowPolicy:
+        return self.card.window
+
+    @abstractmethod
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed a batch of mono float32 segments at ``sample_rate``; return float32 ``(len(batch), dim)``.
+
+        Segments may differ in length unless the window policy makes them equal. Implementations must
+        be deterministic and must not resample or crop at random.
+        """
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the embedding: part of the cache key."""
+        return {
+            "card": self.card.as_params(),
+            "weights_sha256": self.weights_sha256,
+            "implementation_version": getattr(self, "implementation_version", 1),
+        }
+
+    def close(self) -> None:  # pragma: no cover - optional hook
+        """Release model memory."""
+
+
+class WeightFreeEncoder(Encoder):
+    """An encoder with no weights: always available."""
+
+    def __init__(self, options=None):
+        self.options = options
+        if options is not None and options.window is not None:
+            self.card = self.card.with_window(options.window)
+
+    @classmethod
+    def check_available(cls, options) -> str:
+        return "weight-free"

@@ -1,0 +1,104 @@
+"""Encoder name → lazy factory. Importing this module imports no model package.
+
+Adding an encoder = one file in ``encoders/`` defining an ``Encoder`` subclass + one entry below.
+The encoder module itself must import heavy packages (torch models, laion_clap, …) only inside
+methods, so that ``card``/``weights_spec`` can be read cheaply.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import Encoder, EncoderUnavailable, ModelCard, WindowPolicy
+
+#: name users type → "module:Class"
+ENCODERS: dict[str, str] = {
+    "mfcc": "encoders.mfcc:MFCCStats",
+    "chroma": "encoders.chroma:ChromaStats",
+    "crepe": "encoders.crepe:CrepeEmbedding",
+    "clap": "encoders.clap:ClapEncoder",
+    "clap-music": "encoders.clap:ClapMusicEncoder",
+    "music2latent": "encoders.music2latent:Music2LatentEncoder",
+    "muq": "encoders.muq:MuQEncoder",
+}
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How to build an encoder: where its weights are and how to run it."""
+
+    weights: str | None = None  # explicit file or directory
+    allow_download: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 8
+    window: WindowPolicy | None = None  # overrides the card's default policy
+
+
+class UnknownEncoder(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return self.args[0]
+
+
+def names() -> list[str]:
+    return list(ENCODERS)
+
+
+def encoder_class(name: str) -> type[Encoder]:
+    try:
+        target = ENCODERS[name]
+    except KeyError:
+        raise UnknownEncoder(f"unknown encoder '{name}'; known encoders: {', '.join(ENCODERS)}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def card(name: str) -> ModelCard:
+    return encoder_class(name).card
+
+
+def availability(name: str, options: EncoderOptions | None = None) -> tuple[bool, str]:
+    """Can ``name`` run here? Returns (ok, where its weights are / why not). Loads no model."""
+    options = options or EncoderOptions()
+    cls = encoder_class(name)
+    try:
+        return True, cls.check_available(options)
+    except EncoderUnavailable as error:
+        return False, str(error)
+
+
+def build(name: str, options: EncoderOptions | None = None) -> Encoder:
+    """Build an encoder ready to embed; raises ``EncoderUnavailable`` with the fix when it cannot run."""
+    options = options or EncoderOptions()
+    cls = encoder_class(name)
+    cls.check_available(options)
+    return cls(options)
+
+
+def write_random_weights(name: str, directory: Path) -> Path:
+    """Write a random-init checkpoint of ``name`` in its library's own format (tests, smoke runs)."""
+    cls = encoder_class(name)
+    if not hasattr(cls, "write_random_weights"):
+        raise EncoderUnavailable(f"encoder '{name}' has no weights to write")
+    return cls.write_random_weights(Path(directory))
+
+
+def describe_all(options: EncoderOptions | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for name in ENCODERS:
+        model_card = card(name)
+        ok, detail = availability(name, options)
+        rows.append({
+            "name": name,
+            "description": model_card.description,
+            "sample_rate": model_card.sample_rate,
+            "dim": model_card.dim,
+            "window": model_card.window.describe(),
+            "package": model_card.package or "-",
+            "weights": model_card.weights_id or "none (weight-free)",
+            "license": model_card.license,
+            "runs_here": ok,
+            "detail": detail,
+        })
+    return rows

@@ -1,0 +1,149 @@
+"""Offline-first resolution of pretrained weights.
+
+Order: an explicit path the user gave → ``$MUSICBENCH_WEIGHTS`` → the Hugging Face cache. The network is
+touched only when the caller passes ``allow_download=True`` (the CLI's ``--allow-download``). When nothing is
+found, ``WeightsNotFound`` says exactly what to download and where to put it. A path that does not exist is an
+error, never a silent fall-back to the hub.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import EncoderUnavailable
+
+WEIGHTS_ENV = "MUSICBENCH_WEIGHTS"
+
+
+class WeightsNotFound(EncoderUnavailable):
+    """No weights for a model were found offline."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's weights live.
+
+    ``files`` are the file names that make up the weights (one checkpoint file, or the files of a
+    Hugging Face model directory). ``hf_repo`` is the hub repository that hosts them.
+    """
+
+    model: str  # short name used as the sub-folder of $MUSICBENCH_WEIGHTS, e.g. "clap"
+    hf_repo: str
+    files: tuple[str, ...]
+    is_directory: bool = False  # True: the weights are a directory holding all ``files``
+    url: str | None = None  # where a human downloads them
+
+    @property
+    def download_url(self) -> str:
+        if self.url:
+            return self.url
+        return f"https://huggingface.co/{self.hf_repo}/tree/main"
+
+    def help_text(self) -> str:
+        files = ", ".join(self.files)
+        env_dir = f"${WEIGHTS_ENV}/{self.model}/"
+        return (
+            f"Weights for '{self.model}' were not found offline. Download {files} from {self.download_url} "
+            f"and either pass --weights PATH (the {'directory holding them' if self.is_directory else 'file'}), "
+            f"or put {'them' if len(self.files) > 1 else 'it'} in {env_dir}, or in the Hugging Face cache "
+            f"(huggingface-cli download {self.hf_repo} {' '.join(self.files)}). "
+            f"Pass --allow-download to let musicbench fetch {'them' if len(self.files) > 1 else 'it'} itself."
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path  # the checkpoint file, or the directory for is_directory specs
+    source: str  # "explicit" | "env" | "hf-cache" | "download"
+
+    def file(self, name: str) -> Path:
+        return self.path / name if self.path.is_dir() else self.path
+
+    def sha256(self) -> str:
+        """sha256 of the file, or of the concatenated per-file hashes of a directory's files."""
+        if self.path.is_file():
+            return sha256_file(self.path)
+        digest = hashlib.sha256()
+        for child in sorted(p for p in self.path.iterdir() if p.is_file()):
+            digest.update(child.name.encode())
+            digest.update(sha256_file(child).encode())
+        return digest.hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _complete(spec: WeightsSpec, candidate: Path) -> Path | None:
+    """Return the usable weights path inside ``candidate`` (file or directory), or None."""
+    if spec.is_directory:
+        if candidate.is_dir() and all((candidate / f).is_file() for f in spec.files):
+            return candidate
+        return None
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir():
+        for name in spec.files:
+            if (candidate / name).is_file():
+                return candidate / name
+    return None
+
+
+def _from_hf_cache(spec: WeightsSpec) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return None
+    found = []
+    for name in spec.files:
+        hit = try_to_load_from_cache(spec.hf_repo, name)
+        if not isinstance(hit, str):
+            if spec.is_directory:
+                return None
+            continue
+        found.append(Path(hit))
+        if not spec.is_directory:
+            return Path(hit)
+    if spec.is_directory and found:
+        return found[0].parent  # a snapshot directory holds every file of the revision
+    return None
+
+
+def _download(spec: WeightsSpec) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    paths = [Path(hf_hub_download(spec.hf_repo, name)) for name in spec.files]
+    return paths[0].parent if spec.is_directory else paths[0]
+
+
+def resolve_weights(spec: WeightsSpec, explicit: str | os.PathLike | None = None,
+                    allow_download: bool = False) -> ResolvedWeights:
+    """Find ``spec``'s weights offline, or raise ``WeightsNotFound`` with the fix."""
+    if explicit:
+        candidate = Path(explicit).expanduser()
+        if not candidate.exists():
+            raise WeightsNotFound(f"--weights path {candidate} does not exist. " + spec.help_text())
+        hit = _complete(spec, candidate)
+        if hit is None:
+            raise WeightsNotFound(
+                f"--weights path {candidate} does not hold {', '.join(spec.files)}. " + spec.help_text())
+        return ResolvedWeights(hit, "explicit")
+    env_root = os.environ.get(WEIGHTS_ENV)
+    if env_root:
+        for candidate in (Path(env_root) / spec.model, Path(env_root)):
+            hit = _complete(spec, candidate)
+            if hit is not None:
+                return ResolvedWeights(hit, "env")
+    hit = _from_hf_cache(spec)
+    if hit is not None:
+        return ResolvedWeights(hit, "hf-cache")
+    if allow_download:
+        return ResolvedWeights(_download(spec), "download")
+    raise WeightsNotFound(spec.help_text())

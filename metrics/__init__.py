@@ -1,0 +1,1 @@
+"""Metrics for musicbench: pair metrics and IR metrics. Importing this package imports no model."""

@@ -1,0 +1,56 @@
+"""The protocol of a pair metric: scores a (target, retrieved reference) pair.
+
+A pair metric works in two steps so each file is processed once, however many pairs it is in:
+``file_features(audio)`` (audio mono float32 at ``sample_rate``) → features, then
+``pair_scores(target_features, reference_features)`` → ``{column: value}``.
+``file_values(features)`` may expose per-file numbers (e.g. an aesthetics score of one song).
+
+Logged names (one scheme, documented in README):
+* every pair column ``c`` → ``c_top1_mean`` (rank-1 pairs) and ``c_topk_mean`` (all top-k pairs);
+* every file value ``v`` → ``v_target_mean`` (over targets) and ``v_ref_top1_mean`` (over rank-1 references).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric cannot run here; the message says why (and how to fix it)."""
+
+
+class PairMetric(ABC):
+    #: family name, as typed in ``--metrics`` and used in ``skipped.<name>`` tags
+    name: str
+    #: sample rate of the audio ``file_features`` expects
+    sample_rate: int
+    #: per-pair columns ``pair_scores`` returns (also the top-k table's columns)
+    columns: tuple[str, ...]
+    #: per-file values ``file_values`` returns (may be empty)
+    file_value_names: tuple[str, ...] = ()
+    #: whether ``auto`` selects this metric when it can run
+    in_auto: bool = True
+
+    def check_available(self) -> str:
+        """Return a short description of what it will use; raise ``MetricUnavailable`` if it cannot run."""
+        return "available"
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the per-file features: part of the cache key."""
+        return {"metric": self.name, "sample_rate": self.sample_rate, "version": 1}
+
+    @abstractmethod
+    def file_features(self, audio: np.ndarray) -> np.ndarray:
+        """Per-file features from mono float32 audio at ``sample_rate``; returned as a numpy array."""
+
+    @abstractmethod
+    def pair_scores(self, target: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+        """Scores of one (target, retrieved reference) pair from their features."""
+
+    def file_values(self, features: np.ndarray) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        """Release model memory."""
