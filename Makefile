@@ -1,0 +1,37 @@
+# musicbench: `make demo` runs the benchmark on the embedded demo set; `make test` runs the tests.
+# Both install first (into .venv) when needed. Everything works offline once the packages are installed.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch (on this project's machines pip takes it from local disk; elsewhere pick your build).
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.musicbench-installed
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
+
+.PHONY: install demo test mlflow-demo ui bench clean-demo
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[dev]"
+	# tinysoundfont renders the demo set; its pyaudio dependency is only for live playback and does not build here
+	$(BIN)/python -m pip install --quiet --no-deps tinysoundfont==0.3.7
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/musicbench demo
+
+test: install
+	$(BIN)/python -m pytest
+
+mlflow-demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow run . -P encoder=mfcc --env-manager local
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)"
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,215 @@
+"""The ``musicbench`` command line. The only module that knows click; heavy imports happen inside commands."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_EXPERIMENT, DEFAULT_K, RunConfig, default_cache_dir
+
+DEMO_ENCODERS = "mfcc,chroma"
+
+
+def _user_errors():
+    """The exception types that are the user's to fix: shown as one line, no traceback."""
+    from encoders.base import EncoderUnavailable
+    from encoders.registry import UnknownEncoder
+    from metrics.base import MetricUnavailable
+
+    from .data import DatasetError
+    from .pipeline import RunError
+
+    return (DatasetError, EncoderUnavailable, UnknownEncoder, MetricUnavailable, RunError)
+
+
+def _friendly(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def _parse_metric_weights(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected METRIC=PATH, got '{value}'", param_hint="--metric-weights")
+        pairs.append((name.strip(), path.strip()))
+    return tuple(pairs)
+
+
+def _optional_path(ctx, param, value):
+    """Paths may arrive as '' from ``mlflow run`` parameters: treat that as not given."""
+    return Path(value).expanduser() if value else None
+
+
+def _optional_float(ctx, param, value):
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a number") from None
+    if number <= 0:
+        raise click.BadParameter("must be positive")
+    return number
+
+
+def run_options(fn):
+    """Options shared by ``run`` and ``suite``."""
+    options = [
+        click.option("--refs", callback=_optional_path, help="Folder of reference songs (recursive). "
+                     "Omit --refs and --targets to use the embedded demo set."),
+        click.option("--targets", callback=_optional_path, help="Folder of target (query) songs."),
+        click.option("--ground-truth", callback=_optional_path,
+                     help="CSV with columns target,reference[,relevance] (enables MAP, MRR, recall, nDCG)."),
+        click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
+                     help="How many references to retrieve per target."),
+        click.option("--metrics", default="auto", show_default=True,
+                     help="Pair metrics: auto (what can run; skipped ones are tagged), all, none, or name,name."),
+        click.option("--metric-weights", multiple=True, metavar="METRIC=PATH",
+                     help="Weights of a pair metric's model, e.g. aesthetics=/path/checkpoint.pt (repeatable)."),
+        click.option("--allow-download", is_flag=True,
+                     help="Let model packages download missing weights from the Hugging Face hub."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+                     help="Windows per encoder call."),
+        click.option("--window", "window_seconds", callback=_optional_float,
+                     help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default."),
+        click.option("--hop", "hop_seconds", callback=_optional_float,
+                     help="Hop between windows in seconds (default: the window)."),
+        click.option("--cache-dir", callback=_optional_path,
+                     help=f"Embedding cache [default: {default_cache_dir()}]"),
+        click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment."),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Decode threads."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _dataset_paths(refs, targets, ground_truth, progress: bool):
+    if refs is None and targets is None:
+        from .demo_data import build_demo
+
+        demo = build_demo(progress=progress)
+        click.echo(f"Using the embedded demo set at {demo.root}", err=True)
+        return demo.refs, demo.targets, ground_truth or demo.ground_truth
+    if refs is None or targets is None:
+        raise click.UsageError("give both --refs and --targets (or neither, for the demo set)")
+    return refs, targets, ground_truth
+
+
+def make_config(encoder: str, **kw) -> RunConfig:
+    refs, targets, ground_truth = _dataset_paths(kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"),
+                                                 not kw["no_progress"])
+    kw.pop("no_progress")
+    if kw.get("allow_download"):
+        os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
+    cache_dir = kw.pop("cache_dir") or default_cache_dir()
+    return RunConfig(encoder=encoder, refs=refs, targets=targets, ground_truth=ground_truth, cache_dir=cache_dir,
+                     metric_weights=_parse_metric_weights(kw.pop("metric_weights")), **kw)
+
+
+def run_one(config: RunConfig, progress: bool, run_name: str | None = None, nested: bool = False):
+    """Check, run and record one encoder; returns (run id, RunResult)."""
+    from . import pipeline, tracking
+
+    prepared = pipeline.prepare(config)
+    with tracking.started_run(config.experiment, run_name or config.encoder, nested=nested) as run:
+        result = pipeline.run(config, progress=progress, prepared=prepared)
+        tracking.log_result(result)
+    prepared.encoder.close()
+    return run.info.run_id, result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="musicbench")
+def main() -> None:
+    """musicbench: which audio embedding finds the right song? One MLflow run per encoder."""
+    from encoders._compat import set_offline_defaults
+
+    set_offline_defaults()
+
+
+@main.command()
+@click.option("--encoder", "-e", required=True, help="Encoder name (see `musicbench encoders`).")
+@click.option("--weights", callback=_optional_path, help="Encoder weights: checkpoint file or directory.")
+@click.option("--run-name", help="MLflow run name [default: the encoder name].")
+@run_options
+@_friendly
+def run(encoder, weights, run_name, **kw) -> None:
+    """Embed, retrieve and score with one encoder; record everything in one MLflow run."""
+    from . import tracking
+
+    progress = not kw["no_progress"]
+    config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
+    run_id, result = run_one(config, progress, run_name)
+    click.echo(tracking.summary_line(result))
+    click.echo(f"MLflow run {run_id} in {tracking.tracking_uri()}")
+
+
+@main.command()
+@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Encoders to run on the demo set.")
+@click.option("--build-only", is_flag=True, help="Only build (or find) the demo set and print where it is.")
+@click.option("--force", is_flag=True, help="Rebuild the demo set even if it exists.")
+@click.option("--no-progress", is_flag=True)
+@_friendly
+def demo(encoders, build_only, force, no_progress) -> None:
+    """Build the embedded demo set (offline) and run the weight-free encoders on it."""
+    from . import tracking
+    from .demo_data import build_demo
+
+    demo_set = build_demo(force=force, progress=not no_progress)
+    click.echo(f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
+               f"ground truth: {demo_set.ground_truth})")
+    if build_only:
+        return
+    for name in [e.strip() for e in encoders.split(",") if e.strip()]:
+        config = RunConfig(encoder=name, refs=demo_set.refs, targets=demo_set.targets,
+                           ground_truth=demo_set.ground_truth)
+        run_id, result = run_one(config, not no_progress)
+        click.echo(tracking.summary_line(result) + f"  [run {run_id}]")
+    click.echo(f"Open the results: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+
+
+@main.command("encoders")
+@click.option("--weights", type=click.Path(path_type=Path), help="Check this weights path for every encoder.")
+def list_encoders(weights) -> None:
+    """List every registered encoder, its model card, and whether it can run here (and why not)."""
+    from encoders.registry import EncoderOptions, describe_all
+
+    for row in describe_all(EncoderOptions(weights=str(weights) if weights else None)):
+        status = click.style("ready", fg="green") if row["runs_here"] else click.style("unavailable", fg="red")
+        click.echo(f"{row['name']:<14} {status}  {row['description']}")
+        click.echo(f"    sample rate {row['sample_rate']} Hz, dim {row['dim']}, {row['window']}, "
+                   f"package {row['package']}, weights {row['weights']}, license {row['license']}")
+        click.echo(f"    {row['detail']}")
+
+
+@main.command("random-weights")
+@click.argument("encoder")
+@click.argument("directory", type=click.Path(path_type=Path))
+@_friendly
+def random_weights(encoder, directory) -> None:
+    """Write a RANDOM-INIT checkpoint of ENCODER in its library's format (smoke tests only: scores are noise)."""
+    from encoders.registry import write_random_weights
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = write_random_weights(encoder, directory)
+    click.echo(f"wrote random-init weights for {encoder}: {path}")
+    click.echo(f"use: musicbench run --encoder {encoder} --weights {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

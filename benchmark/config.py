@@ -1,0 +1,92 @@
+"""The resolved configuration of one benchmark run (one encoder), and where things live by default."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_K = 5
+DEFAULT_EXPERIMENT = "musicbench"
+DEFAULT_BATCH_SIZE = 8
+
+
+def musicbench_home() -> Path:
+    """Root of musicbench's own files (demo set, embedding cache): ``$MUSICBENCH_HOME`` or ~/.cache/musicbench."""
+    return Path(os.environ.get("MUSICBENCH_HOME", Path.home() / ".cache" / "musicbench")).expanduser()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MUSICBENCH_CACHE", musicbench_home() / "cache")).expanduser()
+
+
+def code_version() -> str:
+    """The git commit of the musicbench checkout (with ``-dirty``), or the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "musicbench-" + version("musicbench")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on; logged as MLflow params (see ``as_params``)."""
+
+    encoder: str
+    refs: Path
+    targets: Path
+    ground_truth: Path | None = None
+    k: int = DEFAULT_K
+    metrics: str = "auto"  # auto | all | none | comma-separated names
+    weights: str | None = None
+    allow_download: bool = False
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    window_seconds: float | None = None  # None: the encoder's default policy
+    hop_seconds: float | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    experiment: str = DEFAULT_EXPERIMENT
+    run_name: str | None = None
+    metric_weights: tuple[tuple[str, str], ...] = ()  # (metric, path) pairs, e.g. ("aesthetics", "/ckpt.pth")
+    workers: int = 2  # decode threads
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.window_seconds is not None and self.window_seconds <= 0:
+            raise ValueError(f"window must be positive seconds, got {self.window_seconds}")
+        if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
+            raise ValueError("--hop needs --window and must be positive")
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def as_params(self) -> dict[str, Any]:
+        """The config as flat MLflow params (strings kept short; paths absolute)."""
+        return {
+            "encoder": self.encoder,
+            "refs": str(Path(self.refs).resolve()),
+            "targets": str(Path(self.targets).resolve()),
+            "ground_truth": str(Path(self.ground_truth).resolve()) if self.ground_truth else "none",
+            "k": self.k,
+            "metrics": self.metrics,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "allow_download": self.allow_download,
+            "cache_dir": str(Path(self.cache_dir).resolve()),
+            "code_version": code_version(),
+        }

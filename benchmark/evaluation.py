@@ -1,0 +1,134 @@
+"""The evaluate stage: pair metrics on retrieved pairs, IR metrics against ground truth, and aggregates.
+
+Per-file metric features are computed once per file (cached by content hash + metric identity) and reused
+for every pair the file is in. A file whose features fail is a recorded failure; its pairs have no value
+for that metric and are left out of the means (never counted as zero).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from metrics.base import PairMetric
+from metrics.retrieval import bootstrap_ci, ir_metrics, per_query_ir
+
+from .cache import ArrayCache
+from .data import AudioDecodeError, AudioFile, Failure, decode
+from .parallel import prefetch_map
+
+CI_METRICS = ("map", "mrr", "sim_top1_mean")
+
+
+@dataclass
+class MetricFeatures:
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # content hash → features
+    failures: list[Failure] = field(default_factory=list)
+
+
+def metric_features(metric: PairMetric, files: Sequence[tuple[str, AudioFile]], cache_root: Path | None,
+                    hashes: dict[Path, str], workers: int = 2, progress: bool = True) -> MetricFeatures:
+    """Features of ``metric`` for each (role, file), keyed by content hash; cached; failures recorded per file."""
+    cache = ArrayCache(cache_root, {"kind": "metric-features", **metric.identity()})
+    out = MetricFeatures()
+    todo, seen = [], set()
+    for role, item in files:
+        digest = hashes[item.path]
+        if digest in seen:
+            continue
+        seen.add(digest)
+        cached = cache.get(digest)
+        if cached is None:
+            todo.append((role, item))
+        else:
+            out.features[digest] = cached
+    bar = tqdm(total=len(seen), initial=len(seen) - len(todo), desc=f"score ({metric.name})", unit="file",
+               disable=not progress, leave=False)
+    for (role, item), future in prefetch_map(lambda ri: decode(ri[1].path, metric.sample_rate), todo, workers):
+        try:
+            features = np.asarray(metric.file_features(future.result()))
+        except AudioDecodeError as error:
+            out.failures.append(Failure(role, item.key, "decode", str(error)))
+        except ValueError as error:  # the metric's own "cannot score this file"
+            out.failures.append(Failure(role, item.key, metric.name, f"{item.path}: {error}"))
+        else:
+            cache.put(hashes[item.path], features)
+            out.features[hashes[item.path]] = features
+        bar.update()
+    bar.close()
+    return out
+
+
+def score_pairs(metric: PairMetric, topk: pd.DataFrame, features: dict[str, np.ndarray],
+                target_hash: dict[str, str], ref_hash: dict[str, str]) -> pd.DataFrame:
+    """The metric's columns for every row of the top-k table (NaN where a file has no features)."""
+    rows = []
+    for target, reference in zip(topk["target"], topk["reference"]):
+        t_feat, r_feat = features.get(target_hash[target]), features.get(ref_hash[reference])
+        if t_feat is not None and r_feat is not None:
+            scores = metric.pair_scores(t_feat, r_feat)
+            rows.append({c: (float(v) if np.isfinite(v) else np.nan) for c, v in scores.items()})
+        else:
+            rows.append({c: np.nan for c in metric.columns})
+    return pd.DataFrame(rows, index=topk.index, columns=list(metric.columns))
+
+
+def _mean(values: pd.Series | np.ndarray) -> float | None:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def aggregate(topk: pd.DataFrame, pair_columns: Sequence[str]) -> dict[str, float]:
+    """Similarity and pair-metric means over rank-1 pairs and over all top-k pairs (None-valued means dropped)."""
+    top1 = topk[topk["rank"] == 1]
+    out: dict[str, float | None] = {
+        "sim_top1_mean": _mean(top1["similarity"]),
+        "sim_top1_median": float(np.nanmedian(top1["similarity"])) if len(top1) else None,
+        "sim_topk_mean": _mean(topk["similarity"]),
+    }
+    for column in pair_columns:
+        out[f"{column}_top1_mean"] = _mean(top1[column])
+        out[f"{column}_topk_mean"] = _mean(topk[column])
+    return {name: value for name, value in out.items() if value is not None}
+
+
+def file_value_means(metric: PairMetric, features: dict[str, np.ndarray], target_hashes: Sequence[str],
+                     top1_ref_hashes: Sequence[str]) -> dict[str, float]:
+    """Per-file values of a metric averaged over targets and over the rank-1 references (by content hash)."""
+    out = {}
+    for suffix, digests in (("target_mean", target_hashes), ("ref_top1_mean", top1_ref_hashes)):
+        values = [metric.file_values(features[d]) for d in digests if d in features]
+        for name in metric.file_value_names:
+            mean = _mean([v[name] for v in values])
+            if mean is not None:
+                out[f"{name}_{suffix}"] = mean
+    return out
+
+
+def retrieval_metrics(rankings: dict[str, list[str]], relevance: dict[str, dict[str, float]],
+                      k: int) -> tuple[dict[str, float], pd.DataFrame]:
+    """IR metrics at k (and 1, 10) over the queries that have relevant items, plus per-query values."""
+    ks = tuple(sorted({1, k, 10}))
+    aggregate_values = ir_metrics(rankings, relevance, ks=ks)
+    per_query = pd.DataFrame(per_query_ir(rankings, relevance, ks=ks))
+    return aggregate_values, per_query
+
+
+def confidence_intervals(per_target: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """Bootstrap 95% intervals over queries for the headline metrics present in ``per_target``."""
+    columns = {"map": "ap", "mrr": "rr", "sim_top1_mean": "sim_top1"}
+    out = {}
+    for metric in CI_METRICS:
+        column = columns[metric]
+        if column in per_target:
+            values = per_target[column].to_numpy(dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if values.size:
+                low, high = bootstrap_ci(values, seed=seed)
+                out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = float(low), float(high)
+    return out

@@ -1,0 +1,226 @@
+"""One benchmark run for one encoder: dataset → embed → retrieve → evaluate → ``RunResult``.
+
+Knows neither MLflow nor the command line, so the same pipeline runs from the CLI, ``mlflow run``, tests or
+workers. ``tracking.py`` turns a ``RunResult`` into an MLflow run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from encoders import registry as encoder_registry
+from encoders.base import Encoder, WindowPolicy
+from metrics import registry as metric_registry
+from metrics.base import PairMetric
+
+from . import evaluation
+from .cache import ArrayCache
+from .config import RunConfig
+from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
+from .embedding import embed_files
+from .retrieval import cosine_matrix, full_ranking, top_k
+
+HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
+
+
+class RunError(RuntimeError):
+    """The run cannot produce results (e.g. every file failed)."""
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    encoder_params: dict[str, Any]
+    encoder_tags: dict[str, str]
+    dataset: Dataset
+    dataset_fingerprint: str
+    target_keys: list[str]  # targets with an embedding, in order
+    ref_keys: list[str]
+    topk: pd.DataFrame  # target, rank, reference, similarity, [relevant], pair-metric columns
+    per_target: pd.DataFrame  # one row per target: top-1 and IR values
+    metrics: dict[str, float]
+    similarity: np.ndarray | None  # targets × refs, when small enough to draw
+    skipped_metrics: dict[str, str] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def window_override(config: RunConfig) -> WindowPolicy | None:
+    if config.window_seconds is None:
+        return None
+    return WindowPolicy(window_seconds=config.window_seconds, hop_seconds=config.hop_seconds, pad_last=True)
+
+
+def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:
+    return encoder_registry.EncoderOptions(weights=config.weights, allow_download=config.allow_download,
+                                           device=config.device, batch_size=config.batch_size,
+                                           window=window_override(config))
+
+
+def metric_options(config: RunConfig) -> metric_registry.MetricOptions:
+    return metric_registry.MetricOptions(weights=dict(config.metric_weights), allow_download=config.allow_download,
+                                         device=config.device, batch_size=config.batch_size)
+
+
+@dataclass
+class Prepared:
+    """What is checked before any work: dataset found, encoder and metrics able to run."""
+
+    dataset: Dataset
+    encoder: Encoder
+    metrics: list[PairMetric]
+    skipped: dict[str, str]
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Fail fast: bad folders, unknown encoder, missing weights, unavailable explicit metrics."""
+    dataset = load_dataset(config.refs, config.targets, config.ground_truth)
+    encoder_registry.encoder_class(config.encoder)  # unknown names fail here, with the list
+    metrics, skipped = metric_registry.select(config.metrics, metric_options(config))
+    encoder = encoder_registry.build(config.encoder, encoder_options(config))
+    return Prepared(dataset, encoder, metrics, skipped)
+
+
+def _hash_files(dataset: Dataset, failures: list[Failure]) -> dict[Path, str]:
+    hashes = {}
+    for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
+        for item in files:
+            if item.path in hashes:
+                continue
+            try:
+                hashes[item.path] = content_hash(item.path)
+            except AudioDecodeError as error:
+                failures.append(Failure(role, item.key, "read", str(error)))
+    dataset.content_hashes = hashes
+    return hashes
+
+
+def _topk_table(target_keys: list[str], ref_keys: list[str], indices: np.ndarray, sims: np.ndarray,
+                relevance: dict[str, dict[str, float]] | None) -> pd.DataFrame:
+    rows = []
+    for t, target in enumerate(target_keys):
+        for rank, (index, sim) in enumerate(zip(indices[t], sims[t]), start=1):
+            if index < 0:
+                continue
+            row = {"target": target, "rank": rank, "reference": ref_keys[index], "similarity": float(sim)}
+            if relevance is not None:
+                row["relevant"] = relevance.get(target, {}).get(ref_keys[index], 0.0)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["target", "rank", "reference", "similarity"]
+                        + (["relevant"] if relevance is not None else []))
+
+
+def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = None) -> RunResult:
+    """Run the whole benchmark for ``config.encoder``; raises ``RunError`` when nothing could be evaluated."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    prepared = prepared or prepare(config)
+    dataset, encoder = prepared.dataset, prepared.encoder
+    failures: list[Failure] = []
+    hashes = _hash_files(dataset, failures)
+    timings["hash_seconds"] = time.perf_counter() - started
+
+    tick = time.perf_counter()
+    cache = ArrayCache(config.cache_dir, {"kind": "embedding", **encoder.identity()})
+    embedded = {}
+    embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
+    for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
+        result = embed_files([f for f in files if f.path in hashes], role, encoder, cache, hashes,
+                             batch_size=config.batch_size, workers=config.workers, progress=progress)
+        embedded[role] = result.embeddings
+        failures.extend(result.failures)
+        embed_stats["n_embedded"] += result.stats.embedded
+        embed_stats["n_cached"] += result.stats.cached
+        embed_stats["audio_seconds_embedded"] += result.stats.audio_seconds
+    timings["embed_seconds"] = time.perf_counter() - tick
+
+    ref_keys = [f.key for f in dataset.refs if f.key in embedded["reference"]]
+    target_files = [f for f in dataset.targets if f.key in embedded["target"]]
+    target_keys = [f.key for f in target_files]
+    if not ref_keys or not target_keys:
+        raise RunError(f"no {'reference' if not ref_keys else 'target'} could be embedded "
+                       f"({len(failures)} failures; first: {failures[0].message if failures else '-'})")
+
+    tick = time.perf_counter()
+    ref_matrix = np.stack([embedded["reference"][k] for k in ref_keys])
+    target_matrix = np.stack([embedded["target"][k] for k in target_keys])
+    ref_position = {k: i for i, k in enumerate(ref_keys)}
+    exclude = [{ref_position[dataset.refs[i].key] for i in matches if dataset.refs[i].key in ref_position}
+               for matches, t in zip(dataset.self_matches(), dataset.targets) if t.key in embedded["target"]]
+    indices, sims = top_k(target_matrix, ref_matrix, config.k, exclude)
+    topk = _topk_table(target_keys, ref_keys, indices, sims, dataset.relevance)
+    similarity = (cosine_matrix(target_matrix, ref_matrix)
+                  if len(target_keys) * len(ref_keys) <= HEATMAP_MAX_CELLS else None)
+    timings["retrieve_seconds"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    per_target = topk[topk["rank"] == 1][["target", "reference", "similarity"]].rename(
+        columns={"reference": "top1_reference", "similarity": "sim_top1"}).set_index("target")
+    metrics: dict[str, float] = {}
+    skipped = dict(prepared.skipped)
+    target_hash = {f.key: hashes[f.path] for f in target_files}
+    ref_hash = {f.key: hashes[f.path] for f in dataset.refs if f.path in hashes}
+    retrieved = set(topk["reference"])
+    needed = [("target", f) for f in target_files] + [("reference", f) for f in dataset.refs if f.key in retrieved]
+    for metric in prepared.metrics:
+        try:
+            feats = evaluation.metric_features(metric, needed, config.cache_dir, hashes, config.workers, progress)
+        except Exception as error:  # noqa: BLE001 - the metric itself broke (model failed to load, …): say why
+            skipped[metric.name] = f"failed: {type(error).__name__}: {error}"
+            continue
+        finally:
+            metric.close()
+        failures.extend(feats.failures)
+        topk = pd.concat([topk, evaluation.score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
+        metrics.update(evaluation.file_value_means(
+            metric, feats.features, list(target_hash.values()),
+            [ref_hash[r] for r in per_target["top1_reference"]]))
+    pair_columns = [c for m in prepared.metrics if m.name not in skipped for c in m.columns]
+    metrics.update(evaluation.aggregate(topk, pair_columns))
+    top1 = topk[topk["rank"] == 1].set_index("target")
+    for column in pair_columns:
+        per_target[f"{column}_top1"] = top1[column]
+
+    if dataset.relevance is not None:
+        rankings_idx = full_ranking(target_matrix, ref_matrix, exclude)
+        rankings = {t: [ref_keys[i] for i in row] for t, row in zip(target_keys, rankings_idx)}
+        relevance = {t: rel for t, rel in dataset.relevance.items() if t in rankings}
+        ir_values, per_query = evaluation.retrieval_metrics(rankings, relevance, config.k)
+        metrics.update(ir_values)
+        if len(per_query):
+            per_target = per_target.join(per_query.set_index("query"), how="left")
+    per_target = per_target.reset_index()
+    metrics.update(evaluation.confidence_intervals(per_target))
+    timings["evaluate_seconds"] = time.perf_counter() - tick
+    timings["total_seconds"] = time.perf_counter() - started
+
+    metrics.update({"n_refs": len(ref_keys), "n_targets": len(target_keys), "n_failed": len(failures),
+                    "n_embedded": embed_stats["n_embedded"], "n_cached": embed_stats["n_cached"]})
+    if embed_stats["audio_seconds_embedded"] > 0:
+        metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
+            timings["embed_seconds"], 1e-9)
+    metrics.update(timings)
+    return RunResult(
+        config=config,
+        encoder_params=encoder.card.as_params(),
+        encoder_tags={"weights_sha256": encoder.weights_sha256 or "none",
+                      "weights_source": encoder.weights_source or "none"},
+        dataset=dataset,
+        dataset_fingerprint=fingerprint({f"ref/{f.key}": hashes[f.path] for f in dataset.refs if f.path in hashes}
+                                        | {f"target/{f.key}": hashes[f.path] for f in dataset.targets
+                                           if f.path in hashes}),
+        target_keys=target_keys,
+        ref_keys=ref_keys,
+        topk=topk,
+        per_target=per_target,
+        metrics=metrics,
+        similarity=similarity,
+        skipped_metrics=skipped,
+        failures=failures,
+        stats=embed_stats,
+    )

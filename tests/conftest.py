@@ -1,0 +1,62 @@
+"""Shared fixtures: isolated musicbench home / MLflow store, tiny synthetic audio, the demo set (built once)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    """Tests never write to ~/.cache/musicbench or ./mlruns."""
+    home = tmp_path_factory.mktemp("musicbench-home")
+    saved = {k: os.environ.get(k) for k in ("MUSICBENCH_HOME", "MUSICBENCH_CACHE", "MLFLOW_TRACKING_URI")}
+    os.environ["MUSICBENCH_HOME"] = str(home)
+    os.environ.pop("MUSICBENCH_CACHE", None)
+    os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///" + str(home / "mlruns" / "mlflow.db")
+    (home / "mlruns").mkdir()
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def tone(freq: float, seconds: float, sr: int, harmonics: int = 3, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(np.sin(2 * np.pi * freq * h * t) / h for h in range(1, harmonics + 1))
+    if noise:
+        y = y + noise * np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> dict[str, Path]:
+    """4 references and 2 targets of 1.5 s tones at 22.05 kHz; each target's relevant ref is the same note."""
+    sr = 22050
+    refs, targets = tmp_path / "refs", tmp_path / "targets"
+    refs.mkdir()
+    targets.mkdir()
+    notes = {"a4": 440.0, "c5": 523.25, "e5": 659.25, "g5": 783.99}
+    for name, freq in notes.items():
+        sf.write(refs / f"{name}.wav", tone(freq, 1.5, sr), sr)
+    sf.write(targets / "a4_noisy.wav", tone(440.0, 1.2, sr, noise=0.05, seed=1), sr)
+    sf.write(targets / "e5_noisy.wav", tone(659.25, 1.2, sr, noise=0.05, seed=2), sr)
+    gt = tmp_path / "ground_truth.csv"
+    gt.write_text("target,reference\na4_noisy.wav,a4.wav\ne5_noisy.wav,e5.wav\n")
+    return {"refs": refs, "targets": targets, "ground_truth": gt, "root": tmp_path}
+
+
+@pytest.fixture(scope="session")
+def demo_set(tmp_path_factory):
+    from benchmark.demo_data import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo") / "v1", progress=False)

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset, read_ground_truth
+from benchmark.embedding import segment
+from encoders.base import WindowPolicy
+
+
+def test_discover_is_recursive_sorted_and_skips_non_audio(tmp_path):
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    for name in ("b/deep/z.flac", "a.wav", "b/c.ogg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [f.key for f in discover(tmp_path, "reference")] == ["a.wav", "b/c.ogg", "b/deep/z.flac"]
+
+
+def test_missing_and_empty_folders_fail_with_the_folder_named(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        discover(tmp_path / "nope", "reference")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no audio files found in target folder .*empty"):
+        discover(tmp_path / "empty", "target")
+
+
+def test_decode_mixes_to_mono_and_resamples(tmp_path):
+    sr = 44100
+    stereo = np.stack([np.ones(sr), -np.ones(sr) * 0.5], axis=1).astype(np.float32) * 0.5
+    sf.write(tmp_path / "s.wav", stereo, sr, subtype="FLOAT")
+    mono = decode(tmp_path / "s.wav", sr)
+    np.testing.assert_allclose(mono, 0.125, atol=1e-6)
+    resampled = decode(tmp_path / "s.wav", 22050)
+    assert resampled.dtype == np.float32 and abs(len(resampled) - 22050) <= 1
+
+
+def test_decode_errors_name_the_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "junk.wav").write_bytes(b"this is not audio" * 10)
+    with pytest.raises(AudioDecodeError, match="empty.wav: empty file"):
+        decode(tmp_path / "empty.wav", 22050)
+    with pytest.raises(AudioDecodeError, match="junk.wav: not decodable"):
+        decode(tmp_path / "junk.wav", 22050)
+
+
+def test_ground_truth_matches_by_path_name_or_stem(tiny_dataset):
+    ds = load_dataset(tiny_dataset["refs"], tiny_dataset["targets"], tiny_dataset["ground_truth"])
+    assert ds.relevance == {"a4_noisy.wav": {"a4.wav": 1.0}, "e5_noisy.wav": {"e5.wav": 1.0}}
+    gt = tiny_dataset["root"] / "stems.csv"
+    gt.write_text("target,reference,relevance\na4_noisy,a4,2\n")
+    assert read_ground_truth(gt, ds.refs, ds.targets) == {"a4_noisy.wav": {"a4.wav": 2.0}}
+    gt.write_text("target,reference\na4_noisy,b7\n")
+    with pytest.raises(DatasetError, match="'b7' is not a file"):
+        read_ground_truth(gt, ds.refs, ds.targets)
+    gt.write_text("query,ref\n")
+    with pytest.raises(DatasetError, match="needs columns"):
+        read_ground_truth(gt, ds.refs, ds.targets)
+
+
+def test_self_matches_found_when_folders_overlap(tiny_dataset):
+    ds = load_dataset(tiny_dataset["refs"], tiny_dataset["refs"])
+    assert ds.self_matches() == [{0}, {1}, {2}, {3}]
+
+
+@pytest.mark.parametrize("seconds,expected", [(25.0, [10.0, 10.0, 10.0]), (10.0, [10.0]), (3.0, [10.0])])
+def test_segment_pads_last_window(seconds, expected):
+    windows = segment(np.ones(int(seconds * 100), dtype=np.float32), 100, WindowPolicy(10.0, 10.0, pad_last=True))
+    assert [len(w) / 100 for w in windows] == expected
+    assert windows[-1][-1] == (1.0 if seconds % 10 == 0 else 0.0)
+
+
+def test_segment_whole_file_and_overlap_and_short_tail():
+    audio = np.arange(2500, dtype=np.float32)
+    assert len(segment(audio, 100, WindowPolicy())) == 1
+    overlapping = segment(audio, 100, WindowPolicy(10.0, 5.0, pad_last=False))
+    assert [len(w) for w in overlapping] == [1000, 1000, 1000, 1000]  # starts 0, 5, 10, 15 s; last reaches the end
+    assert overlapping[-1][-1] == 2499
+    padded = segment(np.ones(10, dtype=np.float32), 100, WindowPolicy(min_seconds=1.0))
+    assert len(padded[0]) == 100
