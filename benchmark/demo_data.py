@@ -23,12 +23,14 @@ import hashlib
 import io
 import json
 import os
+import selectors
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -220,56 +222,60 @@ V = Version
 # Query pieces: refs + targets.  Targets change the timbre and usually one or more of tempo,
 # transposition, excerpt start, noise and room; some pieces have a second reference version.
 _QUERIES: tuple[Piece, ...] = (
+    # same timbre as a reference (small tempo change / noise / room / excerpt / transposition)
     Piece("bwv66.6", "bach/bwv66.6.mxl", 76,
           refs=(V("piano", seconds=18),),
-          targets=(V("strings", transpose=2, tempo=0.85, seconds=15),)),
+          targets=(V("piano", tempo=0.85, snr_db=20, seconds=15),)),
+    Piece("bwv248.28", "bach/bwv248.28.mxl", 84,
+          refs=(V("strings", seconds=18),),
+          targets=(V("strings", tempo=1.2, snr_db=20, seconds=12),)),
+    Piece("bwv40.8", "bach/bwv40.8.mxl", 84,
+          refs=(V("quartet", seconds=20),),
+          targets=(V("quartet", transpose=-3, snr_db=15, seconds=16),)),
+    Piece("johnson_lift_every_voice", "johnson_j_r/lift_every_voice.mxl", 72,
+          refs=(V("choir", seconds=18),),
+          targets=(V("choir", transpose=2, tempo=0.9, snr_db=20, seconds=15),)),
+    Piece("haydn_op1no1_mvt1", "haydn/opus1no1/movement1.mxl", 112,
+          refs=(V("quartet", seconds=18),),
+          targets=(V("quartet", transpose=-1, tempo=1.1, reverb=True, seconds=14),)),
+    # two references; targets match one reference's timbre or the other's key
     Piece("bwv1.6", "bach/bwv1.6.mxl", 80,
           refs=(V("organ", seconds=20), V("brass", transpose=-2, tempo=1.1, seconds=16)),
           targets=(V("choir", tempo=0.9, snr_db=20, seconds=15),
-                   V("piano", transpose=-2, start=8, seconds=14))),
-    Piece("bwv13.6", "bach/bwv13.6.mxl", 72,
-          refs=(V("choir", seconds=18),),
-          targets=(V("winds", tempo=1.15, reverb=True, seconds=14),)),
-    Piece("bwv40.8", "bach/bwv40.8.mxl", 84,
-          refs=(V("quartet", seconds=20),),
-          targets=(V("organ", transpose=-3, snr_db=15, seconds=16),)),
-    Piece("bwv62.6", "bach/bwv62.6.mxl", 70,
-          refs=(V("harpsichord", seconds=18), V("choir", tempo=0.85, reverb=True, seconds=20)),
-          targets=(V("piano", transpose=1, tempo=1.2, seconds=12),)),
-    Piece("bwv144.3", "bach/bwv144.3.mxl", 80,
-          refs=(V("brass", seconds=18),),
-          targets=(V("quartet", start=4, snr_db=25, seconds=14),)),
-    Piece("bwv227.7", "bach/bwv227.7.mxl", 76,
-          refs=(V("guitar", seconds=16),),
-          targets=(V("harp", transpose=3, tempo=0.8, seconds=15),)),
-    Piece("bwv248.28", "bach/bwv248.28.mxl", 84,
-          refs=(V("strings", seconds=18),),
-          targets=(V("epiano", tempo=1.25, reverb=True, snr_db=20, seconds=12),)),
-    Piece("monteverdi_madrigal.3.2", "monteverdi/madrigal.3.2.mxl", 132,
-          refs=(V("choir", seconds=20), V("winds", transpose=2, seconds=16)),
-          targets=(V("strings", tempo=0.9, start=8, seconds=16),)),
-    Piece("haydn_op1no1_mvt1", "haydn/opus1no1/movement1.mxl", 112,
-          refs=(V("quartet", seconds=18),),
-          targets=(V("piano", transpose=-1, tempo=1.1, seconds=14),)),
-    Piece("handel_lascia_chio_pianga", "handel/rinaldo/Lascia_chio_pianga.mxl", 66,
-          refs=(V("strings", seconds=20),),
-          targets=(V("flute", transpose=2, reverb=True, seconds=16),)),
-    Piece("corelli_op3no1_grave", "corelli/opus3no1/1grave.xml", 60,
-          refs=(V("organ", seconds=18), V("quartet", tempo=1.15, snr_db=25, seconds=16)),
-          targets=(V("harpsichord", transpose=-2, seconds=15),)),
+                   V("organ", transpose=-2, start=8, seconds=14))),
     Piece("joplin_maple_leaf_rag", "joplin/maple_leaf_rag.mxl", 92,
           refs=(V("piano", seconds=18),),
           targets=(V("guitar", tempo=0.85, snr_db=20, seconds=15),
-                   V("accordion", transpose=1, start=8, seconds=13))),
+                   V("piano", transpose=1, start=8, seconds=13))),
+    # other timbre, same key
+    Piece("bwv13.6", "bach/bwv13.6.mxl", 72,
+          refs=(V("choir", seconds=18),),
+          targets=(V("winds", tempo=1.15, reverb=True, seconds=14),)),
+    Piece("bwv144.3", "bach/bwv144.3.mxl", 80,
+          refs=(V("brass", seconds=18),),
+          targets=(V("organ", start=4, snr_db=25, seconds=14),)),
+    Piece("monteverdi_madrigal.3.2", "monteverdi/madrigal.3.2.mxl", 132,
+          refs=(V("choir", seconds=20), V("winds", transpose=2, seconds=16)),
+          targets=(V("strings", tempo=0.9, start=8, seconds=16),)),
+    Piece("handel_lascia_chio_pianga", "handel/rinaldo/Lascia_chio_pianga.mxl", 66,
+          refs=(V("strings", seconds=20),),
+          targets=(V("flute", reverb=True, seconds=16),)),
     Piece("clara_schumann_polonaise_op1n1", "schumann_clara/polonaise_op1n1.mxl", 100,
           refs=(V("piano", seconds=16),),
-          targets=(V("vibes", transpose=-3, tempo=1.1, seconds=14),)),
+          targets=(V("epiano", tempo=1.1, seconds=14),)),
     Piece("verdi_la_donna_e_mobile", "verdi/laDonnaEMobile.mxl", 126,
           refs=(V("brass", seconds=16), V("accordion", transpose=1, tempo=0.9, seconds=18)),
           targets=(V("sax", reverb=True, seconds=15),)),
-    Piece("johnson_lift_every_voice", "johnson_j_r/lift_every_voice.mxl", 72,
-          refs=(V("choir", seconds=18),),
-          targets=(V("organ", transpose=2, tempo=0.9, snr_db=20, seconds=15),)),
+    # other timbre and other key
+    Piece("bwv62.6", "bach/bwv62.6.mxl", 70,
+          refs=(V("harpsichord", seconds=18), V("choir", tempo=0.85, reverb=True, seconds=20)),
+          targets=(V("piano", transpose=1, tempo=1.2, seconds=12),)),
+    Piece("bwv227.7", "bach/bwv227.7.mxl", 76,
+          refs=(V("guitar", seconds=16),),
+          targets=(V("harp", transpose=3, tempo=0.8, seconds=15),)),
+    Piece("corelli_op3no1_grave", "corelli/opus3no1/1grave.xml", 60,
+          refs=(V("organ", seconds=18), V("quartet", tempo=1.15, snr_db=25, seconds=16)),
+          targets=(V("harpsichord", transpose=-2, seconds=15),)),
 )
 
 # Distractor pieces (references only).  Timbres are cycled so that every timbre of the targets
@@ -372,7 +378,9 @@ def _score_notes(corpus_path: str) -> tuple[np.ndarray, float]:
     its length in quarter notes."""
     from music21 import corpus, harmony
 
-    score = corpus.parse(corpus_path, forceSource=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. MusicXMLWarning on overfull measures
+        score = corpus.parse(corpus_path, forceSource=True)  # no pickle cache read or written
     parts = list(score.parts) or [score]
     rows: list[tuple[float, float, int, int]] = []
     for pi, part in enumerate(parts):
@@ -523,13 +531,7 @@ def _build_into(root: Path, progress: bool, workers: int | None) -> None:
             for piece in spec:
                 bar.update(len(_render_piece(piece, str(root))))
         else:
-            import multiprocessing as mp
-
-            # spawn: safe regardless of the parent's threads (pytest, tqdm); output is the same.
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
-                futs = [ex.submit(_render_piece, p, str(root)) for p in spec]
-                for fut in as_completed(futs):
-                    bar.update(len(fut.result()))
+            _render_in_subprocesses(spec, root, workers, bar.update)
     build_s = time.perf_counter() - t0
 
     gt = _ground_truth(spec)
@@ -563,6 +565,87 @@ def _build_into(root: Path, progress: bool, workers: int | None) -> None:
     if progress:
         print(f"musicbench demo: {manifest['n_refs']} refs, {manifest['n_targets']} targets "
               f"rendered in {build_s:.1f} s", file=sys.stderr)
+
+
+_WORKER_BOOT = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('_musicbench_demo_worker', sys.argv[1])\n"
+    "mod = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = mod\n"
+    "spec.loader.exec_module(mod)\n"
+    "mod._worker_loop(sys.argv[2])\n"
+)
+
+
+def _worker_loop(out_dir: str) -> None:
+    """Subprocess worker: read piece indices from stdin, render them, report on stdout."""
+    spec = demo_spec()
+    for line in sys.stdin:
+        i = int(line)
+        written = _render_piece(spec[i], out_dir)
+        sys.stdout.write(f"{i} {len(written)}\n")
+        sys.stdout.flush()
+
+
+def _render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, advance) -> None:
+    """Render pieces in ``workers`` fresh interpreters fed from a shared queue.
+
+    Plain subprocesses rather than multiprocessing: "spawn" would re-import the caller's
+    ``__main__`` (breaking unguarded scripts) and "fork" is unsafe in threaded parents.
+    The output does not depend on which worker renders which piece.
+    """
+    # Expensive (non-chorale) scores first for better load balance.
+    queue = sorted(range(len(spec)), key=lambda i: (spec[i].corpus_path.startswith("bach/"), i))
+    procs: list[subprocess.Popen] = []
+    logs = []
+    sel = selectors.DefaultSelector()
+    try:
+        for _ in range(min(workers, len(queue))):
+            log = tempfile.TemporaryFile()
+            logs.append(log)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_BOOT, str(Path(__file__).resolve()), str(root)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
+            )
+            procs.append(proc)
+            sel.register(proc.stdout, selectors.EVENT_READ, proc)
+            proc.stdin.write(f"{queue.pop(0)}\n")
+            proc.stdin.flush()
+        running = len(procs)
+        while running:
+            for key, _ in sel.select():
+                proc = key.data
+                line = proc.stdout.readline()
+                if not line:  # worker died
+                    proc.wait()
+                    i = procs.index(proc)
+                    logs[i].seek(0)
+                    err = logs[i].read().decode(errors="replace")[-4000:]
+                    raise RuntimeError(f"demo render worker failed (exit {proc.returncode}):\n{err}")
+                advance(int(line.split()[1]))
+                if queue:
+                    proc.stdin.write(f"{queue.pop(0)}\n")
+                    proc.stdin.flush()
+                else:
+                    sel.unregister(proc.stdout)
+                    proc.stdin.close()
+                    running -= 1
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"demo render worker exited with {proc.returncode}")
+    finally:
+        sel.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except (OSError, ValueError):
+                    pass
+        for log in logs:
+            log.close()
 
 
 def _check_spec(spec: tuple[Piece, ...]) -> None:

@@ -13,32 +13,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from encoders.base import Encoder, WindowPolicy
+from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode
 from .parallel import prefetch_map
-
-
-def segment(audio: np.ndarray, sample_rate: int, policy: WindowPolicy) -> list[np.ndarray]:
-    """Cut audio into the policy's windows (deterministic; covers the whole file; never empty)."""
-    min_len = int(round(policy.min_seconds * sample_rate))
-    if len(audio) < min_len:
-        audio = np.pad(audio, (0, min_len - len(audio)))
-    if policy.window_seconds is None:
-        return [audio]
-    window = max(1, int(round(policy.window_seconds * sample_rate)))
-    hop = max(1, int(round(policy.hop * sample_rate)))
-    starts = [0]
-    while starts[-1] + window < len(audio):
-        starts.append(starts[-1] + hop)
-    windows = []
-    for start in starts:
-        piece = audio[start:start + window]
-        if policy.pad_last and len(piece) < window:
-            piece = np.pad(piece, (0, window - len(piece)))
-        windows.append(piece)
-    return windows
 
 
 @dataclass
@@ -96,7 +75,7 @@ class _Batcher:
                 except Exception as error:  # noqa: BLE001 - any model error is this file's failure
                     self.on_fail(item, f"{item.path}: encoder failed ({type(error).__name__}: {error})")
         for item, rows in groups:
-            pooled = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+            pooled = pool(rows)
             if not np.all(np.isfinite(pooled)):
                 self.on_fail(item, f"{item.path}: embedding is not finite (NaN/inf)")
                 continue
@@ -133,7 +112,7 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
 
     def load(item: AudioFile) -> list[np.ndarray]:
         audio = decode(item.path, encoder.sample_rate)
-        return segment(audio, encoder.sample_rate, encoder.window)
+        return encoder.window.segment(audio, encoder.sample_rate)
 
     batcher = _Batcher(encoder, batch_size, done, fail)
     for item, future in prefetch_map(load, todo, workers):

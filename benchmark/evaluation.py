@@ -15,13 +15,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metrics.base import PairMetric
-from metrics.retrieval import bootstrap_ci, ir_metrics, per_query_ir
+from metrics.retrieval import aggregate_ir, bootstrap_ci, ir_confidence_intervals, per_query_ir
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode
 from .parallel import prefetch_map
 
-CI_METRICS = ("map", "mrr", "sim_top1_mean")
 
 
 @dataclass
@@ -33,7 +32,7 @@ class MetricFeatures:
 def metric_features(metric: PairMetric, files: Sequence[tuple[str, AudioFile]], cache_root: Path | None,
                     hashes: dict[Path, str], workers: int = 2, progress: bool = True) -> MetricFeatures:
     """Features of ``metric`` for each (role, file), keyed by content hash; cached; failures recorded per file."""
-    cache = ArrayCache(cache_root, {"kind": "metric-features", **metric.identity()})
+    cache = ArrayCache(cache_root, metric.cache_identity())
     out = MetricFeatures()
     todo, seen = [], set()
     for role, item in files:
@@ -112,23 +111,19 @@ def file_value_means(metric: PairMetric, features: dict[str, np.ndarray], target
 
 def retrieval_metrics(rankings: dict[str, list[str]], relevance: dict[str, dict[str, float]],
                       k: int) -> tuple[dict[str, float], pd.DataFrame]:
-    """IR metrics at k (and 1, 10) over the queries that have relevant items, plus per-query values."""
+    """IR metrics at 1, k and 10 with bootstrap CIs, over the queries that have relevant items; per-query rows."""
     ks = tuple(sorted({1, k, 10}))
-    aggregate_values = ir_metrics(rankings, relevance, ks=ks)
-    per_query = pd.DataFrame(per_query_ir(rankings, relevance, ks=ks))
-    return aggregate_values, per_query
+    rows = per_query_ir(rankings, relevance, ks=ks)
+    values = {**aggregate_ir(rows, ks), **ir_confidence_intervals(rows, ks)} if rows else {}
+    values["n_queries_without_relevant"] = len(rankings) - len(rows)
+    return values, pd.DataFrame(rows)
 
 
-def confidence_intervals(per_target: pd.DataFrame, seed: int = 0) -> dict[str, float]:
-    """Bootstrap 95% intervals over queries for the headline metrics present in ``per_target``."""
-    columns = {"map": "ap", "mrr": "rr", "sim_top1_mean": "sim_top1"}
-    out = {}
-    for metric in CI_METRICS:
-        column = columns[metric]
-        if column in per_target:
-            values = per_target[column].to_numpy(dtype=np.float64)
-            values = values[np.isfinite(values)]
-            if values.size:
-                low, high = bootstrap_ci(values, seed=seed)
-                out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = float(low), float(high)
-    return out
+def similarity_confidence_interval(per_target: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """Bootstrap 95% interval over targets of the mean top-1 similarity."""
+    values = per_target["sim_top1"].to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return {}
+    low, high = bootstrap_ci(values, seed=seed)
+    return {"sim_top1_mean_ci_low": low, "sim_top1_mean_ci_high": high}

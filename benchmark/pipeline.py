@@ -126,7 +126,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     timings["hash_seconds"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    cache = ArrayCache(config.cache_dir, {"kind": "embedding", **encoder.identity()})
+    cache = ArrayCache(config.cache_dir, encoder.cache_identity())
     embedded = {}
     embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
     for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
@@ -195,7 +195,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         if len(per_query):
             per_target = per_target.join(per_query.set_index("query"), how="left")
     per_target = per_target.reset_index()
-    metrics.update(evaluation.confidence_intervals(per_target))
+    metrics.update(evaluation.similarity_confidence_interval(per_target))
     timings["evaluate_seconds"] = time.perf_counter() - tick
     timings["total_seconds"] = time.perf_counter() - started
 
@@ -205,6 +205,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
             timings["embed_seconds"], 1e-9)
     metrics.update(timings)
+    metrics = {name: float(v) for name, v in metrics.items() if v is not None and np.isfinite(v)}  # never log NaN
     return RunResult(
         config=config,
         encoder_params=encoder.card.as_params(),

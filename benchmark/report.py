@@ -55,8 +55,8 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> plt.Figure:
     """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted."""
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(per_target) + 2), 4.5), constrained_layout=True)
     colors = "tab:blue"
-    if "hit_at_1" in per_target:
-        colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_at_1"].fillna(0) > 0]
+    if "hit_rate_at_1" in per_target:
+        colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_rate_at_1"].fillna(0) > 0]
     ax.bar(range(len(per_target)), per_target["sim_top1"], color=colors)
     ax.set_xticks(range(len(per_target)), [_short(t, 24) for t in per_target["target"]], rotation=70,
                   ha="right", fontsize=7)
@@ -64,7 +64,7 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> plt.Figure:
     low = float(np.nanmin(per_target["sim_top1"])) if len(per_target) else 0.0
     ax.set_ylim(min(0.0, low), 1.0)
     title = f"{encoder}: top-1 retrieval similarity per target"
-    if "hit_at_1" in per_target:
+    if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"
     ax.set_title(title)
     return fig

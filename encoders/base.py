@@ -46,6 +46,26 @@ class WindowPolicy:
             return "whole-file"
         return f"windows {self.window_seconds:g}s hop {self.hop:g}s" + (" padded" if self.pad_last else "")
 
+    def segment(self, audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+        """Cut mono audio into this policy's windows: deterministic, covers the whole file, never empty."""
+        min_len = int(round(self.min_seconds * sample_rate))
+        if len(audio) < min_len:
+            audio = np.pad(audio, (0, min_len - len(audio)))
+        if self.window_seconds is None:
+            return [audio]
+        window = max(1, int(round(self.window_seconds * sample_rate)))
+        hop = max(1, int(round(self.hop * sample_rate)))
+        starts = [0]
+        while starts[-1] + window < len(audio):
+            starts.append(starts[-1] + hop)
+        windows = []
+        for start in starts:
+            piece = audio[start:start + window]
+            if self.pad_last and len(piece) < window:
+                piece = np.pad(piece, (0, window - len(piece)))
+            windows.append(piece)
+        return windows
+
     def as_params(self) -> dict[str, Any]:
         return {
             "window_seconds": self.window_seconds if self.window_seconds is not None else "whole",
@@ -99,6 +119,11 @@ class ModelCard:
         return dataclasses.replace(self, window=window)
 
 
+def pool(window_embeddings: np.ndarray) -> np.ndarray:
+    """Mean over windows (in float64), as float32: how window embeddings become a file embedding."""
+    return window_embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 class Encoder(ABC):
     """Base class of every encoder. Subclasses set ``card`` and implement ``embed``."""
 
@@ -132,6 +157,15 @@ class Encoder(ABC):
         be deterministic and must not resample or crop at random.
         """
 
+    def embed_audio(self, audio: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """One file's embedding: the policy's windows, embedded in batches, mean-pooled (float32 ``(dim,)``).
+
+        The harness batches windows across files but pools exactly like this.
+        """
+        windows = self.window.segment(audio, self.sample_rate)
+        rows = np.concatenate([self.embed(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)])
+        return pool(rows)
+
     def identity(self) -> dict[str, Any]:
         """Everything that changes the embedding: part of the cache key."""
         return {
@@ -139,6 +173,10 @@ class Encoder(ABC):
             "weights_sha256": self.weights_sha256,
             "implementation_version": getattr(self, "implementation_version", 1),
         }
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The embedding cache namespace (shared by anything that needs this encoder's file embeddings)."""
+        return {"kind": "embedding", **self.identity()}
 
     def close(self) -> None:  # pragma: no cover - optional hook
         """Release model memory."""

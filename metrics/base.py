@@ -33,6 +33,10 @@ class PairMetric(ABC):
     #: whether ``auto`` selects this metric when it can run
     in_auto: bool = True
 
+    def __init__(self, options=None):
+        """``options`` is a ``metrics.registry.MetricOptions`` (weights paths, device, …). Loads no model."""
+        self.options = options
+
     def check_available(self) -> str:
         """Return a short description of what it will use; raise ``MetricUnavailable`` if it cannot run."""
         return "available"
@@ -40,6 +44,11 @@ class PairMetric(ABC):
     def identity(self) -> dict[str, Any]:
         """Everything that changes the per-file features: part of the cache key."""
         return {"metric": self.name, "sample_rate": self.sample_rate, "version": 1}
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The cache namespace of the per-file features. A metric whose features *are* an encoder's
+        embeddings (CLAP similarity) returns that encoder's embedding identity, so files are embedded once."""
+        return {"kind": "metric-features", **self.identity()}
 
     @abstractmethod
     def file_features(self, audio: np.ndarray) -> np.ndarray:

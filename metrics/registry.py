@@ -12,6 +12,7 @@ from .base import MetricUnavailable, PairMetric
 
 PAIR_METRICS: dict[str, str] = {
     "melody": "metrics.melody:MelodyAccuracy",
+    "melody_keyinv": "metrics.melody:MelodyAccuracyKeyInvariant",
 }
 
 

@@ -3,7 +3,6 @@ import pytest
 import soundfile as sf
 
 from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset, read_ground_truth
-from benchmark.embedding import segment
 from encoders.base import WindowPolicy
 
 
@@ -62,16 +61,16 @@ def test_self_matches_found_when_folders_overlap(tiny_dataset):
 
 @pytest.mark.parametrize("seconds,expected", [(25.0, [10.0, 10.0, 10.0]), (10.0, [10.0]), (3.0, [10.0])])
 def test_segment_pads_last_window(seconds, expected):
-    windows = segment(np.ones(int(seconds * 100), dtype=np.float32), 100, WindowPolicy(10.0, 10.0, pad_last=True))
+    windows = WindowPolicy(10.0, 10.0, pad_last=True).segment(np.ones(int(seconds * 100), dtype=np.float32), 100)
     assert [len(w) / 100 for w in windows] == expected
     assert windows[-1][-1] == (1.0 if seconds % 10 == 0 else 0.0)
 
 
 def test_segment_whole_file_and_overlap_and_short_tail():
     audio = np.arange(2500, dtype=np.float32)
-    assert len(segment(audio, 100, WindowPolicy())) == 1
-    overlapping = segment(audio, 100, WindowPolicy(10.0, 5.0, pad_last=False))
+    assert len(WindowPolicy().segment(audio, 100)) == 1
+    overlapping = WindowPolicy(10.0, 5.0, pad_last=False).segment(audio, 100)
     assert [len(w) for w in overlapping] == [1000, 1000, 1000, 1000]  # starts 0, 5, 10, 15 s; last reaches the end
     assert overlapping[-1][-1] == 2499
-    padded = segment(np.ones(10, dtype=np.float32), 100, WindowPolicy(min_seconds=1.0))
+    padded = WindowPolicy(min_seconds=1.0).segment(np.ones(10, dtype=np.float32), 100)
     assert len(padded[0]) == 100
