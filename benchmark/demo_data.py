@@ -12,8 +12,8 @@ start, added fixed-seed noise, synthetic reverb).  ``refs/`` holds one or two ve
 *query* piece plus many *distractor* pieces; ``targets/`` holds other versions of the query pieces.
 ``ground_truth.csv`` lists, for every target, the reference(s) of the same piece (relevance 1).
 
-The build is deterministic (same package versions -> byte-identical WAV files), takes a few
-seconds on two cores, is written into a temporary sibling directory and renamed into place at the
+The build is deterministic (same package versions -> byte-identical WAV files), takes about
+10 s of CPU (two worker processes by default), is written into a temporary sibling directory and renamed into place at the
 end, and is reused once complete (``manifest.json`` is written last and marks completeness).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -128,12 +128,18 @@ def build_demo(
     _remove_stale_tmp_dirs(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the set is an ordinary cache directory
         _build_into(tmp, progress=progress, workers=workers)
         old = None
         if dest.exists() or dest.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-", dir=dest.parent))
             os.rename(dest, old / "set")
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not is_complete(dest):  # not merely a concurrent builder that finished first
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -315,11 +321,24 @@ _DISTRACTOR_SCORES: tuple[tuple[str, str, float], ...] = (
     ("ciconia_quod_jactatur", "ciconia/quod_jactatur.xml", 120),
     ("liliuokalani_aloha_oe", "liliuokalani/aloha_oe.mxl", 80),
     ("webern_dormi_jesu", "webern/webern_dormi_jesu_op_16_no_2.mxl", 60),
-    ("palestrina_agnus_01", "palestrina/Agnus_01.krn", 168),
+    ("beethoven_op18no1_mvt3", "beethoven/opus18no1/movement3.mxl", 180),
     ("schoenberg_op19_mvt2", "schoenberg/opus19/movement2.mxl", 60),
     ("haydn_op1no1_mvt3", "haydn/opus1no1/movement3.mxl", 120),
     ("mozart_k155_mvt2", "mozart/k155/movement2.mxl", 72),
 )
+
+#: Composer per music21 corpus directory (for the README; the encodings' own fields vary).
+_COMPOSERS = {
+    "bach": "Johann Sebastian Bach", "beach": "Amy Beach", "beethoven": "Ludwig van Beethoven",
+    "chopin": "Frederic Chopin", "ciconia": "Johannes Ciconia", "corelli": "Arcangelo Corelli",
+    "cpebach": "Carl Philipp Emanuel Bach", "handel": "George Frideric Handel",
+    "haydn": "Joseph Haydn", "johnson_j_r": "J. Rosamond Johnson", "joplin": "Scott Joplin",
+    "liliuokalani": "Liliuokalani", "luca": "D. Luca",
+    "lusitano": "Vicente Lusitano", "monteverdi": "Claudio Monteverdi",
+    "mozart": "Wolfgang Amadeus Mozart", "schoenberg": "Arnold Schoenberg",
+    "schumann_clara": "Clara Schumann", "schumann_robert": "Robert Schumann",
+    "verdi": "Giuseppe Verdi", "webern": "Anton Webern",
+}
 
 _DISTRACTOR_TIMBRES = (
     "piano", "organ", "strings", "choir", "quartet", "brass", "guitar", "harpsichord", "winds",
@@ -373,31 +392,59 @@ def _soundfont() -> bytes:
     return _SOUNDFONT_BYTES
 
 
-def _score_notes(corpus_path: str) -> tuple[np.ndarray, float]:
-    """Parse a corpus score into an array of (onset_q, duration_q, midi_pitch, part) rows and
-    its length in quarter notes."""
+def _score_notes(corpus_path: str) -> tuple[np.ndarray, float, dict[str, str | None]]:
+    """Parse a corpus score into an array of (onset_q, duration_q, midi_pitch, part) rows, its
+    length in quarter notes and its embedded metadata (composer, copyright notice)."""
     from music21 import corpus, harmony
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. MusicXMLWarning on overfull measures
         score = corpus.parse(corpus_path, forceSource=True)  # no pickle cache read or written
     parts = list(score.parts) or [score]
-    rows: list[tuple[float, float, int, int]] = []
+    rows: list[list[float]] = []
     for pi, part in enumerate(parts):
-        for el in part.stripTies().flatten().notes:
+        # Merge tied notes ourselves (music21's stripTies() costs more than parsing).
+        open_ties: dict[int, int] = {}  # midi pitch -> row index of the sounding tied note
+        for el in part.flatten().notes:
             if isinstance(el, harmony.Harmony):
                 continue
             dur = float(el.quarterLength)
             if dur <= 0:  # grace notes
                 continue
             onset = float(el.offset)
-            for p in el.pitches:
-                rows.append((onset, dur, int(p.midi), pi))
+            members = el.notes if el.isChord else (el,)
+            for n in members:
+                key = int(round(n.pitch.ps))
+                tie = n.tie if n.tie is not None else el.tie
+                kind = tie.type if tie is not None else None
+                if kind in ("continue", "stop") and key in open_ties:
+                    row = rows[open_ties[key]]
+                    row[1] = max(row[1], onset + dur - row[0])
+                    if kind == "stop":
+                        del open_ties[key]
+                    continue
+                rows.append([onset, dur, float(key), float(pi)])
+                if kind in ("start", "continue"):
+                    open_ties[key] = len(rows) - 1
+                else:
+                    open_ties.pop(key, None)
     if not rows:
         raise ValueError(f"no notes in {corpus_path}")
-    arr = np.array(sorted(rows), dtype=np.float64)
+    arr = np.array(sorted(map(tuple, rows)), dtype=np.float64)
     length = max(float(score.highestTime), float((arr[:, 0] + arr[:, 1]).max()))
-    return arr, length
+    md = score.metadata
+    meta = {
+        "composer": _clean(md.composer) if md is not None else None,
+        "copyright": _clean(md.copyright) if md is not None else None,
+    }
+    return arr, length, meta
+
+
+def _clean(value) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text or None
 
 
 def _seed(*parts: str) -> int:
@@ -432,8 +479,10 @@ def _midi_bytes(notes: np.ndarray, length_q: float, n_parts: int, piece: Piece, 
             if not 0 <= key <= 127:
                 continue
             vel = 96 if int(part) == 0 else 80  # top voice slightly louder
+            # release 2 % early so that repeated notes of one pitch re-attack cleanly
+            start = t0 * spq
             insts[int(part)].notes.append(
-                pretty_midi.Note(velocity=vel, pitch=key, start=t0 * spq, end=(t0 + dur) * spq * 0.999 + 1e-4)
+                pretty_midi.Note(velocity=vel, pitch=key, start=start, end=start + dur * spq * 0.98)
             )
         loop += 1
     buf = io.BytesIO()
@@ -450,7 +499,7 @@ def _synthesize(midi: bytes, seconds: float) -> np.ndarray:
     seq.add(tinysoundfont.midi.load_memory(midi))
     n = int(round(seconds * SAMPLE_RATE))
     stereo = np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2)
-    return stereo.astype(np.float64).mean(axis=1)
+    return 0.5 * (stereo[:, 0].astype(np.float64) + stereo[:, 1])
 
 
 def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -494,11 +543,12 @@ def _render_clip(notes: np.ndarray, length_q: float, n_parts: int, piece: Piece,
     return np.round(audio * 32767.0).astype(np.int16)
 
 
-def _render_piece(piece: Piece, out_dir: str) -> list[str]:
-    """Worker: parse one score, render and write all its clips; return their relative paths."""
+def _render_piece(piece: Piece, out_dir: str) -> dict:
+    """Worker: parse one score, render and write all its clips; return the written relative
+    paths ("files") and the score's embedded metadata."""
     import soundfile as sf
 
-    notes, length_q = _score_notes(piece.corpus_path)
+    notes, length_q, meta = _score_notes(piece.corpus_path)
     n_parts = int(notes[:, 3].max()) + 1
     written = []
     for clip in _clips(piece):
@@ -506,7 +556,7 @@ def _render_piece(piece: Piece, out_dir: str) -> list[str]:
         path = Path(out_dir) / clip.relpath
         sf.write(str(path), pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         written.append(clip.relpath)
-    return written
+    return {"slug": piece.slug, "corpus_path": piece.corpus_path, "files": written, **meta}
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,20 +576,28 @@ def _build_into(root: Path, progress: bool, workers: int | None) -> None:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    infos: dict[str, dict] = {}
+
     with tqdm(total=n_files, desc="musicbench demo", unit="file", disable=not progress) as bar:
-        if workers <= 1:
+
+        def done(info: dict) -> None:
+            infos[info["slug"]] = info
+            bar.update(len(info["files"]))
+
+        if workers <= 1 or os.name != "posix":  # the worker pool needs select() on pipes
             for piece in spec:
-                bar.update(len(_render_piece(piece, str(root))))
+                done(_render_piece(piece, str(root)))
         else:
-            _render_in_subprocesses(spec, root, workers, bar.update)
+            _render_in_subprocesses(spec, root, workers, done)
     build_s = time.perf_counter() - t0
+    pieces = [infos[p.slug] for p in spec]
 
     gt = _ground_truth(spec)
     with open(root / GROUND_TRUTH_NAME, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["target", "reference", "relevance"])
         w.writerows(gt)
-    (root / README_NAME).write_text(_readme(spec, gt), encoding="utf-8")
+    (root / README_NAME).write_text(_readme(spec, gt, pieces), encoding="utf-8")
 
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -556,6 +614,7 @@ def _build_into(root: Path, progress: bool, workers: int | None) -> None:
         "n_refs": sum(1 for r in files if r.startswith("refs/")),
         "n_targets": sum(1 for r in files if r.startswith("targets/")),
         "packages": _package_versions(),
+        "pieces": pieces,
         "files": files,
     }
     # Written last: its presence (with matching version and file sizes) marks a complete build.
@@ -577,14 +636,28 @@ _WORKER_BOOT = (
 )
 
 
+def _piece_to_json(piece: Piece) -> str:
+    return json.dumps(asdict(piece), sort_keys=True)
+
+
+def _piece_from_json(text: str) -> Piece:
+    d = json.loads(text)
+    return Piece(
+        slug=d["slug"], corpus_path=d["corpus_path"], qpm=d["qpm"],
+        refs=tuple(Version(**v) for v in d["refs"]), targets=tuple(Version(**v) for v in d["targets"]),
+    )
+
+
 def _worker_loop(out_dir: str) -> None:
-    """Subprocess worker: read piece indices from stdin, render them, report on stdout."""
-    spec = demo_spec()
+    """Subprocess worker: read pieces (one JSON per line) from stdin, render them, report on stdout."""
+    # Keep the protocol channel private: anything a library prints goes to stderr.
+    report = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     for line in sys.stdin:
-        i = int(line)
-        written = _render_piece(spec[i], out_dir)
-        sys.stdout.write(f"{i} {len(written)}\n")
-        sys.stdout.flush()
+        info = _render_piece(_piece_from_json(line), out_dir)
+        report.write(json.dumps(info, sort_keys=True) + "\n")
+        report.flush()
 
 
 def _render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, advance) -> None:
@@ -595,7 +668,8 @@ def _render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, a
     The output does not depend on which worker renders which piece.
     """
     # Expensive (non-chorale) scores first for better load balance.
-    queue = sorted(range(len(spec)), key=lambda i: (spec[i].corpus_path.startswith("bach/"), i))
+    order = sorted(range(len(spec)), key=lambda i: (spec[i].corpus_path.startswith("bach/"), i))
+    queue = [_piece_to_json(spec[i]) for i in order]
     procs: list[subprocess.Popen] = []
     logs = []
     sel = selectors.DefaultSelector()
@@ -609,7 +683,7 @@ def _render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, a
             )
             procs.append(proc)
             sel.register(proc.stdout, selectors.EVENT_READ, proc)
-            proc.stdin.write(f"{queue.pop(0)}\n")
+            proc.stdin.write(queue.pop(0) + "\n")
             proc.stdin.flush()
         running = len(procs)
         while running:
@@ -622,9 +696,9 @@ def _render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, a
                     logs[i].seek(0)
                     err = logs[i].read().decode(errors="replace")[-4000:]
                     raise RuntimeError(f"demo render worker failed (exit {proc.returncode}):\n{err}")
-                advance(int(line.split()[1]))
+                advance(json.loads(line))
                 if queue:
-                    proc.stdin.write(f"{queue.pop(0)}\n")
+                    proc.stdin.write(queue.pop(0) + "\n")
                     proc.stdin.flush()
                 else:
                     sel.unregister(proc.stdout)
@@ -697,15 +771,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _readme(spec: tuple[Piece, ...], gt: list[tuple[str, str, int]]) -> str:
+def _readme(spec: tuple[Piece, ...], gt: list[tuple[str, str, int]], pieces: list[dict]) -> str:
     n_refs = sum(len(p.refs) for p in spec)
     n_targets = sum(len(p.targets) for p in spec)
     n_queries = sum(1 for p in spec if p.targets)
-    pieces = "\n".join(
-        f"  {p.slug:36s} music21 corpus: {p.corpus_path}" + ("   (query)" if p.targets else "")
-        for p in spec
-    )
-    timbres = "\n".join(f"  {k:12s} GM programs {', '.join(str(x) for x in v)}" for k, v in TIMBRES.items())
+    lines = []
+    for p, info in zip(spec, pieces):
+        lines.append(f"  {p.slug}{'  (query)' if p.targets else ''}")
+        lines.append(f"      music21 corpus: {p.corpus_path}")
+        composer = _COMPOSERS.get(p.corpus_path.split("/", 1)[0])
+        if composer:
+            lines.append(f"      composer: {composer}")
+        lines.append(f"      notice in the encoding: {info.get('copyright') or '(none)'}")
+    piece_text = "\n".join(lines)
+    timbres = "\n".join(f"  {k:12s} {', '.join(str(x) for x in v)}" for k, v in TIMBRES.items())
     return f"""musicbench demo dataset (builder version {BUILDER_VERSION})
 =====================================================
 
@@ -720,55 +799,60 @@ targets/           {n_targets} target clips: other versions of the query pieces.
 ground_truth.csv   columns target,reference,relevance ({len(gt)} rows): for every target
                    (relative to targets/) the reference(s) of the same piece (relative to refs/),
                    relevance 1.  Every other reference is irrelevant.
-manifest.json      builder version, package versions, per-file sizes and SHA-256, and a content
-                   fingerprint; written last, so its presence marks a complete build.
+manifest.json      builder version, package versions, per-piece metadata, per-file sizes and
+                   SHA-256, and a content fingerprint; written last, so its presence marks a
+                   complete build.
 
 File names are PIECE__VERSION.wav, VERSION = timbre[_upN|_downN][_slow|_fast][_late][_hall][_noisy]:
-upN/downN transposed by N semitones; slow/fast tempo changed by 10-25 %; late excerpt starts a
-few beats into the score; hall synthetic reverb (fixed-seed exponentially decaying noise impulse
-response); noisy fixed-seed pink noise added at 15-25 dB SNR.
+upN/downN transposed by N semitones; slow/fast tempo changed by 10-25 %; late: the excerpt starts
+a few beats into the score; hall: synthetic reverb (fixed-seed exponentially decaying noise
+impulse response); noisy: fixed-seed pink noise added at 15-25 dB SNR.
 
 Construction
 ------------
-1. Each score is parsed with music21 from its corpus (shipped in the music21 wheel); ties are
-   merged, every note of every part is kept (chord symbols and grace notes are dropped).
-2. Each version is written as a Standard MIDI File with pretty_midi (parts top to bottom get the
-   version's General MIDI programs; top part velocity 96, other parts 80; short scores loop).
+1. Each score is parsed with music21 from its corpus (shipped in the music21 wheel); tied notes
+   are merged, every note of every part is kept (chord symbols and grace notes are dropped).
+2. Each version is written as a Standard MIDI File with pretty_midi: the parts, top to bottom,
+   get the version's General MIDI programs; top part velocity 96, other parts 80; a score
+   shorter than the clip is looped.
 3. The MIDI is rendered with tinysoundfont at {SAMPLE_RATE} Hz using the General MIDI soundfont
    TimGM6mb.sf2 that ships inside the pretty_midi package, and mixed to mono.
 4. Optional reverb and noise (seeded from the file name), peak normalisation to {PEAK_DBFS:g} dBFS,
-   5 ms fade-in and 50 ms fade-out, 16-bit PCM WAV, mono, {SAMPLE_RATE} Hz, 12-20 s per clip.
+   5 ms fade-in and 50 ms fade-out; 16-bit PCM WAV, mono, {SAMPLE_RATE} Hz, 12-20 s per clip.
 
-Pieces
-------
-{pieces}
-
-Timbres (0-based General MIDI program numbers)
+Timbres (0-based General MIDI programs, assigned to the parts top to bottom)
 -------
 {timbres}
 
+Pieces
+------
+{piece_text}
+
 Licensing
 ---------
-Scores: the music21 corpus.  music21 is BSD-licensed; the corpus scores used here are of public-
-domain compositions (Bach, Monteverdi, Haydn, Handel, Corelli, Joplin, Clara and Robert Schumann,
-Verdi, J. Rosamond Johnson, Mozart, C.P.E. Bach, Chopin, Amy Beach, Luca, Lusitano, Ciconia,
-Liliuokalani, Webern, Palestrina, Schoenberg) as encoded and distributed with music21; see the
-music21 documentation on its corpus for the provenance of each encoding.
+Scores: the music21 corpus, shipped in the music21 wheel (music21 itself is BSD-3-Clause).
+All compositions used here are out of copyright.  The encodings are distributed by music21 under
+its corpus notice (music21/corpus/license.txt), which says in part: "The BSD licensed music21
+software is distributed with a corpus of encoded compositions which are distributed with the
+permission of the encoders (and, where needed, the composers or arrangers) and where permitted
+under United States copyright law.  Some encodings included in the corpus may not be used for
+commercial uses or have other restrictions: please see the licenses embedded in individual
+compositions or directories for more details."  The notice embedded in each encoding used here
+is listed above under Pieces (several are CC-BY or CC-BY-SA and require attribution).
 
-Soundfont: TimGM6mb.sf2 as shipped in the pretty_midi package.  The pretty_midi package contains
+Soundfont: TimGM6mb.sf2 as shipped in the pretty_midi package.  The pretty_midi package carries
 no license text specific to the soundfont: its only license file (pretty_midi-*.dist-info/
 licenses/LICENSE.txt) is the package's MIT license, "Copyright (c) 2014 Colin Raffel", and the
-soundfont's own INFO chunk names only "TimGM6mb" and "Awave Studio v8.5" (no copyright field).
-Upstream, TimGM6mb is Tim Brechbill's General MIDI soundfont as distributed with MuseScore 1.x;
-Debian packages it (timgm6mb-soundfont) with the copyright statement
+soundfont's own INFO chunk holds only the names "TimGM6mb", "EMU8000" and "Awave Studio v8.5"
+(no copyright field).  Upstream, TimGM6mb is Tim Brechbill's General MIDI soundfont as
+distributed with MuseScore 1.x; Debian's package of it (timgm6mb-soundfont) states
   "Copyright: 2004 Tim Brechbill <https://www.timbrechbill.com>
-     2010 David Bolton <davidkbolton@gmail.com>
+             2010 David Bolton <davidkbolton@gmail.com>
    License: GPL-2"
 and quotes the author: "I created some of the samples myself and all others are either public
-domain or fall under the terms of the GNU General Public License."
-(The pretty_midi copy is not byte-identical to Debian's 1.3 file.)  These clips are renderings made
-with that soundfont; if you redistribute them, treat them as possibly carrying the soundfont's
-GPL-2 terms.
+domain or fall under the terms of the GNU General Public License."  (pretty_midi's copy is not
+byte-identical to Debian's.)  These clips are renderings made with that soundfont: if you
+redistribute them, treat them as possibly subject to the soundfont's GPL-2 terms.
 
 Synthesis: tinysoundfont (MIT, Nathan Whitehead; TinySoundFont by Bernhard Schelling, MIT).
 """
