@@ -1,4 +1,8 @@
 """Audio encoders for musicbench. Importing this package imports no model package."""
+from ._compat import set_offline_defaults
+
+set_offline_defaults()  # before anything imports huggingface_hub/transformers, which read these once
+
 from .base import Encoder, EncoderError, EncoderUnavailable, ModelCard, WindowPolicy
 from .registry import EncoderOptions, build, names
 

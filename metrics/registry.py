@@ -13,6 +13,8 @@ from .base import MetricUnavailable, PairMetric
 PAIR_METRICS: dict[str, str] = {
     "melody": "metrics.melody:MelodyAccuracy",
     "melody_keyinv": "metrics.melody:MelodyAccuracyKeyInvariant",
+    "clap_sim": "metrics.clap_similarity:ClapSimilarity",
+    "aesthetics": "metrics.aesthetics:Aesthetics",
 }
 
 

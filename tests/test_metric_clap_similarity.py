@@ -1,0 +1,128 @@
+"""CLAP similarity metric: cosine of the CLAP encoder's file embeddings (random-init CLAP checkpoint)."""
+from __future__ import annotations
+
+import importlib.util
+import socket
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("laion_clap") is None:  # find, not import: encoders._compat must run first
+    pytest.skip("laion_clap is not installed", allow_module_level=True)
+
+import metrics.registry as registry  # noqa: E402
+from encoders.registry import EncoderOptions, build  # noqa: E402
+from metrics.base import MetricUnavailable  # noqa: E402
+from metrics.clap_similarity import ClapSimilarity  # noqa: E402
+from metrics.registry import MetricOptions  # noqa: E402
+
+SR = 48000
+
+
+def _audio(seconds: float, freq: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from encoders.clap import ClapEncoder
+
+    return ClapEncoder.write_random_weights(tmp_path_factory.mktemp("clap-weights"))
+
+
+@pytest.fixture(scope="module")
+def metric(weights):
+    m = ClapSimilarity(MetricOptions(weights={"clap": str(weights)}, device="cpu"))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def encoder(weights):
+    """The CLAP encoder as retrieval builds it (independently of the metric)."""
+    return build("clap", EncoderOptions(weights=str(weights), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {"a": _audio(3.0, 440.0, 1), "b": _audio(12.0, 220.0, 2)}
+
+
+@pytest.fixture(scope="module")
+def features(metric, clips):
+    return {name: metric.file_features(audio) for name, audio in clips.items()}
+
+
+def test_equals_cosine_of_the_encoder_embeddings(features, clips, encoder):
+    a, b = (encoder.embed_audio(clips[name]) for name in ("a", "b"))
+    np.testing.assert_allclose(features["a"], a, atol=1e-6)
+    np.testing.assert_allclose(features["b"], b, atol=1e-6)
+    expected = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    assert ClapSimilarity.columns == ("clap_sim",)
+    assert ClapSimilarity().pair_scores(features["a"], features["b"])["clap_sim"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_symmetric_and_one_for_identical_audio(metric, features, clips):
+    ab = metric.pair_scores(features["a"], features["b"])["clap_sim"]
+    ba = metric.pair_scores(features["b"], features["a"])["clap_sim"]
+    assert ab == ba and -1.0 <= ab <= 1.0
+    again = metric.file_features(clips["a"].copy())
+    assert metric.pair_scores(features["a"], again)["clap_sim"] == pytest.approx(1.0, abs=1e-6)
+    assert metric.pair_scores(features["a"], features["a"])["clap_sim"] == 1.0
+
+
+def test_cache_identity_is_the_encoders(metric, encoder):
+    assert metric.cache_identity() == encoder.cache_identity()
+    assert metric.cache_identity()["kind"] == "embedding"
+
+
+def test_unembeddable_file_is_a_value_error(metric):
+    with pytest.raises(ValueError):
+        metric.file_features(np.zeros(0, np.float32))
+    with pytest.raises(ValueError):
+        metric.file_features(np.full(SR, np.nan, np.float32))
+
+
+def test_zero_vector_gives_nan_not_a_number():
+    assert np.isnan(ClapSimilarity().pair_scores(np.zeros(4), np.ones(4))["clap_sim"])
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
+    empty = tmp_path / "hf-cache"
+    empty.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
+    attempts = []
+
+    def refuse(sock, address, *args):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+def test_unavailable_without_weights(no_weights, tmp_path):
+    metric = ClapSimilarity(MetricOptions())
+    with pytest.raises(MetricUnavailable, match="630k-audioset-best.pt"):
+        metric.check_available()
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(MetricUnavailable, match=str(missing)):
+        ClapSimilarity(MetricOptions(weights={"clap": str(missing)})).check_available()
+    assert metric._encoder is None and no_weights == []
+
+
+def test_registry_select(no_weights, weights, monkeypatch):
+    monkeypatch.setattr(registry, "PAIR_METRICS", {"clap_sim": "metrics.clap_similarity:ClapSimilarity"})
+    selected, skipped = registry.select("auto", MetricOptions())
+    assert selected == [] and "630k-audioset-best.pt" in skipped["clap_sim"]
+    with pytest.raises(MetricUnavailable, match="metric 'clap_sim' cannot run"):
+        registry.select("clap_sim", MetricOptions())
+    selected, skipped = registry.select("clap_sim", MetricOptions(weights={"clap": str(weights)}))
+    assert [m.name for m in selected] == ["clap_sim"] and selected[0]._encoder is None
+    assert no_weights == []
