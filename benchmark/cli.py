@@ -211,5 +211,190 @@ def random_weights(encoder, directory) -> None:
     click.echo(f"use: musicbench run --encoder {encoder} --weights {path}")
 
 
+def _parse_encoder_weights(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        if not value:  # '' from an empty `mlflow run` parameter
+            continue
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected ENCODER=PATH, got '{value}'", param_hint="--weights")
+        out[name.strip()] = str(Path(path.strip()).expanduser())
+    return out
+
+
+def _id_list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+@main.command()
+@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Comma-separated encoder names.")
+@click.option("--weights", "weights", multiple=True, metavar="ENCODER=PATH",
+              help="Weights of one encoder of the suite, e.g. clap=/path/630k-audioset-best.pt (repeatable).")
+@click.option("--run-name", default="suite", show_default=True, help="MLflow name of the parent run.")
+@click.option("--out", callback=_optional_path,
+              help="Folder for the comparison files [default: ./comparison/<parent run id>].")
+@run_options
+@_friendly
+def suite(encoders, weights, run_name, out, **kw) -> None:
+    """Run several encoders as child runs of one parent run, then compare them.
+
+    Each encoder gets its own nested MLflow run; an encoder that fails (missing weights, any error) ends its
+    child FAILED with a failure_reason tag and the others still run. The parent ends FINISHED when at least
+    one child finished (FAILED when none did) and gets the comparison of the finished children (see
+    `musicbench compare`).
+
+    Exit status: 0 when every encoder finished and the comparison was logged; 1 when any encoder failed
+    (or the comparison could not be made).
+    """
+    from . import suite as suite_module
+
+    names = suite_module.parse_encoders(encoders)
+    if not names:
+        raise click.BadParameter("give at least one encoder", param_hint="--encoders")
+    encoder_weights = _parse_encoder_weights(weights)
+    progress = not kw["no_progress"]
+    base = make_config(names[0], **kw)
+    try:
+        result = suite_module.run_suite(base, names, encoder_weights, progress=progress, run_name=run_name,
+                                        out_dir=out, echo=lambda line: click.echo(line, err=True))
+    except suite_module.SuiteFailed as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    outcome = result.comparison
+    if outcome is not None:
+        click.echo(outcome.comparison.markdown())
+        for warning in outcome.comparison.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Comparison files: {outcome.out_dir}", err=True)
+    click.echo(f"Suite parent run {result.parent_run_id} ({len(result.finished)} finished, "
+               f"{len(result.failed)} failed) in {_tracking_uri()}", err=True)
+    problems = [f"{c.encoder}: {c.failure_reason}" for c in result.failed]
+    if result.comparison_error:
+        problems.append(f"comparison: {result.comparison_error}")
+    if problems:
+        click.echo("Failed: " + "; ".join(problems), err=True)
+        sys.exit(1)
+
+
+def _tracking_uri() -> str:
+    from .tracking import tracking_uri
+
+    return tracking_uri()
+
+
+@main.command()
+@click.option("--parent", help="Compare the finished children of this suite parent run.")
+@click.option("--experiment", help="Compare the latest finished run of every encoder in this experiment "
+              f"[the default, with '{DEFAULT_EXPERIMENT}', when no option is given].")
+@click.option("--runs", help="Compare exactly these runs: RUN_ID,RUN_ID,…")
+@click.option("--metrics", "metric_names", default="",
+              help="Metrics to compare, m,m,… [default: map, mrr, recall_at_k, ndcg_at_k, hit_rate_at_1, "
+                   "sim_top1_mean, melody_acc_top1_mean — those logged].")
+@click.option("--out", callback=_optional_path,
+              help="Output folder [default: ./comparison/<parent run id or timestamp>].")
+def compare(parent, experiment, runs, metric_names, out) -> None:
+    """Compare encoder runs read back from MLflow: table, per-target top-1 table and figures.
+
+    Writes CSV/markdown/PNG files to --out and logs them under comparison/ of the parent run (or of a new run
+    tagged musicbench.comparison=true). Values come with their bootstrap 95% CIs; per metric, `<m>_vs_best`
+    says best / tied (CI overlaps the best's CI: statistically indistinguishable) / below (CIs disjoint) /
+    no CI.
+    """
+    from . import compare as compare_module
+
+    run_ids = _id_list(runs)
+    if not (parent or run_ids or experiment):
+        experiment = DEFAULT_EXPERIMENT
+    try:
+        outcome = compare_module.compare(parent=parent or None, experiment=experiment or None,
+                                         run_ids=run_ids or None, metrics=_id_list(metric_names) or None,
+                                         out_dir=out)
+    except compare_module.CompareError as error:
+        raise click.ClickException(str(error)) from None
+    for encoder, run_id, why in outcome.selection.skipped:
+        click.echo(f"Skipped {encoder} ({run_id}): {why}", err=True)
+    click.echo(outcome.comparison.markdown())
+    for warning in outcome.comparison.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Files: {outcome.out_dir}; logged to run {', '.join(outcome.logged_to)}", err=True)
+
+
+class _NothingToCheck(click.ClickException):
+    exit_code = 2
+
+
+@main.command()
+@click.option("--baseline", required=True, metavar="RUN_ID|tag|previous",
+              help="A run id; 'tag' = each encoder's latest run tagged baseline=true; 'previous' = each "
+                   "encoder's previous finished run.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Allowed drop (absolute units, or a fraction of the baseline in relative mode).")
+@click.option("--mode", type=click.Choice(["absolute", "relative", "ci"]), default="absolute", show_default=True,
+              help="absolute: drop > tol; relative: drop > tol × baseline; ci: below the baseline's CI low.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).")
+@click.option("--metrics", "metric_names", default="",
+              help="Metrics to check, m,m,… [default: the headline metrics present in both runs].")
+def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
+    """Check each encoder's latest finished run against a baseline run; fail on any metric drop.
+
+    Prints metric, baseline, candidate, delta and verdict per encoder and tags the candidate run
+    (regress.verdict=pass|fail, regress.baseline, regress.failed_metrics). Exit status: 0 no drop; 1 a
+    metric dropped (named); 2 nothing could be checked (no baseline found).
+    """
+    from . import regress as regress_module
+
+    try:
+        report = regress_module.regress(baseline, tolerance, mode, experiment, _id_list(metric_names) or None)
+    except regress_module.RegressError as error:
+        raise _NothingToCheck(str(error)) from None
+    click.echo(regress_module.format_report(report))
+    if report.failed:
+        raise click.ClickException("regression: " + "; ".join(
+            f"{p.encoder} dropped on {', '.join(p.failed_metrics)}" for p in report.failed))
+    click.echo("no regression")
+
+
+@main.group()
+def baseline() -> None:
+    """Pin or unpin regression baselines (the run tag baseline=true, used by `regress --baseline tag`)."""
+
+
+def _set_baseline_tag(run_id: str, value: str | None) -> str:
+    from mlflow.exceptions import MlflowException
+
+    from .compare import _client, encoder_of
+
+    client = _client()
+    try:
+        run = client.get_run(run_id)
+        if value is None:
+            if "baseline" in run.data.tags:
+                client.delete_tag(run_id, "baseline")
+        else:
+            client.set_tag(run_id, "baseline", value)
+    except MlflowException as error:
+        raise click.ClickException(f"run {run_id}: {error.message}") from None
+    return encoder_of(run)
+
+
+@baseline.command("pin")
+@click.argument("run_id")
+def baseline_pin(run_id) -> None:
+    """Tag RUN_ID baseline=true."""
+    encoder = _set_baseline_tag(run_id, "true")
+    click.echo(f"pinned {run_id} ({encoder}) as baseline")
+
+
+@baseline.command("unpin")
+@click.argument("run_id")
+def baseline_unpin(run_id) -> None:
+    """Remove the baseline tag of RUN_ID."""
+    encoder = _set_baseline_tag(run_id, None)
+    click.echo(f"unpinned {run_id} ({encoder})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

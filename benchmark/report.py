@@ -16,7 +16,7 @@ def _short(name: str, width: int = 28) -> str:
 
 
 def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys: list[str], topk: pd.DataFrame,
-                       encoder: str) -> plt.Figure:
+                       encoder: str, relevance: dict[str, dict[str, float]] | None = None) -> plt.Figure:
     """Cosine similarity of every target (rows) to every reference (columns).
 
     White dots mark each target's top-1 reference; black rings mark ground-truth relevant references.
@@ -39,11 +39,10 @@ def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys:
     xs = [position[r] for r in top1["reference"] if r in position]
     ys = [row[t] for t, r in zip(top1["target"], top1["reference"]) if r in position]
     ax.scatter(xs, ys, s=14, c="white", label="top-1")
-    if "relevant" in topk:
-        relevant = topk[topk["relevant"] > 0]
-        ax.scatter([position[r] for r in relevant["reference"] if r in position],
-                   [row[t] for t, r in zip(relevant["target"], relevant["reference"]) if r in position],
-                   s=60, facecolors="none", edgecolors="black", label="relevant (retrieved)")
+    if relevance:
+        pairs = [(row[t], position[r]) for t, refs in relevance.items() if t in row for r in refs if r in position]
+        ax.scatter([x for _, x in pairs], [y for y, _ in pairs], s=60, facecolors="none", edgecolors="black",
+                   label="relevant (ground truth)")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_title(f"{encoder}: target × reference cosine similarity")
     ax.set_xlabel("reference")
@@ -62,7 +61,8 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> plt.Figure:
                   ha="right", fontsize=7)
     ax.set_ylabel("top-1 cosine similarity")
     low = float(np.nanmin(per_target["sim_top1"])) if len(per_target) else 0.0
-    ax.set_ylim(min(0.0, low), 1.0)
+    bottom = min(0.0, low) if low < 0.5 else low - 0.05  # zoom in when every similarity is high
+    ax.set_ylim(bottom, 1.0)
     title = f"{encoder}: top-1 retrieval similarity per target"
     if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"

@@ -1,0 +1,236 @@
+"""Regression check: has an encoder's latest run got worse than its baseline?
+
+For each encoder the *candidate* is its latest FINISHED run in the experiment (never the baseline itself); the
+*baseline* is, by ``--baseline``:
+
+- a run id: that run (only its encoder is checked; its experiment is searched for the candidate);
+- ``tag``: the encoder's latest FINISHED run tagged ``baseline=true`` (``musicbench baseline pin RUN_ID``);
+- ``previous``: the encoder's FINISHED run just before the candidate.
+
+Encoders without a baseline are reported and skipped. Only metrics present in both runs are checked. Every
+headline metric is higher-is-better (``mean_first_relevant_rank``, ``n_failed`` and ``*_seconds``, when asked
+for with ``--metrics``, are lower-is-better and checked mirrored). A metric *drops* when:
+
+- ``absolute``: ``baseline − candidate > tolerance``;
+- ``relative``: ``baseline − candidate > tolerance × |baseline|``;
+- ``ci``: ``candidate < baseline's <metric>_ci_low`` (outside the baseline's bootstrap 95% CI; the tolerance is
+  not used; a metric without a logged CI is skipped).
+
+The verdict is set as tags on the candidate run: ``regress.verdict=pass|fail``, ``regress.baseline=<run id>``,
+``regress.failed_metrics=<m,m>|none``, ``regress.mode``, ``regress.tolerance``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .compare import HEADLINE, encoder_of, encoder_runs, headline_metrics, lower_is_better
+
+MODES = ("absolute", "relative", "ci")
+BASELINE_TAG = "baseline"
+
+
+class RegressError(ValueError):
+    """Nothing could be compared (no such run, no baseline); the message says why."""
+
+
+@dataclass
+class MetricCheck:
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    verdict: str  # pass | FAIL | skipped
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        if self.baseline is None or self.candidate is None:
+            return None
+        return self.candidate - self.baseline
+
+
+@dataclass
+class Pair:
+    encoder: str
+    baseline: object  # mlflow Run
+    candidate: object
+    checks: list[MetricCheck] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed_metrics(self) -> list[str]:
+        return [c.metric for c in self.checks if c.verdict == "FAIL"]
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if self.failed_metrics else "pass"
+
+
+@dataclass
+class Report:
+    pairs: list[Pair]
+    skipped: dict[str, str]  # encoder → why not checked
+    mode: str
+    tolerance: float
+
+    @property
+    def failed(self) -> list[Pair]:
+        return [p for p in self.pairs if p.verdict == "fail"]
+
+
+def check_metric(metric: str, baseline: dict[str, float], candidate: dict[str, float], mode: str,
+                 tolerance: float) -> MetricCheck:
+    if metric not in baseline or metric not in candidate:
+        where = "baseline" if metric not in baseline else "candidate"
+        return MetricCheck(metric, baseline.get(metric), candidate.get(metric), "skipped", f"not in {where}")
+    b, c = float(baseline[metric]), float(candidate[metric])
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    drop = sign * (b - c)  # > 0: worse
+    if mode == "absolute":
+        failed, note = drop > tolerance, f"drop {drop:.4g} > {tolerance:g}" if drop > tolerance else ""
+    elif mode == "relative":
+        limit = tolerance * abs(b)
+        failed, note = drop > limit, f"drop {drop:.4g} > {tolerance:g}×{abs(b):.4g}" if drop > limit else ""
+    elif mode == "ci":
+        bound_name = f"{metric}_ci_high" if sign < 0 else f"{metric}_ci_low"
+        if bound_name not in baseline:
+            return MetricCheck(metric, b, c, "skipped", "baseline has no CI")
+        bound = float(baseline[bound_name])
+        failed = sign * c < sign * bound
+        note = f"outside baseline CI ({'>' if sign < 0 else '<'} {bound:.4g})" if failed else ""
+    else:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return MetricCheck(metric, b, c, "FAIL" if failed else "pass", note)
+
+
+def default_metrics(run) -> list[str]:
+    k = run.data.params.get("k", "5")
+    return headline_metrics([int(k)] if str(k).isdigit() else [5])
+
+
+def check_pair(encoder: str, baseline, candidate, metrics: list[str] | None, mode: str, tolerance: float) -> Pair:
+    pair = Pair(encoder, baseline, candidate)
+    wanted = metrics or default_metrics(baseline)
+    for metric in wanted:
+        check = check_metric(metric, baseline.data.metrics, candidate.data.metrics, mode, tolerance)
+        if metrics is None and check.verdict == "skipped" and check.note.startswith("not in"):
+            continue  # default list: only metrics present in both
+        pair.checks.append(check)
+    for key in ("dataset_fingerprint", "k"):
+        b, c = baseline.data.params.get(key), candidate.data.params.get(key)
+        if b != c:
+            pair.warnings.append(f"{key} differs: baseline {b}, candidate {c}")
+    return pair
+
+
+def _client():
+    from .compare import _client as client
+
+    return client()
+
+
+def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, object, object]], dict[str, str]]:
+    """(encoder, baseline run, candidate run) per encoder, and {encoder: why skipped}."""
+    from mlflow.exceptions import MlflowException
+
+    skipped: dict[str, str] = {}
+    if baseline not in ("tag", "previous"):
+        try:
+            base_run = client.get_run(baseline)
+        except MlflowException as error:
+            raise RegressError(f"baseline run {baseline} not found: {error.message}") from None
+        encoder = encoder_of(base_run)
+        candidates = [r for r in encoder_runs(client, base_run.info.experiment_id)
+                      if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id]
+        if not candidates:
+            raise RegressError(f"no other FINISHED {encoder} run than the baseline {baseline} to check")
+        return [(encoder, base_run, candidates[0])], skipped
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise RegressError(f"experiment '{experiment}' not found")
+    by_encoder: dict[str, list] = {}
+    for run in encoder_runs(client, found.experiment_id):  # newest first
+        by_encoder.setdefault(encoder_of(run), []).append(run)
+    if not by_encoder:
+        raise RegressError(f"experiment '{experiment}' has no FINISHED encoder runs")
+    pairs = []
+    for encoder, runs in by_encoder.items():
+        if baseline == "previous":
+            if len(runs) < 2:
+                skipped[encoder] = "only one FINISHED run, no previous one"
+                continue
+            pairs.append((encoder, runs[1], runs[0]))
+            continue
+        pinned = [r for r in runs if r.data.tags.get(BASELINE_TAG, "").lower() == "true"]
+        if not pinned:
+            skipped[encoder] = f"no run tagged {BASELINE_TAG}=true (musicbench baseline pin RUN_ID)"
+            continue
+        base_run = pinned[0]
+        others = [r for r in runs if r.info.run_id != base_run.info.run_id]
+        if not others:
+            skipped[encoder] = "no FINISHED run other than the baseline"
+            continue
+        pairs.append((encoder, base_run, others[0]))
+    if not pairs:
+        raise RegressError("nothing to check: " + "; ".join(f"{e}: {why}" for e, why in skipped.items()))
+    return pairs, skipped
+
+
+def record(client, pair: Pair, mode: str, tolerance: float) -> None:
+    run_id = pair.candidate.info.run_id
+    for key, value in {"regress.verdict": pair.verdict, "regress.baseline": pair.baseline.info.run_id,
+                       "regress.failed_metrics": ",".join(pair.failed_metrics) or "none",
+                       "regress.mode": mode, "regress.tolerance": f"{tolerance:g}"}.items():
+        client.set_tag(run_id, key, value)
+
+
+def regress(baseline: str, tolerance: float = 0.02, mode: str = "absolute", experiment: str = "musicbench",
+            metrics: list[str] | None = None, record_tags: bool = True) -> Report:
+    if mode not in MODES:
+        raise RegressError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if tolerance < 0:
+        raise RegressError("tolerance must be ≥ 0")
+    client = _client()
+    found, skipped = find_pairs(client, baseline, experiment)
+    report = Report([], skipped, mode, tolerance)
+    for encoder, base_run, candidate in found:
+        pair = check_pair(encoder, base_run, candidate, metrics, mode, tolerance)
+        report.pairs.append(pair)
+        if record_tags:
+            record(client, pair, mode, tolerance)
+    mlflow_run = os.environ.get("MLFLOW_RUN_ID")  # under `mlflow run -e regress`: its own run gets the summary
+    if record_tags and mlflow_run:
+        client.set_tag(mlflow_run, "regress.verdict", "fail" if report.failed else "pass")
+        client.set_tag(mlflow_run, "regress.failed_metrics", "; ".join(
+            f"{p.encoder}: {','.join(p.failed_metrics)}" for p in report.failed)[:5000] or "none")
+        client.set_tag(mlflow_run, "regress.candidates", ",".join(p.candidate.info.run_id for p in report.pairs))
+    return report
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def format_report(report: Report) -> str:
+    lines = []
+    threshold = "tolerance unused" if report.mode == "ci" else f"tolerance {report.tolerance:g}"
+    for pair in report.pairs:
+        lines.append(f"{pair.encoder}: candidate {pair.candidate.info.run_id} vs baseline "
+                     f"{pair.baseline.info.run_id} [{report.mode}, {threshold}]")
+        lines.append(f"  {'metric':<24} {'baseline':>10} {'candidate':>10} {'delta':>10}  verdict")
+        for check in pair.checks:
+            delta = "–" if check.delta is None else f"{check.delta:+.4f}"
+            verdict = check.verdict + (f" ({check.note})" if check.note else "")
+            lines.append(f"  {check.metric:<24} {_fmt(check.baseline):>10} {_fmt(check.candidate):>10} "
+                         f"{delta:>10}  {verdict}")
+        for warning in pair.warnings:
+            lines.append(f"  warning: {warning}")
+        lines.append(f"  => {pair.verdict.upper()}"
+                     + (f": {', '.join(pair.failed_metrics)} dropped" if pair.failed_metrics else ""))
+    for encoder, why in report.skipped.items():
+        lines.append(f"{encoder}: not checked ({why})")
+    return "\n".join(lines)
+
+
+__all__ = ["HEADLINE", "MODES", "RegressError", "Report", "check_metric", "format_report", "regress"]
