@@ -164,23 +164,22 @@ def run(encoder, weights, run_name, **kw) -> None:
 @click.option("--build-only", is_flag=True, help="Only build (or find) the demo set and print where it is.")
 @click.option("--force", is_flag=True, help="Rebuild the demo set even if it exists.")
 @click.option("--no-progress", is_flag=True)
+@click.pass_context
 @_friendly
-def demo(encoders, build_only, force, no_progress) -> None:
-    """Build the embedded demo set (offline) and run the weight-free encoders on it."""
-    from . import tracking
+def demo(ctx, encoders, build_only, force, no_progress) -> None:
+    """Build the embedded demo set (offline) and run a suite of encoders on it, with their comparison."""
     from .demo_data import build_demo
 
     demo_set = build_demo(force=force, progress=not no_progress)
     click.echo(f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
-               f"ground truth: {demo_set.ground_truth})")
+               f"ground truth: {demo_set.ground_truth})", err=True)
     if build_only:
         return
-    for name in [e.strip() for e in encoders.split(",") if e.strip()]:
-        config = RunConfig(encoder=name, refs=demo_set.refs, targets=demo_set.targets,
-                           ground_truth=demo_set.ground_truth)
-        run_id, result = run_one(config, not no_progress)
-        click.echo(tracking.summary_line(result) + f"  [run {run_id}]")
-    click.echo(f"Open the results: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+    try:
+        ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, targets=demo_set.targets,
+                   ground_truth=demo_set.ground_truth, no_progress=no_progress)
+    finally:
+        click.echo(f"Open the results: mlflow ui --backend-store-uri {_tracking_uri()}", err=True)
 
 
 @main.command("encoders")
