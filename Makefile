@@ -34,4 +34,5 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)"
 
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/encoder_throughput.py
+	$(BIN)/python benchmarks/aesthetics_throughput.py

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
-from .data import AudioDecodeError, AudioFile, Failure, decode
+from .data import AudioDecodeError, AudioFile, Failure, decode, shown
 from .parallel import prefetch_map
 
 
@@ -73,11 +73,11 @@ class _Batcher:
                 try:
                     groups.append((item, self._embed(windows)))
                 except Exception as error:  # noqa: BLE001 - any model error is this file's failure
-                    self.on_fail(item, f"{item.path}: encoder failed ({type(error).__name__}: {error})")
+                    self.on_fail(item, f"{shown(item.path)}: encoder failed ({type(error).__name__}: {error})")
         for item, rows in groups:
             pooled = pool(rows)
             if not np.all(np.isfinite(pooled)):
-                self.on_fail(item, f"{item.path}: embedding is not finite (NaN/inf)")
+                self.on_fail(item, f"{shown(item.path)}: embedding is not finite (NaN/inf)")
                 continue
             self.on_done(item, pooled)
 
@@ -91,7 +91,7 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
     todo = []
     for item in files:
         cached = cache.get(hashes[item.path])
-        if cached is None:
+        if cached is None or cached.ndim != 1 or not np.all(np.isfinite(cached)):  # absent or unusable: recompute
             todo.append(item)
         else:
             result.embeddings[item.key] = cached
@@ -118,8 +118,10 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
     for item, future in prefetch_map(load, todo, workers):
         try:
             windows = future.result()
-        except AudioDecodeError as error:
-            result.failures.append(Failure(role, item.key, "decode", str(error)))
+        except Exception as error:  # noqa: BLE001 - one file's problem, whatever it is, is that file's failure
+            message = str(error) if isinstance(error, AudioDecodeError) else \
+                f"{shown(item.path)}: cannot decode ({type(error).__name__}: {error})"
+            result.failures.append(Failure(role, item.key, "decode", message))
             result.stats.failed += 1
             bar.update()
             continue

@@ -29,7 +29,11 @@ HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is
 
 
 class RunError(RuntimeError):
-    """The run cannot produce results (e.g. every file failed)."""
+    """The run cannot produce results (e.g. every file failed); ``failures`` says what happened to each file."""
+
+    def __init__(self, message: str, failures: list[Failure] | None = None):
+        super().__init__(message)
+        self.failures = list(failures or [])
 
 
 @dataclass
@@ -144,7 +148,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     target_keys = [f.key for f in target_files]
     if not ref_keys or not target_keys:
         raise RunError(f"no {'reference' if not ref_keys else 'target'} could be embedded "
-                       f"({len(failures)} failures; first: {failures[0].message if failures else '-'})")
+                       f"({len(failures)} failures; first: {failures[0].message if failures else '-'})", failures)
 
     tick = time.perf_counter()
     ref_matrix = np.stack([embedded["reference"][k] for k in ref_keys])

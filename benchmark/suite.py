@@ -18,8 +18,6 @@ Rules:
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,16 +69,6 @@ def parse_encoders(text: str) -> list[str]:
     return list(dict.fromkeys(e.strip() for e in (text or "").split(",") if e.strip()))
 
 
-@contextlib.contextmanager
-def _without_env(name: str):
-    """``mlflow.start_run`` resumes ``$MLFLOW_RUN_ID`` whenever it is set, even for a nested run; under ``mlflow
-    run`` the parent has already resumed it, so hide it from the children."""
-    saved = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[name] = saved
 
 
 def run_child(config: RunConfig, experiment: str, parent_run_id: str, progress: bool) -> ChildOutcome:
@@ -137,16 +125,15 @@ def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | No
         experiment = mlflow.get_experiment(parent.info.experiment_id).name  # children live with their parent
         params = {key: value for key, value in base.as_params().items() if key != "encoder"}
         tracking.log_params_once({**params, "encoders": ",".join(encoders)})
-        with _without_env("MLFLOW_RUN_ID"):
-            for encoder in encoders:
-                config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None)
-                echo(f"[{encoder}] running (child of {parent_id})")
-                outcome = run_child(config, experiment, parent_id, progress)
-                result.children.append(outcome)
-                if outcome.status == "FINISHED":
-                    echo(f"[{encoder}] {outcome.summary}  [run {outcome.run_id}]")
-                else:
-                    echo(f"[{encoder}] FAILED: {outcome.failure_reason}  [run {outcome.run_id}]")
+        for encoder in encoders:
+            config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None)
+            echo(f"[{encoder}] running (child of {parent_id})")
+            outcome = run_child(config, experiment, parent_id, progress)
+            result.children.append(outcome)
+            if outcome.status == "FINISHED":
+                echo(f"[{encoder}] {outcome.summary}  [run {outcome.run_id}]")
+            else:
+                echo(f"[{encoder}] FAILED: {outcome.failure_reason}  [run {outcome.run_id}]")
 
         mlflow.set_tags({f"{SUITE_TAG}.finished": ",".join(c.encoder for c in result.finished) or "none",
                          f"{SUITE_TAG}.failed": ",".join(c.encoder for c in result.failed) or "none",

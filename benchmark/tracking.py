@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
+import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 
+from .data import shown
 from .pipeline import RunResult
 
 TRACKED_PACKAGES = ("musicbench", "mlflow", "numpy", "scipy", "librosa", "soundfile", "soxr", "scikit-learn",
@@ -31,6 +34,30 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a local sqlite store across processes.
+
+    MLflow creates and migrates the tables on first use; two runs starting at once on a fresh store would both
+    migrate and one would crash (alembic "expected to match one row"), and both could create the same
+    experiment. A lock file next to the database makes the second one wait a moment instead.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(uri[len("sqlite:///"):] + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def configure(experiment: str) -> str:
     """Point MLflow at the store and return the experiment id (created under mlruns/ when missing)."""
     import mlflow
@@ -39,13 +66,14 @@ def configure(experiment: str) -> str:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    artifact_location = None
-    if uri == default_tracking_uri():
-        artifact_location = (Path.cwd() / "mlruns" / "artifacts" / experiment).resolve().as_uri()
-    return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+    with _store_lock(uri):
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        artifact_location = None  # other stores: the server's default artifact root
+        if uri.startswith("sqlite:///"):  # keep artifacts beside the database (mlruns/artifacts by default)
+            artifact_location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / experiment).resolve().as_uri()
+        return mlflow.create_experiment(experiment, artifact_location=artifact_location)
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,6 +82,37 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):  # pragma: no cover - exercised by the reliability tests
     raise Terminated(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while the final status is written: a second Ctrl-C must not leave a RUNNING run."""
+    try:
+        saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not delivered here anyway
+        saved = {}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _end_run(status: str, reason: str, error: BaseException) -> None:
+    """Record why the run did not finish (best effort), then end it with ``status`` whatever happens."""
+    import mlflow
+
+    with _signals_held():
+        try:
+            mlflow.set_tag(FAILURE_REASON_TAG, reason[:5000])
+            failures = getattr(error, "failures", None)  # RunError: every file failed; keep the per-file reasons
+            if failures:
+                mlflow.log_metric("n_failed", len(failures))
+                mlflow.log_text(failures_csv(failures), "failures.csv")
+        except Exception as problem:  # noqa: BLE001 - the original error is the one to raise
+            warnings.warn(f"could not record why the run ended {status}: {problem}", stacklevel=2)
+        finally:
+            mlflow.end_run(status)
 
 
 @contextlib.contextmanager
@@ -70,18 +129,18 @@ def started_run(experiment: str, run_name: str | None = None, nested: bool = Fal
         previous = None
     if os.environ.get("MLFLOW_RUN_ID") and not nested and mlflow.active_run() is None:
         mlflow.set_tracking_uri(tracking_uri())
-        run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], tags=tags)
+        # mlflow.start_run resumes $MLFLOW_RUN_ID whenever it is set, even for nested runs: consume it here,
+        # so runs started inside this one (a suite's children) become real children.
+        run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=tags)
     try:
         yield run
     except KeyboardInterrupt as error:
-        mlflow.set_tag(FAILURE_REASON_TAG, f"interrupted: {error}" if str(error) else "interrupted")
-        mlflow.end_run("KILLED")
+        _end_run("KILLED", f"interrupted: {error}" if str(error) else "interrupted", error)
         raise
     except BaseException as error:
-        mlflow.set_tag(FAILURE_REASON_TAG, f"{type(error).__name__}: {error}"[:5000])
-        mlflow.end_run("FAILED")
+        _end_run("FAILED", f"{type(error).__name__}: {error}", error)
         raise
     else:
         mlflow.end_run("FINISHED")
@@ -127,6 +186,13 @@ def _manifest(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def failures_csv(failures) -> str:
+    """One row per (file, stage) that failed: role, file, stage, message."""
+    rows = [f.as_row() for f in failures]
+    text = pd.DataFrame(rows, columns=["role", "file", "stage", "message"]).to_csv(index=False)
+    return shown(text)  # a non-UTF-8 file name in a message must not make the artifact unwritable
+
+
 def log_result(result: RunResult) -> None:
     """Params, tags, metrics, tables, figures and the dataset of one finished pipeline run."""
     import matplotlib.pyplot as plt
@@ -144,7 +210,11 @@ def log_result(result: RunResult) -> None:
             **{f"skipped.{name}": reason[:5000] for name, reason in result.skipped_metrics.items()},
             "musicbench.encoder": config.encoder, "dataset_fingerprint": result.dataset_fingerprint}
     mlflow.set_tags(tags)
-    mlflow.log_metrics({name: float(value) for name, value in result.metrics.items()})
+    metrics = {name: float(value) for name, value in result.metrics.items()}
+    dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score
+        mlflow.set_tag("dropped_non_finite_metrics", ",".join(dropped)[:5000])
+    mlflow.log_metrics({name: value for name, value in metrics.items() if name not in dropped})
 
     manifest = _manifest(result)
     dataset = mlflow.data.from_pandas(manifest, source=str(Path(config.refs).resolve()),
@@ -155,8 +225,7 @@ def log_result(result: RunResult) -> None:
     mlflow.log_table(result.per_target, "tables/per_target.json")
     mlflow.log_text(result.topk.to_csv(index=False), "tables/topk.csv")
     mlflow.log_text(result.per_target.to_csv(index=False), "tables/per_target.csv")
-    failures = pd.DataFrame([f.as_row() for f in result.failures], columns=["role", "file", "stage", "message"])
-    mlflow.log_text(failures.to_csv(index=False), "failures.csv")
+    mlflow.log_text(failures_csv(result.failures), "failures.csv")
     mlflow.log_text(manifest.to_csv(index=False), "dataset/manifest.csv")
     mlflow.log_dict({"config": {k: str(v) for k, v in config.as_params().items()},
                      "encoder": result.encoder_params, "skipped_metrics": result.skipped_metrics},
@@ -164,7 +233,7 @@ def log_result(result: RunResult) -> None:
 
     if result.similarity is not None:
         figure = report.similarity_heatmap(result.similarity, result.target_keys, result.ref_keys, result.topk,
-                                           config.encoder)
+                                           config.encoder, result.dataset.relevance)
         mlflow.log_figure(figure, "figures/similarity_heatmap.png")
         plt.close(figure)
     figure = report.top1_bars(result.per_target, config.encoder)

@@ -33,8 +33,10 @@ from unittest import mock
 import numpy as np
 
 from ._compat import import_laion_clap, set_offline_defaults
-from .base import Encoder, EncoderError, EncoderUnavailable, ModelCard, WindowPolicy, pool
-from .weights import WeightsSpec, resolve_weights
+from ._torch_utils import checked_mono, pick_device
+from .pretrained import PretrainedEncoder
+from .base import EncoderError, EncoderUnavailable, ModelCard, WindowPolicy, pool
+from .weights import WeightsSpec, load_torch_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ _ROBERTA_BASE = dict(
 _TRUNCATING, _FILLING = "rand_trunc", "repeatpad"
 
 
-class ClapEncoder(Encoder):
+class ClapEncoder(PretrainedEncoder):
     """LAION-CLAP, HTSAT-tiny audio tower, the library's default non-fusion checkpoint."""
 
     amodel = "HTSAT-tiny"
@@ -73,26 +75,20 @@ class ClapEncoder(Encoder):
                  "little sensitivity to melody, harmony or key",
     )
     weights_spec = WeightsSpec(model="clap", hf_repo=HF_REPO, files=("630k-audioset-best.pt",))
+    module = "laion_clap"
+    install = "laion-clap==1.1.7"
 
     @classmethod
     def check_available(cls, options) -> str:
         """Say where the weights are, or raise ``EncoderUnavailable``/``WeightsNotFound``; loads no model."""
-        if importlib.util.find_spec("laion_clap") is None:
-            raise EncoderUnavailable(f"encoder '{cls.card.name}' needs the laion-clap package: "
-                                     "pip install laion-clap==1.1.7")
         set_offline_defaults()  # before resolve_weights may import huggingface_hub, which reads it once
-        resolved = resolve_weights(cls.weights_spec, options.weights, options.allow_download)
-        return f"weights: {resolved.path} ({resolved.source})"
+        return super().check_available(options)
 
     def __init__(self, options):
         set_offline_defaults()
-        resolved = resolve_weights(self.weights_spec, options.weights, options.allow_download)
-        self.weights_source = str(resolved.path)
-        self.weights_sha256 = resolved.sha256()
-        if options.window is not None:
-            self.card = self.card.with_window(options.window)
+        resolved = self.resolve(options)
         self.batch_size = max(1, int(options.batch_size))
-        self.device = _pick_device(options.device)
+        self.device = str(pick_device(options.device))
         self._clap = _build_clap_module(self.amodel, self.device)
         _load_strict(self._clap.model, _read_state_dict(resolved.path), f"{resolved.path} ({self.amodel})")
         self._clap.eval()
@@ -127,7 +123,7 @@ class ClapEncoder(Encoder):
         """
         windows, owners = [], []
         for index, audio in enumerate(batch):
-            audio = _checked_mono(audio, index)
+            audio = checked_mono(audio, index)
             for start in window_starts(len(audio)):
                 windows.append(audio[start:start + CLIP_SAMPLES])
                 owners.append(index)
@@ -189,26 +185,8 @@ def window_starts(n_samples: int) -> list[int]:
     return [round(i * (n_samples - CLIP_SAMPLES) / (count - 1)) for i in range(count)]
 
 
-def _checked_mono(audio: np.ndarray, index: int) -> np.ndarray:
-    """The segment as 1-D float32, refusing what the library would silently mangle (NaN, empty, stereo)."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise EncoderError(f"segment {index}: CLAP needs mono 1-D audio, got shape {audio.shape}")
-    if audio.size == 0:
-        raise EncoderError(f"segment {index} is empty")
-    if not np.isfinite(audio).all():
-        raise EncoderError(f"segment {index} contains NaN or infinite samples")
-    return audio
 
 
-def _pick_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise EncoderUnavailable("device 'cuda' was requested but CUDA is not available here")
-    return requested
 
 
 def _no_text_tokenizer(*args, **kwargs):
@@ -245,23 +223,12 @@ def _numpy_scalar_globals() -> list:
     return [np.core.multiarray.scalar, np.dtype, *{type(np.dtype(code)) for code in codes}]
 
 
-def _torch_load(path: Path):
-    """``torch.load`` with ``weights_only=True``; full unpickling only when the file's format demands it."""
-    import torch
-
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        log.warning("%s cannot be read with weights_only=True (%s); unpickling it fully",
-                    path, str(error).splitlines()[0])
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _read_state_dict(path: Path) -> dict:
     """The checkpoint's weights keyed like ``CLAP.state_dict()``, as clap_module.factory.load_state_dict does."""
     try:
-        checkpoint = _torch_load(path)
+        checkpoint = load_torch_checkpoint(path, "clap", tuple(_numpy_scalar_globals()))
+    except EncoderUnavailable:
+        raise
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         raise EncoderError(f"cannot read CLAP checkpoint {path}: {error}") from error
     state = checkpoint["state_dict"] if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint else checkpoint

@@ -4,6 +4,10 @@ Order: an explicit path the user gave → ``$MUSICBENCH_WEIGHTS`` → the Huggin
 touched only when the caller passes ``allow_download=True`` (the CLI's ``--allow-download``). When nothing is
 found, ``WeightsNotFound`` says exactly what to download and where to put it. A path that does not exist is an
 error, never a silent fall-back to the hub.
+
+Pinning: ``resolve_weights(..., expected_sha256=...)`` or ``$MUSICBENCH_WEIGHTS_SHA256`` (``model=sha256`` pairs,
+comma-separated, e.g. ``clap=3a1f…,muq=9bc0…``) makes a found file whose sha256 differs an error
+(``WeightsHashMismatch``, naming both hashes) before anything unpickles it.
 """
 from __future__ import annotations
 
@@ -15,10 +19,15 @@ from pathlib import Path
 from .base import EncoderUnavailable
 
 WEIGHTS_ENV = "MUSICBENCH_WEIGHTS"
+SHA256_ENV = "MUSICBENCH_WEIGHTS_SHA256"
 
 
 class WeightsNotFound(EncoderUnavailable):
     """No weights for a model were found offline."""
+
+
+class WeightsHashMismatch(EncoderUnavailable):
+    """The weights found are not the expected file (sha256 differs): refused before loading."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +81,43 @@ class ResolvedWeights:
         return digest.hexdigest()
 
 
+_SHA256_MEMO: dict[tuple, str] = {}
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, remembered while the file is unchanged (same inode, size, mtime and ctime), so
+    a multi-GB checkpoint is hashed once per process even when checked, built and tagged separately."""
+    info = os.stat(path)
+    memo_key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if memo_key in _SHA256_MEMO:
+        return _SHA256_MEMO[memo_key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
+    _SHA256_MEMO[memo_key] = digest.hexdigest()
+    return _SHA256_MEMO[memo_key]
+
+
+def expected_sha256_from_env(model: str) -> str | None:
+    """The sha256 pinned for ``model`` in ``$MUSICBENCH_WEIGHTS_SHA256`` (``model=hex,model=hex``), or None."""
+    pins = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(SHA256_ENV, "").split(","))):
+        name, sep, digest = item.partition("=")
+        if not sep or not name.strip() or not digest.strip():
+            raise EncoderUnavailable(f"${SHA256_ENV}: expected model=sha256 pairs separated by commas, got '{item}'")
+        pins[name.strip()] = digest.strip()
+    return pins.get(model)
+
+
+def verify_sha256(spec: WeightsSpec, resolved: ResolvedWeights, expected: str) -> None:
+    """Refuse ``resolved`` unless its sha256 is ``expected`` (case-insensitive hex)."""
+    actual = resolved.sha256()
+    if actual.lower() != expected.strip().lower():
+        raise WeightsHashMismatch(
+            f"weights for '{spec.model}' at {resolved.path} have sha256 {actual}, but {expected.strip().lower()} "
+            f"was expected; refusing to load them. Replace the file with the expected one "
+            f"({spec.download_url}) or update the pinned hash (${SHA256_ENV} / expected_sha256).")
 
 
 def _complete(spec: WeightsSpec, candidate: Path) -> Path | None:
@@ -124,8 +164,20 @@ def _download(spec: WeightsSpec) -> Path:
 
 
 def resolve_weights(spec: WeightsSpec, explicit: str | os.PathLike | None = None,
-                    allow_download: bool = False) -> ResolvedWeights:
-    """Find ``spec``'s weights offline, or raise ``WeightsNotFound`` with the fix."""
+                    allow_download: bool = False, expected_sha256: str | None = None) -> ResolvedWeights:
+    """Find ``spec``'s weights offline, or raise ``WeightsNotFound`` with the fix.
+
+    With ``expected_sha256`` (else the model's pin in ``$MUSICBENCH_WEIGHTS_SHA256``), weights whose sha256
+    differs raise ``WeightsHashMismatch`` naming both hashes.
+    """
+    expected = expected_sha256 or expected_sha256_from_env(spec.model)
+    resolved = _locate(spec, explicit, allow_download)
+    if expected:
+        verify_sha256(spec, resolved, expected)
+    return resolved
+
+
+def _locate(spec: WeightsSpec, explicit: str | os.PathLike | None, allow_download: bool) -> ResolvedWeights:
     if explicit:
         candidate = Path(explicit).expanduser()
         if not candidate.exists():
@@ -147,3 +199,34 @@ def resolve_weights(spec: WeightsSpec, explicit: str | os.PathLike | None = None
     if allow_download:
         return ResolvedWeights(_download(spec), "download")
     raise WeightsNotFound(spec.help_text())
+
+
+PICKLE_ENV = "MUSICBENCH_ALLOW_PICKLE"
+
+
+def load_torch_checkpoint(path: Path, model: str, safe_globals: tuple = ()):
+    """``torch.load(weights_only=True)`` (allowing ``safe_globals``); a full unpickle only when permitted.
+
+    A checkpoint that ``weights_only=True`` refuses can run arbitrary code when unpickled, so it is loaded
+    fully only if the user vouched for this exact file: its sha256 is pinned for ``model`` in
+    ``$MUSICBENCH_WEIGHTS_SHA256`` (``resolve_weights`` has then already checked it), or
+    ``$MUSICBENCH_ALLOW_PICKLE=1``. Otherwise ``EncoderUnavailable`` says how to allow it.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)  # torch's message: boilerplate, then "WeightsUnpickler error: <what it refused>"
+        reason = " ".join(text.partition("WeightsUnpickler error:")[2].split("Check the documentation")[0].split())
+        reason = reason or " ".join(text.split())[:300]
+        if not (expected_sha256_from_env(model) or os.environ.get(PICKLE_ENV) == "1"):
+            raise EncoderUnavailable(
+                f"{path} cannot be loaded safely (torch.load weights_only=True refused it: {reason}). Loading it "
+                f"would unpickle arbitrary objects. If you trust this file, pin its sha256 "
+                f"(${SHA256_ENV}={model}={sha256_file(path)}) or set ${PICKLE_ENV}=1.") from None
+    # The user vouched for this file (pinned hash or explicit opt-in): the format needs a full unpickle.
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -14,7 +14,7 @@ import pytest
 
 from encoders import clap
 from encoders._compat import import_laion_clap
-from encoders.base import EncoderError, WindowPolicy, pool
+from encoders.base import EncoderUnavailable, EncoderError, WindowPolicy, pool
 from encoders.clap import CLIP_SAMPLES, SAMPLE_RATE, ClapEncoder, ClapMusicEncoder, window_starts
 from encoders.registry import EncoderOptions, build, encoder_class
 from encoders.weights import WeightsNotFound, sha256_file
@@ -162,15 +162,20 @@ def test_checkpoint_reading_mirrors_the_library(tmp_path, caplog):
         assert list(clap._read_state_dict(with_numpy)) == ["a"]
         assert list(clap._read_state_dict(bare)) == ["a"]
     assert not [record for record in caplog.records if record.name == clap.log.name]
-    # an arbitrary pickled object needs full unpickling: allowed, with a warning
+    # an arbitrary pickled object needs full unpickling: refused unless the user vouches for the file
     exotic = tmp_path / "exotic.pt"
     torch.save({"state_dict": {"a": tensor}, "args": argparse.Namespace(lr=1)}, exotic)
-    with caplog.at_level(logging.WARNING, logger=clap.log.name):
+    with pytest.raises(EncoderUnavailable, match="MUSICBENCH_ALLOW_PICKLE"):
+        clap._read_state_dict(exotic)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUSICBENCH_ALLOW_PICKLE", "1")
         assert list(clap._read_state_dict(exotic)) == ["a"]
-    assert "weights_only=True" in caplog.text
     not_torch = tmp_path / "not_torch.pt"
     not_torch.write_text("<html>404</html>")
-    with pytest.raises(EncoderError, match="cannot read CLAP checkpoint"):
+    with pytest.raises(EncoderUnavailable, match="cannot be loaded safely.*Unsupported operand"):
+        clap._read_state_dict(not_torch)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(EncoderError, match="cannot read CLAP checkpoint"):
+        patch.setenv("MUSICBENCH_ALLOW_PICKLE", "1")
         clap._read_state_dict(not_torch)
 
 

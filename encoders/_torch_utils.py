@@ -1,0 +1,52 @@
+"""Small pieces every neural encoder shares: device choice, input checks, equal-length batching."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .base import EncoderError, EncoderUnavailable
+
+
+def pick_device(requested: str):
+    """``auto`` = CUDA when available, else CPU; an explicit ``cuda`` without CUDA is an error."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EncoderUnavailable("device 'cuda' was requested but CUDA is not available here")
+    return torch.device(requested)
+
+
+def checked_mono(item: np.ndarray, index: int) -> np.ndarray:
+    """The segment as 1-D float32; stereo, empty or non-finite input is refused rather than silently mangled."""
+    audio = np.asarray(item, dtype=np.float32)
+    if audio.ndim != 1:
+        raise EncoderError(f"segment {index}: expected mono 1-D audio, got shape {audio.shape}")
+    if audio.size == 0:
+        raise EncoderError(f"segment {index} is empty")
+    if not np.isfinite(audio).all():
+        raise EncoderError(f"segment {index} contains NaN or infinite samples")
+    return audio
+
+
+def pad_to(audio: np.ndarray, min_samples: int) -> np.ndarray:
+    return np.pad(audio, (0, min_samples - len(audio))) if len(audio) < min_samples else audio
+
+
+def equal_length_groups(batch: Sequence[np.ndarray], min_samples: int,
+                        group_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yield (batch indices, stacked audio) for items of equal length, zero-padded to ``min_samples``.
+
+    Only equal lengths are stacked: padding a shorter item to a common length would change its embedding.
+    """
+    padded = [pad_to(checked_mono(item, index), min_samples) for index, item in enumerate(batch)]
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for index, audio in enumerate(padded):
+        by_length[len(audio)].append(index)
+    for indices in by_length.values():
+        for start in range(0, len(indices), group_size):
+            chunk = indices[start:start + group_size]
+            yield chunk, np.stack([padded[i] for i in chunk])
