@@ -197,17 +197,29 @@ def list_encoders(weights) -> None:
 
 
 @main.command("random-weights")
-@click.argument("encoder")
+@click.argument("name")
 @click.argument("directory", type=click.Path(path_type=Path))
 @_friendly
-def random_weights(encoder, directory) -> None:
-    """Write a RANDOM-INIT checkpoint of ENCODER in its library's format (smoke tests only: scores are noise)."""
-    from encoders.registry import write_random_weights
+def random_weights(name, directory) -> None:
+    """Write a RANDOM-INIT checkpoint of encoder or metric NAME in its library's own format.
+
+    For smoke tests of the real loading path only: scores computed with it are noise.
+    """
+    from encoders.registry import ENCODERS, write_random_weights
+    from metrics import registry as metric_registry
 
     directory.mkdir(parents=True, exist_ok=True)
-    path = write_random_weights(encoder, directory)
-    click.echo(f"wrote random-init weights for {encoder}: {path}")
-    click.echo(f"use: musicbench run --encoder {encoder} --weights {path}")
+    if name in ENCODERS:
+        path = write_random_weights(name, directory)
+        hint = f"musicbench run --encoder {name} --weights {path}"
+    else:
+        metric = type(metric_registry.create(name))
+        if not hasattr(metric, "write_random_weights"):
+            raise click.ClickException(f"'{name}' has no weights to write")
+        path = metric.write_random_weights(directory)
+        hint = f"musicbench run ... --metric-weights {name}={path}"
+    click.echo(f"wrote random-init weights for {name}: {path}")
+    click.echo(f"use: {hint}")
 
 
 def _parse_encoder_weights(values: tuple[str, ...]) -> dict[str, str]:
