@@ -60,3 +60,29 @@ def demo_set(tmp_path_factory):
     from benchmark.demo_data import build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo") / "v1", progress=False)
+
+
+@pytest.fixture
+def network_calls(monkeypatch):
+    """Any socket connection fails and is recorded (the list is returned: assert it stays empty)."""
+    import socket
+
+    calls = []
+
+    def refuse(sock, address, *args):
+        calls.append(address)
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return calls
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch, network_calls):
+    """No $MUSICBENCH_WEIGHTS, an empty Hugging Face cache, no network; returns the recorded connection attempts."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    return network_calls

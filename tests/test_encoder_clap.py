@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -179,43 +178,27 @@ def test_checkpoint_reading_mirrors_the_library(tmp_path, caplog):
         clap._read_state_dict(not_torch)
 
 
-@pytest.fixture
-def no_weights_anywhere(tmp_path, monkeypatch):
-    """No $MUSICBENCH_WEIGHTS, an empty HF cache, and a socket that records any connection attempt."""
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    attempts = []
-
-    def connect(sock, address):
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return attempts
 
 
 @pytest.mark.parametrize("cls", [ClapEncoder, ClapMusicEncoder])
-def test_missing_weights_say_what_to_download(cls, no_weights_anywhere):
+def test_missing_weights_say_what_to_download(cls, no_weights):
     for attempt in (lambda: cls.check_available(EncoderOptions()), lambda: cls(EncoderOptions())):
         with pytest.raises(WeightsNotFound) as error:
             attempt()
         message = str(error.value)
         assert cls.weights_spec.files[0] in message
         assert "lukewys/laion_clap" in message and "$MUSICBENCH_WEIGHTS" in message
-    assert no_weights_anywhere == []
+    assert no_weights == []
 
 
-def test_nonexistent_weights_path_is_named(tmp_path, no_weights_anywhere):
+def test_nonexistent_weights_path_is_named(tmp_path, no_weights):
     missing = tmp_path / "nowhere" / CKPT
     with pytest.raises(WeightsNotFound, match=str(missing)):
         ClapEncoder.check_available(EncoderOptions(weights=str(missing)))
-    assert no_weights_anywhere == []
+    assert no_weights == []
 
 
-def test_explicit_path_and_weights_dir_resolve(ckpt, tmp_path, no_weights_anywhere, monkeypatch):
+def test_explicit_path_and_weights_dir_resolve(ckpt, tmp_path, no_weights, monkeypatch):
     assert ClapEncoder.check_available(EncoderOptions(weights=str(ckpt))) == f"weights: {ckpt} (explicit)"
     assert ClapEncoder.check_available(EncoderOptions(weights=str(ckpt.parent))) == f"weights: {ckpt} (explicit)"
     linked = tmp_path / "weights" / "clap" / CKPT
@@ -227,7 +210,7 @@ def test_explicit_path_and_weights_dir_resolve(ckpt, tmp_path, no_weights_anywhe
     built = build("clap", EncoderOptions(device="cpu", window=window))
     assert built.weights_source == str(linked) and built.weights_sha256 == sha256_file(ckpt)
     assert built.window == window and ClapEncoder.card.window.window_seconds == 10.0
-    assert no_weights_anywhere == []
+    assert no_weights == []
 
 
 def test_clap_music_builds_and_embeds(tmp_path):

@@ -10,7 +10,6 @@ import json
 import random
 import re
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -47,17 +46,6 @@ def encoder(weights_dir):
     return MuQEncoder(EncoderOptions(weights=str(weights_dir), device="cpu"))
 
 
-@pytest.fixture
-def network_calls(monkeypatch):
-    """Any socket connection fails and is recorded."""
-    calls = []
-
-    def refuse(sock, address):
-        calls.append(address)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return calls
 
 
 def test_default_random_config_is_muq_large():
@@ -157,11 +145,8 @@ def test_build_keeps_the_caller_rng_and_never_downloads(weights_dir, network_cal
     assert built.window.window_seconds == 10.0 and built.window.min_seconds == MIN_SECONDS
 
 
-def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path, network_calls):
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+def test_missing_weights_say_where_to_put_them(no_weights):
+    network_calls = no_weights
     with pytest.raises(WeightsNotFound) as error:
         MuQEncoder.check_available(EncoderOptions())
     for fact in ("config.json", "model.safetensors", "OpenMuQ/MuQ-large-msd-iter", "$MUSICBENCH_WEIGHTS"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import socket
 from unittest import mock
 
 import numpy as np
@@ -44,17 +43,6 @@ def encoder(checkpoint):
     return Music2LatentEncoder(EncoderOptions(weights=str(checkpoint), device="cpu"))
 
 
-@pytest.fixture
-def network_calls(monkeypatch):
-    """Any socket connection fails and is recorded."""
-    calls = []
-
-    def refuse(sock, address):
-        calls.append(address)
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return calls
 
 
 def test_writes_the_package_checkpoint_format(checkpoint):
@@ -145,11 +133,8 @@ def test_build_from_local_weights_never_downloads(checkpoint, network_calls, mon
     assert built.window.window_seconds == 10.0 and built.window.min_seconds == MIN_SECONDS
 
 
-def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path, network_calls):
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+def test_missing_weights_say_where_to_put_them(no_weights):
+    network_calls = no_weights
     with pytest.raises(WeightsNotFound) as error:
         Music2LatentEncoder.check_available(EncoderOptions())
     for fact in ("music2latent.pt", "SonyCSLParis/music2latent", "$MUSICBENCH_WEIGHTS"):

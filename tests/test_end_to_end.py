@@ -25,10 +25,15 @@ def _artifacts(client, run_id, path=None):
 
 @pytest.fixture(scope="module")
 def demo_run(demo_set, tmp_path_factory):
+    import huggingface_hub.constants
+
     cache = tmp_path_factory.mktemp("e2e-cache")
-    result = CliRunner().invoke(main, ["run", "--encoder", "mfcc", "--refs", str(demo_set.refs), "--targets",
-                                       str(demo_set.targets), "--ground-truth", str(demo_set.ground_truth),
-                                       "--cache-dir", str(cache), "--experiment", "e2e", "--no-progress"])
+    with pytest.MonkeyPatch.context() as patch:  # no weights anywhere: the neural metrics must be skipped, and say why
+        patch.delenv("MUSICBENCH_WEIGHTS", raising=False)
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hf")))
+        result = CliRunner().invoke(main, ["run", "--encoder", "mfcc", "--refs", str(demo_set.refs), "--targets",
+                                           str(demo_set.targets), "--ground-truth", str(demo_set.ground_truth),
+                                           "--cache-dir", str(cache), "--experiment", "e2e", "--no-progress"])
     assert result.exit_code == 0, result.output
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
@@ -55,6 +60,8 @@ def test_run_records_params_tags_metrics_and_artifacts(demo_run):
     assert metrics["n_failed"] == 0
     assert EXPECTED_ARTIFACTS <= _artifacts(client, run.info.run_id)
     assert run.inputs.dataset_inputs, "dataset not recorded with log_input"
+    assert "checkpoint.pt" in tags["skipped.aesthetics"] and "630k-audioset-best.pt" in tags["skipped.clap_sim"]
+    assert not [m for m in metrics if m.startswith(("aes_", "clap_sim"))]  # skipped: no number, not even zero
 
 
 def test_topk_table_holds_k_rows_per_target(demo_run, demo_set):

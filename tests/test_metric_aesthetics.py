@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -73,23 +72,6 @@ def features(metric, clips):
     return {name: metric.file_features(audio) for name, audio in clips.items()}
 
 
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    """No $MUSICBENCH_WEIGHTS, an empty Hugging Face cache, and a socket that records any connection attempt."""
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
-    empty = tmp_path / "hf-cache"
-    empty.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
-    attempts = []
-
-    def refuse(sock, address, *args):
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 def test_checkpoint_is_in_the_package_format(checkpoint):

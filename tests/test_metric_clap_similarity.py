@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 
 import numpy as np
 import pytest
@@ -89,22 +88,6 @@ def test_zero_vector_gives_nan_not_a_number():
     assert np.isnan(ClapSimilarity().pair_scores(np.zeros(4), np.ones(4))["clap_sim"])
 
 
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("MUSICBENCH_WEIGHTS", raising=False)
-    empty = tmp_path / "hf-cache"
-    empty.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
-    attempts = []
-
-    def refuse(sock, address, *args):
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 def test_unavailable_without_weights(no_weights, tmp_path):
