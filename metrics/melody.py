@@ -16,13 +16,13 @@ The report's formula (NTU MIR 2025 HW2 task 1), kept exact:
 
 What this module adds to the formula, and why:
 
-* **No-pitch frames.** The chroma of a digitally silent frame is all zeros, so its argmax is an arbitrary
-  0 ("C"): in the report two silent passages "match" and silence matches every C. Here a frame whose
-  high-passed, Hann-windowed signal has an RMS below ``SILENCE_RMS`` (1e-6, i.e. -120 dBFS — below 16-bit
-  dither, so only digital silence and filter/resampler residue) gets the pitch class ``NO_PITCH`` (-1),
-  and a -1 frame never matches anything, not even another -1. Such frames still count in the
-  denominator (the formula's "over the shorter length" is kept), so two fully silent files score 0.0.
-  Every frame above the threshold gets exactly the report's argmax.
+* **No-pitch frames: a separately named variant.** The chroma of a digitally silent frame is all zeros, so
+  its argmax is an arbitrary 0 ("C"): in the report two silent passages "match" and silence matches every
+  C. ``melody_acc`` keeps that, exactly as the report computed it. The opt-in ``melody_voiced`` metric
+  (``melody_acc_voiced``) gives a frame whose high-passed, Hann-windowed signal has an RMS below
+  ``SILENCE_RMS`` (1e-6, i.e. -120 dBFS — below 16-bit dither, so only digital silence and filter/resampler
+  residue) the pitch class ``NO_PITCH`` (-1), which never matches anything, not even another -1. Such frames
+  still count in the denominator, so two fully silent files score 0.0 there (1.0 in ``melody_acc``).
 * **No frames.** Only empty audio (0 samples) yields no frames; ``pitch_class_accuracy`` then raises
   ``ValueError("no frames ...")`` rather than returning NaN, and ``MelodyAccuracy.file_features`` raises it
   too (the harness then records that file as a failure instead of scoring its pairs).
@@ -138,8 +138,12 @@ def _estimate_tuning(y: np.ndarray, sample_rate: int) -> float:
     return float(librosa.pitch_tuning(pitch[mag >= threshold], resolution=0.01, bins_per_octave=N_CHROMA))
 
 
-def melody_pitch_classes(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Per-frame dominant pitch class (int8: 0 = C … 11 = B, ``NO_PITCH`` = -1 for silent frames).
+def melody_pitch_classes(audio: np.ndarray, sample_rate: int, mark_silence: bool = False) -> np.ndarray:
+    """Per-frame dominant pitch class (int8: 0 = C … 11 = B).
+
+    ``mark_silence=False`` (default) is the report's formula exactly: a digitally silent frame's all-zero chroma
+    has argmax 0 ("C"). ``mark_silence=True`` gives such frames ``NO_PITCH`` (-1), which never matches
+    (the separately named ``melody_voiced`` metric).
 
     ``audio``: floating-point, mono ``(T,)`` or channels-first ``(C, T)``; channels are averaged, then the
     signal is resampled to 44.1 kHz with soxr 'HQ' if ``sample_rate`` differs. One frame per 256 samples at
@@ -174,7 +178,8 @@ def melody_pitch_classes(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         chroma = librosa.util.normalize(raw, norm=np.inf, axis=-2)
         classes = np.argmax(chroma, axis=0).astype(np.int8)
         frame_power = power[0] + power[-1] + 2.0 * power[1:-1].sum(axis=0)
-        classes[frame_power < silence_power] = NO_PITCH
+        if mark_silence:
+            classes[frame_power < silence_power] = NO_PITCH
         out.append(classes)
     return np.concatenate(out)
 
@@ -237,14 +242,18 @@ class MelodyAccuracy(PairMetric):
     def check_available(self) -> str:
         return "chroma melody accuracy (librosa chroma_stft, scipy filtfilt; no model)"
 
+    #: the report's formula (False) or silent frames as "no pitch" (True, ``melody_voiced``)
+    mark_silence = False
+
     def identity(self) -> dict[str, Any]:
-        # features do not depend on the comparison, so both variants share one identity (and one cache)
-        return {"metric": "melody", "sample_rate": self.sample_rate, "version": 1, **_parameters()}
+        # features do not depend on the comparison: variants with the same mark_silence share one cache
+        return {"metric": "melody", "sample_rate": self.sample_rate, "version": 2,
+                "mark_silence": self.mark_silence, **_parameters()}
 
     def file_features(self, audio: np.ndarray) -> np.ndarray:
         """Pitch classes of the file; ``ValueError("no frames ...")`` for empty audio, so the file is a
         recorded failure rather than a pair that cannot be scored."""
-        classes = melody_pitch_classes(audio, self.sample_rate)
+        classes = melody_pitch_classes(audio, self.sample_rate, self.mark_silence)
         if classes.size == 0:
             raise ValueError("no frames: empty audio has no melody")
         return classes
@@ -264,3 +273,16 @@ class MelodyAccuracyKeyInvariant(MelodyAccuracy):
 
     def pair_scores(self, target: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         return {"melody_acc_keyinv": pitch_class_accuracy_key_invariant(target, reference)}
+
+
+class MelodyAccuracyVoiced(MelodyAccuracy):
+    """Opt-in variant (not the report's metric): digitally silent frames (< -120 dBFS) are "no pitch" and never
+    match, so two silent passages no longer count as agreeing on "C". Still over the shorter length."""
+
+    name = "melody_voiced"
+    columns = ("melody_acc_voiced",)
+    in_auto = False
+    mark_silence = True
+
+    def pair_scores(self, target: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+        return {"melody_acc_voiced": pitch_class_accuracy(target, reference)}

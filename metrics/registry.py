@@ -13,6 +13,7 @@ from .base import MetricUnavailable, PairMetric
 PAIR_METRICS: dict[str, str] = {
     "melody": "metrics.melody:MelodyAccuracy",
     "melody_keyinv": "metrics.melody:MelodyAccuracyKeyInvariant",
+    "melody_voiced": "metrics.melody:MelodyAccuracyVoiced",
     "clap_sim": "metrics.clap_similarity:ClapSimilarity",
     "aesthetics": "metrics.aesthetics:Aesthetics",
 }

@@ -108,8 +108,15 @@ def test_bad_inputs_are_rejected():
 
 # --- silence, short and empty audio ---------------------------------------------------------------------------
 
-def test_silence_has_no_pitch_and_never_matches(a_classes):
+def test_report_formula_lets_silence_match_as_c(a_classes):
     silent = melody_pitch_classes(np.zeros(2 * SR, np.float32), SR)
+    assert len(silent) == 345 and np.all(silent == 0)  # all-zero chroma: argmax 0 = "C", as in the report
+    assert pitch_class_accuracy(silent, silent) == 1.0
+    assert MelodyAccuracy().pair_scores(silent, silent) == {"melody_acc": 1.0}
+
+
+def test_voiced_variant_silence_has_no_pitch_and_never_matches(a_classes):
+    silent = melody_pitch_classes(np.zeros(2 * SR, np.float32), SR, mark_silence=True)
     assert len(silent) == 345 and np.all(silent == NO_PITCH)
     assert pitch_class_accuracy(silent, silent) == 0.0  # no pitch is not a match (the report would say 1.0)
     assert pitch_class_accuracy(silent, a_classes) == 0.0
@@ -117,7 +124,7 @@ def test_silence_has_no_pitch_and_never_matches(a_classes):
 
 
 def test_tone_then_silence(a_classes):
-    half = melody_pitch_classes(np.concatenate([tone(A4, 1.0), np.zeros(SR, np.float32)]), SR)
+    half = melody_pitch_classes(np.concatenate([tone(A4, 1.0), np.zeros(SR, np.float32)]), SR, mark_silence=True)
     # frames whose 2048-sample window lies wholly in the silent half (centre ≥ 44100 + 1024) have no pitch
     first_silent = -(-(44100 + 1024) // 256)  # = 177
     assert np.all(half[first_silent:] == NO_PITCH)
@@ -130,7 +137,7 @@ def test_near_silent_but_not_digital_silence_keeps_the_formula():
     # 16-bit-like dither (≈ -100 dBFS) is above the -120 dBFS no-pitch threshold: the report's argmax stands
     rng = np.random.default_rng(3)
     dither = (1e-5 * rng.standard_normal(SR)).astype(np.float32)
-    assert np.all(melody_pitch_classes(dither, SR) != NO_PITCH)
+    assert np.all(melody_pitch_classes(dither, SR, mark_silence=True) != NO_PITCH)
 
 
 @pytest.mark.parametrize("n", [1, 5, 9, 10, 100, 2047, 2048, 2049])
@@ -238,3 +245,13 @@ def test_library_imports_no_harness():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmark', 'mlflow', 'click', 'torch')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_voiced_metric_is_separately_named_and_cached():
+    from metrics.melody import MelodyAccuracyVoiced
+
+    voiced, report = MelodyAccuracyVoiced(), MelodyAccuracy()
+    assert (voiced.name, voiced.columns, voiced.in_auto) == ("melody_voiced", ("melody_acc_voiced",), False)
+    assert voiced.identity() != report.identity()  # different features: never share a cache entry
+    silent = voiced.file_features(np.zeros(SR, np.float32))
+    assert np.all(silent == NO_PITCH) and voiced.pair_scores(silent, silent) == {"melody_acc_voiced": 0.0}
