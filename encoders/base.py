@@ -166,13 +166,17 @@ class Encoder(ABC):
         rows = np.concatenate([self.embed(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)])
         return pool(rows)
 
+    #: bump when a change to an encoder's code changes its embeddings (invalidates cached ones)
+    implementation_version: int = 1
+
+    @classmethod
+    def make_identity(cls, card: ModelCard, weights_sha256: str | None) -> dict[str, Any]:
+        return {"card": card.as_params(), "weights_sha256": weights_sha256,
+                "implementation_version": cls.implementation_version}
+
     def identity(self) -> dict[str, Any]:
         """Everything that changes the embedding: part of the cache key."""
-        return {
-            "card": self.card.as_params(),
-            "weights_sha256": self.weights_sha256,
-            "implementation_version": getattr(self, "implementation_version", 1),
-        }
+        return self.make_identity(self.card, self.weights_sha256)
 
     def cache_identity(self) -> dict[str, Any]:
         """The embedding cache namespace (shared by anything that needs this encoder's file embeddings)."""

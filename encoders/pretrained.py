@@ -4,11 +4,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._torch_utils import equal_length_groups
-from .base import Encoder, EncoderError, EncoderUnavailable
+from .base import Encoder, EncoderError, EncoderUnavailable, ModelCard
 from .weights import ResolvedWeights, WeightsSpec, resolve_weights
 
 
@@ -34,18 +35,31 @@ class PretrainedEncoder(Encoder):
         resolved = resolve_weights(cls.weights_spec, options.weights, options.allow_download)
         return f"weights: {resolved.path} ({resolved.source})"
 
+    @classmethod
+    def card_for(cls, options) -> ModelCard:
+        """The card with a ``--window`` override applied (never below the model's minimum input length)."""
+        if options.window is None:
+            return cls.card
+        floor = cls.card.window.min_seconds
+        return cls.card.with_window(
+            dataclasses.replace(options.window, min_seconds=max(options.window.min_seconds, floor)))
+
+    @classmethod
+    def identity_for(cls, options) -> dict[str, Any]:
+        """``identity()`` of the encoder ``options`` would build, without building it (hashes the weights)."""
+        cls.require_package()
+        resolved = resolve_weights(cls.weights_spec, options.weights, options.allow_download)
+        return cls.make_identity(cls.card_for(options), resolved.sha256())
+
     def resolve(self, options) -> ResolvedWeights:
-        """Find the weights, record their path and sha256, and apply a ``--window`` override (never going
-        below the model's minimum input length). Call first in ``__init__``."""
+        """Find the weights, record their path and sha256, and apply a ``--window`` override. Call first in
+        ``__init__``."""
         self.options = options
         self.require_package()
         resolved = resolve_weights(self.weights_spec, options.weights, options.allow_download)
         self.weights_sha256 = resolved.sha256()
         self.weights_source = str(resolved.path)
-        if options.window is not None:
-            floor = self.card.window.min_seconds
-            self.card = self.card.with_window(
-                dataclasses.replace(options.window, min_seconds=max(options.window.min_seconds, floor)))
+        self.card = self.card_for(options)
         return resolved
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:

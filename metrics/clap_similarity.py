@@ -7,8 +7,8 @@ deterministic 10 s windows and mean-pooling the harness uses for retrieval — a
 
 A file's features *are* its CLAP embedding, so ``cache_identity()`` is the encoder's own embedding-cache
 identity: a file CLAP already embedded for retrieval is not embedded again here, and vice versa. That identity
-holds the weights' sha256, which ``ClapEncoder`` computes when it is built, so ``cache_identity()`` builds the
-encoder (lazily, once); ``close()`` releases it. The constructor and ``check_available()`` load nothing.
+holds the weights' sha256, which ``ClapEncoder.identity_for`` computes without building the model, so a run
+whose files are all cached never loads CLAP. The constructor and ``check_available()`` load nothing.
 """
 from __future__ import annotations
 
@@ -64,12 +64,20 @@ class ClapSimilarity(PairMetric):
                                         f"this metric decodes at {self.sample_rate} Hz")
         return self._encoder
 
+    def _encoder_identity(self) -> dict[str, Any]:
+        from encoders.registry import encoder_class
+
+        try:
+            return encoder_class(ENCODER).identity_for(self.encoder_options())
+        except EncoderUnavailable as error:
+            raise MetricUnavailable(str(error)) from None
+
     def identity(self) -> dict[str, Any]:
         return {"metric": self.name, "sample_rate": self.sample_rate, "version": 1,
-                "encoder": self.encoder().identity()}
+                "encoder": self._encoder_identity()}
 
     def cache_identity(self) -> dict[str, Any]:
-        return self.encoder().cache_identity()
+        return {"kind": "embedding", **self._encoder_identity()}  # = the built encoder's cache_identity()
 
     def file_features(self, audio: np.ndarray) -> np.ndarray:
         """The file's CLAP embedding (float32, pooled over 10 s windows), exactly as retrieval computes it."""

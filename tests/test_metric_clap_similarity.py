@@ -72,9 +72,19 @@ def test_symmetric_and_one_for_identical_audio(metric, features, clips):
     assert metric.pair_scores(features["a"], features["a"])["clap_sim"] == 1.0
 
 
-def test_cache_identity_is_the_encoders(metric, encoder):
+def test_cache_identity_is_the_encoders(metric, encoder, weights):
     assert metric.cache_identity() == encoder.cache_identity()
     assert metric.cache_identity()["kind"] == "embedding"
+    fresh = ClapSimilarity(MetricOptions(weights={"clap": str(weights)}, device="cpu"))
+    assert fresh.cache_identity() == encoder.cache_identity() and fresh._encoder is None  # no model loaded for it
+
+
+def test_identity_without_building_matches_a_windowed_build(weights):
+    from encoders.base import WindowPolicy
+    from encoders.clap import ClapEncoder
+
+    options = EncoderOptions(weights=str(weights), device="cpu", window=WindowPolicy(5.0, 2.5))
+    assert ClapEncoder.identity_for(options) == build("clap", options).identity()
 
 
 def test_unembeddable_file_is_a_value_error(metric):
