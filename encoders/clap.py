@@ -19,6 +19,7 @@ Per window, preprocessing is the library's own ``get_audio_features`` with the a
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -156,15 +157,11 @@ class ClapMusicEncoder(ClapEncoder):
     """LAION-CLAP, HTSAT-base audio tower, the checkpoint LAION recommends for music."""
 
     amodel = "HTSAT-base"
-    card = ModelCard(
+    card = dataclasses.replace(
+        ClapEncoder.card,
         name="clap-music",
         description="LAION-CLAP audio encoder, music checkpoint (HTSAT-base, music_audioset_epoch_15_esc_90.14; "
                     "48 kHz, 10 s windows)",
-        sample_rate=SAMPLE_RATE,
-        dim=DIM,
-        window=WindowPolicy(window_seconds=10.0, hop_seconds=10.0, pad_last=False),
-        license=LICENSE,
-        package="laion-clap",
         weights_id=f"{HF_REPO}:music_audioset_epoch_15_esc_90.14.pt",
         captures="music semantics aligned with text captions (genre, instrumentation, mood), trained with music "
                  "data; little sensitivity to melody, harmony or key",
