@@ -86,3 +86,21 @@ def no_weights(tmp_path, monkeypatch, network_calls):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     return network_calls
+
+
+@pytest.fixture
+def run_on_tiny(tiny_dataset):
+    """``run_on_tiny(experiment, encoder="mfcc", metrics="none")`` → the id of a finished CLI run on ``tiny_dataset``."""
+    from click.testing import CliRunner
+
+    from benchmark.cli import main
+
+    def run(experiment: str, encoder: str = "mfcc", metrics: str = "none") -> str:
+        result = CliRunner().invoke(main, [
+            "run", "--encoder", encoder, "--refs", str(tiny_dataset["refs"]), "--targets",
+            str(tiny_dataset["targets"]), "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", metrics,
+            "--cache-dir", str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        return result.output.split("MLflow run ")[1].split()[0]
+
+    return run

@@ -20,17 +20,10 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def two_runs(tiny_dataset):
+def two_runs(run_on_tiny):
     """An mfcc and a chroma run (with the melody metric) in a fresh experiment."""
     experiment = f"compare-{uuid.uuid4().hex[:8]}"
-    ids = {}
-    for encoder in ("mfcc", "chroma"):
-        result = CliRunner().invoke(main, [
-            "run", "--encoder", encoder, "--refs", str(tiny_dataset["refs"]), "--targets",
-            str(tiny_dataset["targets"]), "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", "melody",
-            "--cache-dir", str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress"])
-        assert result.exit_code == 0, result.output
-        ids[encoder] = result.output.split("MLflow run ")[1].split()[0]
+    ids = {encoder: run_on_tiny(experiment, encoder, metrics="melody") for encoder in ("mfcc", "chroma")}
     client = MlflowClient()
     return client, experiment, {name: client.get_run(run_id) for name, run_id in ids.items()}
 
@@ -86,14 +79,9 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
         {e: r.data.metrics["map"] for e, r in runs.items()})
 
 
-def test_compare_experiment_takes_the_latest_run_per_encoder_and_parent_its_children(two_runs, tiny_dataset, tmp_path):
+def test_compare_experiment_takes_the_latest_run_per_encoder_and_parent_its_children(two_runs, run_on_tiny, tmp_path):
     client, experiment, runs = two_runs
-    again = CliRunner().invoke(main, [
-        "run", "--encoder", "mfcc", "--refs", str(tiny_dataset["refs"]), "--targets", str(tiny_dataset["targets"]),
-        "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", "none", "--cache-dir",
-        str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress"])
-    assert again.exit_code == 0, again.output
-    newest_mfcc = again.output.split("MLflow run ")[1].split()[0]
+    newest_mfcc = run_on_tiny(experiment)
     result = CliRunner().invoke(main, ["compare", "--experiment", experiment, "--out", str(tmp_path / "e")])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "e" / "comparison.csv", index_col="encoder")

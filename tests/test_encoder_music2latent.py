@@ -9,7 +9,9 @@ import re
 from unittest import mock
 
 import numpy as np
+import pretrained_checks as checks
 import pytest
+from pretrained_checks import music
 
 torch = pytest.importorskip("torch")
 
@@ -25,12 +27,6 @@ pytestmark = [
 SR = Music2LatentEncoder.card.sample_rate
 
 
-def music(seconds: float, pitch: float = 220.0, seed: int = 0) -> np.ndarray:
-    """Deterministic test audio: a decaying harmonic tone plus a little seeded noise."""
-    t = np.arange(int(seconds * SR)) / SR
-    tone = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in (1, 2, 3)) * np.exp(-t)
-    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.01
-    return (0.3 * tone + noise).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def test_writes_the_package_checkpoint_format(checkpoint):
 def test_matches_the_package_encode(encoder, checkpoint):
     from music2latent import inference
 
-    audio = music(2.0)
+    audio = music(SR, 2.0)
     with mock.patch.object(inference, "download_model", lambda: None):  # the package would fetch from the hub
         reference = inference.EncoderDecoder(load_path_inference=str(checkpoint), device=torch.device("cpu"))
     expected = reference.encode(audio).mean(dim=-1)[0].numpy()
@@ -64,16 +60,16 @@ def test_matches_the_package_encode(encoder, checkpoint):
     got = encoder.embed([audio])
     assert got.shape == (1, 64) and got.dtype == np.float32
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
-    assert np.abs(got - encoder.embed([music(2.0, pitch=330.0, seed=1)])).max() > 1e-4  # not constant
+    assert np.abs(got - encoder.embed([music(SR, 2.0, pitch=330.0, seed=1)])).max() > 1e-4  # not constant
 
 
 def test_is_deterministic(encoder):
-    audio = music(1.0)
+    audio = music(SR, 1.0)
     assert np.array_equal(encoder.embed([audio]), encoder.embed([audio]))
 
 
 def test_short_audio_is_zero_padded(encoder):
-    short = music(0.1)
+    short = music(SR, 0.1)
     assert short.size < MIN_SAMPLES
     got = encoder.embed([short])
     assert got.shape == (1, 64) and np.isfinite(got).all()
@@ -82,30 +78,19 @@ def test_short_audio_is_zero_padded(encoder):
 
 
 def test_refuses_stereo_and_non_finite_input(encoder):
-    with pytest.raises(EncoderError, match="mono"):
-        encoder.embed([np.zeros((2, SR), dtype=np.float32)])
-    with pytest.raises(EncoderError, match="NaN"):
-        encoder.embed([np.full(SR, np.nan, dtype=np.float32)])
+    checks.refuses_stereo_and_non_finite_input(encoder)
 
 
 def test_non_finite_output_raises(encoder, monkeypatch):
-    monkeypatch.setattr(encoder, "_embed_equal_length", lambda audio: np.full((len(audio), 64), np.nan))
-    with pytest.raises(EncoderError, match="non-finite"):
-        encoder.embed([music(0.5)])
+    checks.non_finite_output_raises(encoder, monkeypatch)
 
 
 def test_batch_of_different_lengths_equals_each_alone(encoder):
-    first, second = music(1.0), music(1.5, pitch=330.0, seed=1)
-    together = encoder.embed([first, second])
-    alone = np.concatenate([encoder.embed([first]), encoder.embed([second])])
-    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+    checks.batch_equals_each_alone(encoder, (1.0, 1.5), atol=1e-6)
 
 
 def test_batch_of_equal_lengths_equals_each_alone(encoder):
-    first, second = music(1.0), music(1.0, pitch=330.0, seed=1)
-    together = encoder.embed([first, second])
-    alone = np.concatenate([encoder.embed([first]), encoder.embed([second])])
-    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+    checks.batch_equals_each_alone(encoder, (1.0, 1.0), atol=1e-5)
 
 
 def test_strict_load_names_the_missing_key(checkpoint, tmp_path):

@@ -48,14 +48,9 @@ def regress(*args):
     return CliRunner().invoke(main, ["regress", *args])
 
 
-def test_identical_copy_passes_and_lowered_metric_fails(tiny_dataset, store):
+def test_identical_copy_passes_and_lowered_metric_fails(run_on_tiny, store):
     client, experiment, _ = store
-    result = CliRunner().invoke(main, [
-        "run", "--encoder", "mfcc", "--refs", str(tiny_dataset["refs"]), "--targets", str(tiny_dataset["targets"]),
-        "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", "none", "--cache-dir",
-        str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress"])
-    assert result.exit_code == 0, result.output
-    original = result.output.split("MLflow run ")[1].split()[0]
+    original = run_on_tiny(experiment)
 
     same = copy_run(client, original)
     result = regress("--baseline", original, "--experiment", experiment)
