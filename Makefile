@@ -34,5 +34,5 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)"
 
 bench: install
-	$(BIN)/python benchmarks/encoder_throughput.py
-	$(BIN)/python benchmarks/aesthetics_throughput.py
+	$(BIN)/python perf/encoder_throughput.py
+	$(BIN)/python perf/aesthetics_throughput.py

@@ -137,7 +137,7 @@ def run_one(config: RunConfig, progress: bool, run_name: str | None = None, nest
 @click.version_option(package_name="musicbench")
 def main() -> None:
     """musicbench: which audio embedding finds the right song? One MLflow run per encoder."""
-    from encoders._compat import set_offline_defaults
+    from encoders.runtime import set_offline_defaults
 
     set_offline_defaults()
 

@@ -58,7 +58,7 @@ def lower_is_better(metric: str) -> bool:
 
 def per_target_column(metric: str) -> str | None:
     """The per_target table column whose mean is ``metric`` (``map`` → ``average_precision``), if any."""
-    from metrics.retrieval import per_query_column
+    from metrics.ir import per_query_column
 
     if metric.endswith("_top1_mean"):
         return metric[: -len("_mean")]

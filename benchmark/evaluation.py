@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metrics.base import PairMetric
-from metrics.retrieval import aggregate_ir, bootstrap_ci, ir_confidence_intervals, per_query_ir
+from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals, per_query_ir
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode

@@ -23,7 +23,7 @@ from .cache import ArrayCache
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import embed_files
-from .retrieval import cosine_matrix, full_ranking, top_k
+from .ranking import cosine_matrix, full_ranking, top_k
 
 HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
 

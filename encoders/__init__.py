@@ -1,5 +1,5 @@
 """Audio encoders for musicbench. Importing this package imports no model package."""
-from ._compat import set_offline_defaults
+from .runtime import set_offline_defaults
 
 set_offline_defaults()  # before anything imports huggingface_hub/transformers, which read these once
 

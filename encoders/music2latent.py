@@ -21,8 +21,8 @@ from unittest import mock
 
 import numpy as np
 
-from ._compat import prepare_torch_stack
-from ._torch_utils import pick_device
+from .runtime import prepare_torch_stack
+from .torch_utils import pick_device
 from .pretrained import PretrainedEncoder
 from .base import EncoderError, EncoderUnavailable, ModelCard, WindowPolicy
 from .weights import WeightsSpec, load_torch_checkpoint

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._torch_utils import equal_length_groups
+from .torch_utils import equal_length_groups
 from .base import Encoder, EncoderError, EncoderUnavailable, ModelCard
 from .weights import ResolvedWeights, WeightsSpec, resolve_weights
 

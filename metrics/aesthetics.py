@@ -127,7 +127,7 @@ class Aesthetics(PairMetric):
             return self._predictor
         self.check_available()
         path = self._weights().path
-        from encoders._compat import prepare_torch_stack
+        from encoders.runtime import prepare_torch_stack
 
         prepare_torch_stack()  # torchaudio's CUDA-linked extension; offline hub defaults
         import torch
@@ -197,7 +197,7 @@ class Aesthetics(PairMetric):
         "model_cfg": {<its nine keys>}, "target_transform": {axis: {"mean", "std"}}}``, with the package's default
         model config and mean 0 / std 1 per axis (so scores are near 0, not on the 1–10 scale).
         """
-        from encoders._compat import prepare_torch_stack
+        from encoders.runtime import prepare_torch_stack
 
         prepare_torch_stack()
         import torch

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from encoders import clap
-from encoders._compat import import_laion_clap
+from encoders.runtime import import_laion_clap
 from encoders.base import EncoderUnavailable, EncoderError, WindowPolicy, pool
 from encoders.clap import CLIP_SAMPLES, SAMPLE_RATE, ClapEncoder, ClapMusicEncoder, window_starts
 from encoders.registry import EncoderOptions, build, encoder_class

@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
 from benchmark.data import load_dataset
-from benchmark.retrieval import full_ranking
-from metrics.retrieval import ir_metrics
+from benchmark.ranking import full_ranking
+from metrics.ir import ir_metrics
 
 EXPECTED_ARTIFACTS = {"tables/topk.csv", "tables/topk.json", "tables/per_target.csv", "tables/per_target.json",
                       "failures.csv", "config.json", "dataset/manifest.csv", "figures/similarity_heatmap.png",

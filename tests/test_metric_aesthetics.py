@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-if importlib.util.find_spec("audiobox_aesthetics") is None:  # find, not import: encoders._compat must run first
+if importlib.util.find_spec("audiobox_aesthetics") is None:  # find, not import: encoders.runtime must run first
     pytest.skip("audiobox_aesthetics is not installed", allow_module_level=True)
 
 import metrics.registry as registry  # noqa: E402
@@ -45,7 +45,7 @@ def metric(checkpoint):
 @pytest.fixture(scope="module")
 def oracle(checkpoint):
     """The package's own predictor, built by the package's own code on the same file."""
-    from encoders._compat import prepare_torch_stack
+    from encoders.runtime import prepare_torch_stack
 
     prepare_torch_stack()
     from audiobox_aesthetics.infer import AesPredictor

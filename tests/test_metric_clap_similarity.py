@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-if importlib.util.find_spec("laion_clap") is None:  # find, not import: encoders._compat must run first
+if importlib.util.find_spec("laion_clap") is None:  # find, not import: encoders.runtime must run first
     pytest.skip("laion_clap is not installed", allow_module_level=True)
 
 import metrics.registry as registry  # noqa: E402

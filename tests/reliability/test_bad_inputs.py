@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from relkit import SR, artifact_csv, invoke, runs, tone, wav_bytes
+from reliability_helpers import SR, artifact_csv, invoke, runs, tone, wav_bytes
 
 from benchmark import data as data_module
 from benchmark.cache import ArrayCache

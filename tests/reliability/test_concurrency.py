@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from mlflow.tracking import MlflowClient
-from relkit import SR, cli_command, subprocess_env, tone, tone_folder
+from reliability_helpers import SR, cli_command, subprocess_env, tone, tone_folder
 
 from benchmark.cache import ArrayCache
 from benchmark.data import content_hash

@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from relkit import SR, cache_entries, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wait_for
+from reliability_helpers import SR, cache_entries, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wait_for
 
 from benchmark.cache import TEMP_PREFIX
 from encoders import registry

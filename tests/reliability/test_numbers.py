@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from mlflow.tracking import MlflowClient
-from relkit import SR, artifact_csv, invoke, runs, tone
+from reliability_helpers import SR, artifact_csv, invoke, runs, tone
 
 from benchmark import evaluation
 from encoders.mfcc import MFCCStats

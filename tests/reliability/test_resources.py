@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from relkit import SR, artifact_csv, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wav_bytes
+from reliability_helpers import SR, artifact_csv, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wav_bytes
 
 from benchmark.parallel import prefetch_map
 

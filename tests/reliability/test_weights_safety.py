@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from relkit import REPO
+from reliability_helpers import REPO
 
 from encoders.base import EncoderUnavailable
 from encoders.weights import SHA256_ENV, WeightsHashMismatch, WeightsSpec, resolve_weights

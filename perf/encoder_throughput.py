@@ -5,7 +5,7 @@ temporary folder for the neural ones), decode the first N demo files at its samp
 window policy and embed them in batches, as the harness does. Reports audio seconds per wall second of the
 embedding step (decode excluded) and the process's peak RSS.
 
-    python benchmarks/encoder_throughput.py [--encoders mfcc,chroma,crepe,clap,music2latent,muq] [--files 6]
+    python perf/encoder_throughput.py [--encoders mfcc,chroma,crepe,clap,music2latent,muq] [--files 6]
 """
 from __future__ import annotations
 

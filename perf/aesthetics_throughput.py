@@ -1,6 +1,6 @@
 """Audiobox Aesthetics on CPU: seconds of compute per minute of audio (random-init weights, same architecture).
 
-    python benchmarks/aesthetics_throughput.py [--seconds 60] [--repeats 2]
+    python perf/aesthetics_throughput.py [--seconds 60] [--repeats 2]
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from metrics.retrieval import (
+from metrics.ir import (
     aggregate_ir,
     average_precision,
     bootstrap_ci,

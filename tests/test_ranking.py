@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from benchmark.retrieval import cosine_matrix, full_ranking, l2_normalise, top_k
+from benchmark.ranking import cosine_matrix, full_ranking, l2_normalise, top_k
 
 
 def test_top_k_orders_by_cosine_and_returns_similarities():
