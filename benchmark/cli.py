@@ -36,14 +36,22 @@ def _friendly(fn):
     return wrapper
 
 
-def _parse_metric_weights(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    pairs = []
+def _name_path_pairs(values: tuple[str, ...], what: str, option: str) -> dict[str, str]:
+    """``NAME=PATH`` options (repeatable) → {name: path}; '' (an empty ``mlflow run`` parameter) is skipped."""
+    out = {}
     for value in values:
+        if not value:
+            continue
         name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise click.BadParameter(f"expected METRIC=PATH, got '{value}'", param_hint="--metric-weights")
-        pairs.append((name.strip(), path.strip()))
-    return tuple(pairs)
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected {what}=PATH, got '{value}'", param_hint=option)
+        out[name.strip()] = str(Path(path.strip()).expanduser())
+    return out
+
+
+def _comma_list(text: str | None) -> list[str]:
+    """``a, b,,a`` → ``[a, b]``: stripped, empty parts dropped, duplicates dropped in order."""
+    return list(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
 
 
 def _optional_path(ctx, param, value):
@@ -100,7 +108,7 @@ def run_options(fn):
 
 def _dataset_paths(refs, targets, ground_truth, progress: bool):
     if refs is None and targets is None:
-        from .demo_data import build_demo
+        from .demo import build_demo
 
         demo = build_demo(progress=progress)
         click.echo(f"Using the embedded demo set at {demo.root}", err=True)
@@ -118,19 +126,31 @@ def make_config(encoder: str, **kw) -> RunConfig:
         os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
     cache_dir = kw.pop("cache_dir") or default_cache_dir()
     return RunConfig(encoder=encoder, refs=refs, targets=targets, ground_truth=ground_truth, cache_dir=cache_dir,
-                     metric_weights=_parse_metric_weights(kw.pop("metric_weights")), **kw)
+                     metric_weights=tuple(_name_path_pairs(kw.pop("metric_weights"), "METRIC",
+                                                                  "--metric-weights").items()), **kw)
 
 
-def run_one(config: RunConfig, progress: bool, run_name: str | None = None, nested: bool = False):
-    """Check, run and record one encoder; returns (run id, RunResult)."""
+def run_and_report(config: RunConfig, progress: bool) -> None:
+    """``musicbench run``: the dataset is checked at the edge (no MLflow run for a missing folder), then the one
+    run path runs and records the encoder; a failure is one line (with its run), a bug keeps its traceback."""
     from . import pipeline, tracking
 
-    prepared = pipeline.prepare(config)
-    with tracking.started_run(config.experiment, run_name or config.encoder, nested=nested) as run:
-        result = pipeline.run(config, progress=progress, prepared=prepared)
-        tracking.log_result(result)
-    prepared.encoder.close()
-    return run.info.run_id, result
+    dataset = pipeline.load(config)
+    outcome = tracking.run_and_record(config, dataset, progress)
+    if outcome.error is not None:
+        if isinstance(outcome.error, _user_errors()):
+            raise click.ClickException(f"{outcome.error} [run {outcome.run_id} FAILED]")
+        raise outcome.error
+    click.echo(tracking.summary_line(outcome.result))
+    click.echo(f"MLflow run {outcome.run_id} in {tracking.tracking_uri()}")
+
+
+def _echo_comparison(outcome) -> None:
+    """A ``compare.Outcome`` on the terminal: the markdown table, then its warnings and where the files are."""
+    click.echo(outcome.comparison.markdown())
+    for warning in outcome.comparison.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Comparison files: {outcome.out_dir}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,13 +170,9 @@ def main() -> None:
 @_friendly
 def run(encoder, weights, run_name, **kw) -> None:
     """Embed, retrieve and score with one encoder; record everything in one MLflow run."""
-    from . import tracking
-
     progress = not kw["no_progress"]
     config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
-    run_id, result = run_one(config, progress, run_name)
-    click.echo(tracking.summary_line(result))
-    click.echo(f"MLflow run {run_id} in {tracking.tracking_uri()}")
+    run_and_report(config, progress)
 
 
 @main.command()
@@ -168,7 +184,7 @@ def run(encoder, weights, run_name, **kw) -> None:
 @_friendly
 def demo(ctx, encoders, build_only, force, no_progress) -> None:
     """Build the embedded demo set (offline) and run a suite of encoders on it, with their comparison."""
-    from .demo_data import build_demo
+    from .demo import build_demo
 
     demo_set = build_demo(force=force, progress=not no_progress)
     click.echo(f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
@@ -222,22 +238,6 @@ def random_weights(name, directory) -> None:
     click.echo(f"use: {hint}")
 
 
-def _parse_encoder_weights(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for value in values:
-        if not value:  # '' from an empty `mlflow run` parameter
-            continue
-        name, sep, path = value.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise click.BadParameter(f"expected ENCODER=PATH, got '{value}'", param_hint="--weights")
-        out[name.strip()] = str(Path(path.strip()).expanduser())
-    return out
-
-
-def _id_list(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 @main.command()
 @click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Comma-separated encoder names.")
 @click.option("--weights", "weights", multiple=True, metavar="ENCODER=PATH",
@@ -258,27 +258,25 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     Exit status: 0 when every encoder finished and the comparison was logged; 1 when any encoder failed
     (or the comparison could not be made).
     """
+    from . import pipeline
     from . import suite as suite_module
 
-    names = suite_module.parse_encoders(encoders)
+    names = _comma_list(encoders)
     if not names:
         raise click.BadParameter("give at least one encoder", param_hint="--encoders")
-    encoder_weights = _parse_encoder_weights(weights)
+    encoder_weights = _name_path_pairs(weights, "ENCODER", "--weights")
     progress = not kw["no_progress"]
     base = make_config(names[0], **kw)
+    dataset = pipeline.load(base)
     try:
         result = suite_module.run_suite(base, names, encoder_weights, progress=progress, run_name=run_name,
-                                        out_dir=out, echo=lambda line: click.echo(line, err=True))
+                                        out_dir=out, echo=lambda line: click.echo(line, err=True), dataset=dataset)
     except suite_module.SuiteFailed as error:
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    outcome = result.comparison
-    if outcome is not None:
-        click.echo(outcome.comparison.markdown())
-        for warning in outcome.comparison.warnings:
-            click.echo(f"Warning: {warning}", err=True)
-        click.echo(f"Comparison files: {outcome.out_dir}", err=True)
+    if result.comparison is not None:
+        _echo_comparison(result.comparison)
     click.echo(f"Suite parent run {result.parent_run_id} ({len(result.finished)} finished, "
                f"{len(result.failed)} failed) in {_tracking_uri()}", err=True)
     problems = [f"{c.encoder}: {c.failure_reason}" for c in result.failed]
@@ -290,7 +288,7 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
 
 
 def _tracking_uri() -> str:
-    from .tracking import tracking_uri
+    from .store import tracking_uri
 
     return tracking_uri()
 
@@ -315,21 +313,19 @@ def compare(parent, experiment, runs, metric_names, out) -> None:
     """
     from . import compare as compare_module
 
-    run_ids = _id_list(runs)
+    run_ids = _comma_list(runs)
     if not (parent or run_ids or experiment):
         experiment = DEFAULT_EXPERIMENT
     try:
         outcome = compare_module.compare(parent=parent or None, experiment=experiment or None,
-                                         run_ids=run_ids or None, metrics=_id_list(metric_names) or None,
+                                         run_ids=run_ids or None, metrics=_comma_list(metric_names) or None,
                                          out_dir=out)
     except compare_module.CompareError as error:
         raise click.ClickException(str(error)) from None
     for encoder, run_id, why in outcome.selection.skipped:
         click.echo(f"Skipped {encoder} ({run_id}): {why}", err=True)
-    click.echo(outcome.comparison.markdown())
-    for warning in outcome.comparison.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"Files: {outcome.out_dir}; logged to run {', '.join(outcome.logged_to)}", err=True)
+    _echo_comparison(outcome)
+    click.echo(f"Logged to run {', '.join(outcome.logged_to)}", err=True)
 
 
 class _NothingToCheck(click.ClickException):
@@ -358,7 +354,7 @@ def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
     from . import regress as regress_module
 
     try:
-        report = regress_module.regress(baseline, tolerance, mode, experiment, _id_list(metric_names) or None)
+        report = regress_module.regress(baseline, tolerance, mode, experiment, _comma_list(metric_names) or None)
     except regress_module.RegressError as error:
         raise _NothingToCheck(str(error)) from None
     click.echo(regress_module.format_report(report))
@@ -373,29 +369,23 @@ def baseline() -> None:
     """Pin or unpin regression baselines (the run tag baseline=true, used by `regress --baseline tag`)."""
 
 
-def _set_baseline_tag(run_id: str, value: str | None) -> str:
-    from mlflow.exceptions import MlflowException
+def _set_baseline_tag(run_id: str, pinned: bool) -> str:
+    from . import runs, tracking
 
-    from .compare import _client, encoder_of
-
-    client = _client()
+    client = runs.client()
     try:
-        run = client.get_run(run_id)
-        if value is None:
-            if "baseline" in run.data.tags:
-                client.delete_tag(run_id, "baseline")
-        else:
-            client.set_tag(run_id, "baseline", value)
-    except MlflowException as error:
-        raise click.ClickException(f"run {run_id}: {error.message}") from None
-    return encoder_of(run)
+        run = runs.get_run(client, run_id)
+    except runs.RunNotFound as error:
+        raise click.ClickException(str(error)) from None
+    tracking.set_baseline(client, run_id, pinned)
+    return runs.encoder_of(run)
 
 
 @baseline.command("pin")
 @click.argument("run_id")
 def baseline_pin(run_id) -> None:
     """Tag RUN_ID baseline=true."""
-    encoder = _set_baseline_tag(run_id, "true")
+    encoder = _set_baseline_tag(run_id, True)
     click.echo(f"pinned {run_id} ({encoder}) as baseline")
 
 
@@ -403,7 +393,7 @@ def baseline_pin(run_id) -> None:
 @click.argument("run_id")
 def baseline_unpin(run_id) -> None:
     """Remove the baseline tag of RUN_ID."""
-    encoder = _set_baseline_tag(run_id, None)
+    encoder = _set_baseline_tag(run_id, False)
     click.echo(f"unpinned {run_id} ({encoder})")
 
 

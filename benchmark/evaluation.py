@@ -14,12 +14,86 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from metrics.base import PairMetric
+from metrics.base import Measure, PairMetric
 from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals, per_query_ir
 
 from .cache import ArrayCache
-from .data import AudioDecodeError, AudioFile, Failure, decode
+from .config import RunConfig
+from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
 from .parallel import prefetch_map
+from .ranking import full_ranking
+
+#: the numbers the harness itself logs (pair metrics and IR measures declare theirs where they are computed)
+HARNESS_MEASURES = (
+    Measure("sim_top1_mean", True, True, "mean cosine of each target and its top-1 reference, in the encoder's "
+            "own embedding space (comparable within an encoder only)"),
+    Measure("sim_top1_median", True, description="median of the same"),
+    Measure("sim_topk_mean", True, description="mean cosine over all top-k pairs"),
+    Measure("n_failed", False, description="files that failed at any stage"),
+    Measure("{stage}_seconds", False, description="wall time of a stage"),
+    Measure("embed_audio_seconds_per_second", True, description="embedding throughput"),
+    Measure("n_refs", None), Measure("n_targets", None), Measure("n_embedded", None), Measure("n_cached", None),
+    Measure("n_queries_{stage}", None),
+)
+
+
+@dataclass
+class Evaluation:
+    topk: pd.DataFrame  # the top-k table with every pair metric's columns
+    per_target: pd.DataFrame  # one row per target: top-1, pair metrics of the top-1 pair, IR values
+    metrics: dict[str, float]
+    skipped: dict[str, str]  # metric family → why it logged nothing
+    failures: list[Failure] = field(default_factory=list)
+
+
+def evaluate(config: RunConfig, metrics: Sequence[PairMetric], skipped: dict[str, str], dataset: Dataset,
+             hashes: dict[Path, str], topk: pd.DataFrame, target_files: list[AudioFile], ranked: tuple,
+             progress: bool = True) -> Evaluation:
+    """Pair metrics on the retrieved pairs, IR metrics against the ground truth, and the aggregates.
+
+    ``ranked`` is (target matrix, reference matrix, reference keys, excluded reference indices per target), as
+    retrieval left them. A metric that breaks is recorded in ``skipped`` with the error; it logs nothing.
+    """
+    target_matrix, ref_matrix, ref_keys, exclude = ranked
+    per_target = topk[topk["rank"] == 1][["target", "reference", "similarity"]].rename(
+        columns={"reference": "top1_reference", "similarity": "sim_top1"}).set_index("target")
+    values: dict[str, float] = {}
+    skipped = dict(skipped)
+    failures: list[Failure] = []
+    target_hash = {f.key: hashes[f.path] for f in target_files}
+    ref_hash = {f.key: hashes[f.path] for f in dataset.refs if f.path in hashes}
+    retrieved = set(topk["reference"])
+    needed = [("target", f) for f in target_files] + [("reference", f) for f in dataset.refs if f.key in retrieved]
+    for metric in metrics:
+        try:
+            feats = metric_features(metric, needed, config.cache_dir, hashes, config.workers, progress)
+        except Exception as error:  # noqa: BLE001 - the metric itself broke (model failed to load, …): say why
+            skipped[metric.name] = f"failed: {type(error).__name__}: {error}"
+            continue
+        finally:
+            metric.close()
+        failures.extend(feats.failures)
+        topk = pd.concat([topk, score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
+        values.update(file_value_means(metric, feats.features, list(target_hash.values()),
+                                       [ref_hash[r] for r in per_target["top1_reference"]]))
+    pair_columns = [c for m in metrics if m.name not in skipped for c in m.columns]
+    values.update(aggregate(topk, pair_columns))
+    top1 = topk[topk["rank"] == 1].set_index("target")
+    for column in pair_columns:
+        per_target[f"{column}_top1"] = top1[column]
+
+    if dataset.relevance is not None:
+        target_keys = [f.key for f in target_files]
+        rankings = {t: [ref_keys[i] for i in row]
+                    for t, row in zip(target_keys, full_ranking(target_matrix, ref_matrix, exclude))}
+        relevance = {t: rel for t, rel in dataset.relevance.items() if t in rankings}
+        ir_values, per_query = retrieval_metrics(rankings, relevance, config.k)
+        values.update(ir_values)
+        if len(per_query):
+            per_target = per_target.join(per_query.set_index("query"), how="left")
+    per_target = per_target.reset_index()
+    values.update(similarity_confidence_interval(per_target))
+    return Evaluation(topk, per_target, values, skipped, failures)
 
 
 

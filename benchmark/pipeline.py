@@ -23,7 +23,7 @@ from .cache import ArrayCache
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import embed_files
-from .ranking import cosine_matrix, full_ranking, top_k
+from .ranking import cosine_matrix, top_k
 
 HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
 
@@ -81,9 +81,14 @@ class Prepared:
     skipped: dict[str, str]
 
 
-def prepare(config: RunConfig) -> Prepared:
+def load(config: RunConfig) -> Dataset:
+    """The dataset of ``config``: folders found and scanned, ground truth read (``DatasetError`` otherwise)."""
+    return load_dataset(config.refs, config.targets, config.ground_truth)
+
+
+def prepare(config: RunConfig, dataset: Dataset | None = None) -> Prepared:
     """Fail fast: bad folders, unknown encoder, missing weights, unavailable explicit metrics."""
-    dataset = load_dataset(config.refs, config.targets, config.ground_truth)
+    dataset = dataset if dataset is not None else load(config)
     encoder_registry.encoder_class(config.encoder)  # unknown names fail here, with the list
     metrics, skipped = metric_registry.select(config.metrics, metric_options(config))
     encoder = encoder_registry.build(config.encoder, encoder_options(config))
@@ -163,46 +168,13 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     timings["retrieve_seconds"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    per_target = topk[topk["rank"] == 1][["target", "reference", "similarity"]].rename(
-        columns={"reference": "top1_reference", "similarity": "sim_top1"}).set_index("target")
-    metrics: dict[str, float] = {}
-    skipped = dict(prepared.skipped)
-    target_hash = {f.key: hashes[f.path] for f in target_files}
-    ref_hash = {f.key: hashes[f.path] for f in dataset.refs if f.path in hashes}
-    retrieved = set(topk["reference"])
-    needed = [("target", f) for f in target_files] + [("reference", f) for f in dataset.refs if f.key in retrieved]
-    for metric in prepared.metrics:
-        try:
-            feats = evaluation.metric_features(metric, needed, config.cache_dir, hashes, config.workers, progress)
-        except Exception as error:  # noqa: BLE001 - the metric itself broke (model failed to load, …): say why
-            skipped[metric.name] = f"failed: {type(error).__name__}: {error}"
-            continue
-        finally:
-            metric.close()
-        failures.extend(feats.failures)
-        topk = pd.concat([topk, evaluation.score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
-        metrics.update(evaluation.file_value_means(
-            metric, feats.features, list(target_hash.values()),
-            [ref_hash[r] for r in per_target["top1_reference"]]))
-    pair_columns = [c for m in prepared.metrics if m.name not in skipped for c in m.columns]
-    metrics.update(evaluation.aggregate(topk, pair_columns))
-    top1 = topk[topk["rank"] == 1].set_index("target")
-    for column in pair_columns:
-        per_target[f"{column}_top1"] = top1[column]
-
-    if dataset.relevance is not None:
-        rankings_idx = full_ranking(target_matrix, ref_matrix, exclude)
-        rankings = {t: [ref_keys[i] for i in row] for t, row in zip(target_keys, rankings_idx)}
-        relevance = {t: rel for t, rel in dataset.relevance.items() if t in rankings}
-        ir_values, per_query = evaluation.retrieval_metrics(rankings, relevance, config.k)
-        metrics.update(ir_values)
-        if len(per_query):
-            per_target = per_target.join(per_query.set_index("query"), how="left")
-    per_target = per_target.reset_index()
-    metrics.update(evaluation.similarity_confidence_interval(per_target))
+    evaluated = evaluation.evaluate(config, prepared.metrics, prepared.skipped, dataset, hashes, topk, target_files,
+                                    (target_matrix, ref_matrix, ref_keys, exclude), progress)
+    failures.extend(evaluated.failures)
     timings["evaluate_seconds"] = time.perf_counter() - tick
     timings["total_seconds"] = time.perf_counter() - started
 
+    metrics = dict(evaluated.metrics)
     metrics.update({"n_refs": len(ref_keys), "n_targets": len(target_keys), "n_failed": len(failures),
                     "n_embedded": embed_stats["n_embedded"], "n_cached": embed_stats["n_cached"]})
     if embed_stats["audio_seconds_embedded"] > 0:
@@ -221,11 +193,11 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
                                            if f.path in hashes}),
         target_keys=target_keys,
         ref_keys=ref_keys,
-        topk=topk,
-        per_target=per_target,
+        topk=evaluated.topk,
+        per_target=evaluated.per_target,
         metrics=metrics,
         similarity=similarity,
-        skipped_metrics=skipped,
+        skipped_metrics=evaluated.skipped,
         failures=failures,
         stats=embed_stats,
     )

@@ -7,9 +7,10 @@ For each encoder the *candidate* is its latest FINISHED run in the experiment (n
 - ``tag``: the encoder's latest FINISHED run tagged ``baseline=true`` (``musicbench baseline pin RUN_ID``);
 - ``previous``: the encoder's FINISHED run just before the candidate.
 
-Encoders without a baseline are reported and skipped. Only metrics present in both runs are checked. Every
-headline metric is higher-is-better (``mean_first_relevant_rank``, ``n_failed`` and ``*_seconds``, when asked
-for with ``--metrics``, are lower-is-better and checked mirrored). A metric *drops* when:
+Encoders without a baseline are reported and skipped. Only metrics present in both runs are checked. The
+default list is the headline metrics; each metric's direction comes from its declaration (``measures.py``):
+lower-is-better ones (``mean_first_relevant_rank``, ``n_failed``, ``*_seconds``) are checked mirrored, and one
+with no direction is reported, never failed. A metric *drops* when:
 
 - ``absolute``: ``baseline − candidate > tolerance``;
 - ``relative``: ``baseline − candidate > tolerance × |baseline|``;
@@ -24,7 +25,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .compare import HEADLINE, encoder_of, encoder_runs, headline_metrics, lower_is_better
+from .measures import has_direction, headline_metrics, lower_is_better
+from .runs import RunNotFound, encoder_of, encoder_runs, get_run
 
 MODES = ("absolute", "relative", "ci")
 BASELINE_TAG = "baseline"
@@ -84,6 +86,8 @@ def check_metric(metric: str, baseline: dict[str, float], candidate: dict[str, f
         where = "baseline" if metric not in baseline else "candidate"
         return MetricCheck(metric, baseline.get(metric), candidate.get(metric), "skipped", f"not in {where}")
     b, c = float(baseline[metric]), float(candidate[metric])
+    if not has_direction(metric):
+        return MetricCheck(metric, b, c, "skipped", "no better direction")
     sign = -1.0 if lower_is_better(metric) else 1.0
     drop = sign * (b - c)  # > 0: worse
     if mode == "absolute":
@@ -123,22 +127,14 @@ def check_pair(encoder: str, baseline, candidate, metrics: list[str] | None, mod
     return pair
 
 
-def _client():
-    from .compare import _client as client
-
-    return client()
-
-
 def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, object, object]], dict[str, str]]:
     """(encoder, baseline run, candidate run) per encoder, and {encoder: why skipped}."""
-    from mlflow.exceptions import MlflowException
-
     skipped: dict[str, str] = {}
     if baseline not in ("tag", "previous"):
         try:
-            base_run = client.get_run(baseline)
-        except MlflowException as error:
-            raise RegressError(f"baseline run {baseline} not found: {error.message}") from None
+            base_run = get_run(client, baseline, "baseline run")
+        except RunNotFound as error:
+            raise RegressError(str(error)) from None
         encoder = encoder_of(base_run)
         candidates = [r for r in encoder_runs(client, base_run.info.experiment_id)
                       if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id]
@@ -177,12 +173,10 @@ def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, 
     return pairs, skipped
 
 
-def record(client, pair: Pair, mode: str, tolerance: float) -> None:
-    run_id = pair.candidate.info.run_id
-    for key, value in {"regress.verdict": pair.verdict, "regress.baseline": pair.baseline.info.run_id,
-                       "regress.failed_metrics": ",".join(pair.failed_metrics) or "none",
-                       "regress.mode": mode, "regress.tolerance": f"{tolerance:g}"}.items():
-        client.set_tag(run_id, key, value)
+def verdict_tags(pair: Pair, mode: str, tolerance: float) -> dict[str, str]:
+    return {"regress.verdict": pair.verdict, "regress.baseline": pair.baseline.info.run_id,
+            "regress.failed_metrics": ",".join(pair.failed_metrics) or "none",
+            "regress.mode": mode, "regress.tolerance": f"{tolerance:g}"}
 
 
 def regress(baseline: str, tolerance: float = 0.02, mode: str = "absolute", experiment: str = "musicbench",
@@ -191,20 +185,24 @@ def regress(baseline: str, tolerance: float = 0.02, mode: str = "absolute", expe
         raise RegressError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if tolerance < 0:
         raise RegressError("tolerance must be ≥ 0")
-    client = _client()
+    from . import tracking
+    from .runs import client as runs_client
+
+    client = runs_client()
     found, skipped = find_pairs(client, baseline, experiment)
     report = Report([], skipped, mode, tolerance)
     for encoder, base_run, candidate in found:
         pair = check_pair(encoder, base_run, candidate, metrics, mode, tolerance)
         report.pairs.append(pair)
         if record_tags:
-            record(client, pair, mode, tolerance)
+            tracking.set_tags(client, candidate.info.run_id, verdict_tags(pair, mode, tolerance))
     mlflow_run = os.environ.get("MLFLOW_RUN_ID")  # under `mlflow run -e regress`: its own run gets the summary
     if record_tags and mlflow_run:
-        client.set_tag(mlflow_run, "regress.verdict", "fail" if report.failed else "pass")
-        client.set_tag(mlflow_run, "regress.failed_metrics", "; ".join(
-            f"{p.encoder}: {','.join(p.failed_metrics)}" for p in report.failed)[:5000] or "none")
-        client.set_tag(mlflow_run, "regress.candidates", ",".join(p.candidate.info.run_id for p in report.pairs))
+        tracking.set_tags(client, mlflow_run, {
+            "regress.verdict": "fail" if report.failed else "pass",
+            "regress.failed_metrics": "; ".join(f"{p.encoder}: {','.join(p.failed_metrics)}"
+                                                for p in report.failed) or "none",
+            "regress.candidates": ",".join(p.candidate.info.run_id for p in report.pairs)})
     return report
 
 
@@ -233,4 +231,4 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HEADLINE", "MODES", "RegressError", "Report", "check_metric", "format_report", "regress"]
+__all__ = ["MODES", "RegressError", "Report", "check_metric", "format_report", "regress"]

@@ -18,14 +18,13 @@ Rules:
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from .config import RunConfig
+from .data import Dataset
+from .tracking import RunOutcome
 
 SUITE_TAG = "musicbench.suite"
 
@@ -35,29 +34,19 @@ class SuiteFailed(RuntimeError):
 
 
 @dataclass
-class ChildOutcome:
-    encoder: str
-    run_id: str | None
-    status: str  # FINISHED | FAILED
-    failure_reason: str = ""
-    seconds: float = 0.0
-    summary: str = ""
-
-
-@dataclass
 class SuiteResult:
     parent_run_id: str
     experiment_id: str
-    children: list[ChildOutcome] = field(default_factory=list)
+    children: list[RunOutcome] = field(default_factory=list)
     comparison: object | None = None  # compare.Outcome
     comparison_error: str | None = None
 
     @property
-    def finished(self) -> list[ChildOutcome]:
+    def finished(self) -> list[RunOutcome]:
         return [c for c in self.children if c.status == "FINISHED"]
 
     @property
-    def failed(self) -> list[ChildOutcome]:
+    def failed(self) -> list[RunOutcome]:
         return [c for c in self.children if c.status != "FINISHED"]
 
     @property
@@ -65,47 +54,12 @@ class SuiteResult:
         return not self.failed and self.comparison_error is None
 
 
-def parse_encoders(text: str) -> list[str]:
-    return list(dict.fromkeys(e.strip() for e in (text or "").split(",") if e.strip()))
-
-
-
-
-def run_child(config: RunConfig, experiment: str, parent_run_id: str, progress: bool) -> ChildOutcome:
-    """One encoder as a nested run: start the run, then prepare (so build failures are recorded), run, log."""
-    from . import pipeline, tracking
-
-    started = time.perf_counter()
-    run_id = None
-    tags = {f"{SUITE_TAG}.parent": parent_run_id, "musicbench.encoder": config.encoder}
-    try:
-        with tracking.started_run(experiment, config.run_name or config.encoder, nested=True, tags=tags) as run:
-            run_id = run.info.run_id
-            tracking.log_params_once({**config.as_params(), "weights": config.weights or "default"})
-            prepared = pipeline.prepare(config)
-            try:
-                result = pipeline.run(config, progress=progress, prepared=prepared)
-                tracking.log_result(result)
-            finally:
-                prepared.encoder.close()
-    except Exception as error:  # noqa: BLE001 - any failure of one encoder is that child's, not the suite's
-        return ChildOutcome(config.encoder, run_id, "FAILED", f"{type(error).__name__}: {error}",
-                            time.perf_counter() - started)
-    return ChildOutcome(config.encoder, run_id, "FINISHED", "", time.perf_counter() - started,
-                        tracking.summary_line(result))
-
-
-def children_table(children: list[ChildOutcome]) -> pd.DataFrame:
-    return pd.DataFrame([{"encoder": c.encoder, "run_id": c.run_id or "", "status": c.status,
-                          "failure_reason": c.failure_reason, "seconds": round(c.seconds, 3)} for c in children],
-                        columns=["encoder", "run_id", "status", "failure_reason", "seconds"])
-
-
 def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | None = None, progress: bool = True,
               run_name: str | None = None, out_dir: Path | None = None,
-              echo: Callable[[str], None] = print) -> SuiteResult:
+              echo: Callable[[str], None] = print, dataset: Dataset | None = None) -> SuiteResult:
     """Run ``encoders`` on ``base``'s dataset as children of one parent run, then compare the finished ones.
 
+    Each child goes through ``tracking.run_and_record``, exactly like ``musicbench run``.
     Raises ``SuiteFailed`` (after ending the parent FAILED) when no child finished.
     """
     import mlflow
@@ -126,21 +80,17 @@ def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | No
         params = {key: value for key, value in base.as_params().items() if key != "encoder"}
         tracking.log_params_once({**params, "encoders": ",".join(encoders)})
         for encoder in encoders:
-            config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None)
+            config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None, experiment=experiment)
             echo(f"[{encoder}] running (child of {parent_id})")
-            outcome = run_child(config, experiment, parent_id, progress)
+            outcome = tracking.run_and_record(config, dataset, progress, nested=True,
+                                              tags={f"{SUITE_TAG}.parent": parent_id})
             result.children.append(outcome)
             if outcome.status == "FINISHED":
-                echo(f"[{encoder}] {outcome.summary}  [run {outcome.run_id}]")
+                echo(f"[{encoder}] {tracking.summary_line(outcome.result)}  [run {outcome.run_id}]")
             else:
                 echo(f"[{encoder}] FAILED: {outcome.failure_reason}  [run {outcome.run_id}]")
 
-        mlflow.set_tags({f"{SUITE_TAG}.finished": ",".join(c.encoder for c in result.finished) or "none",
-                         f"{SUITE_TAG}.failed": ",".join(c.encoder for c in result.failed) or "none",
-                         **{f"{SUITE_TAG}.child.{c.encoder}": c.run_id or "none" for c in result.children}})
-        mlflow.log_metrics({"suite_children_finished": len(result.finished),
-                            "suite_children_failed": len(result.failed)})
-        mlflow.log_table(children_table(result.children), "tables/suite_children.json")
+        tracking.record_suite(result.children, SUITE_TAG)
         if not result.finished:
             raise SuiteFailed("every encoder failed: " + "; ".join(f"{c.encoder}: {c.failure_reason}"
                                                                    for c in result.children))
@@ -149,5 +99,5 @@ def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | No
                                                 log_run_id=parent_id)
         except Exception as error:  # noqa: BLE001 - the children's results stand; say why there is no comparison
             result.comparison_error = f"{type(error).__name__}: {error}"
-            mlflow.set_tag(f"{compare.COMPARISON_TAG}.failure_reason", result.comparison_error[:5000])
+            tracking.tag_active_run({f"{compare.COMPARISON_TAG}.failure_reason": result.comparison_error})
     return result

@@ -1,8 +1,10 @@
 """Everything that writes to MLflow. One run per encoder; a failed run is marked FAILED with the reason.
 
-Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts`` (the card's
-``mlruns/`` layout); ``MLFLOW_TRACKING_URI`` overrides. Under ``mlflow run`` the run MLflow started
-(``MLFLOW_RUN_ID``) is used.
+``run_and_record`` is the one way to run an encoder and record it: ``musicbench run``, ``suite``, ``mlflow run``
+and every engine call it. The suite's parent, the comparison, regression verdicts and baseline pins are also
+written here; reading runs back is ``runs.py``.
+
+Where the store is: ``store.py``. Under ``mlflow run`` the run MLflow started (``MLFLOW_RUN_ID``) is used.
 """
 from __future__ import annotations
 
@@ -11,69 +13,30 @@ import json
 import math
 import os
 import signal
+import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 
-from .data import shown
+from .config import RunConfig
+from .data import Dataset, shown
 from .pipeline import RunResult
+from .runs import ENCODER_TAG
+from .store import configure, tracking_uri
 
 TRACKED_PACKAGES = ("musicbench", "mlflow", "numpy", "scipy", "librosa", "soundfile", "soxr", "scikit-learn",
                     "pandas", "torch", "transformers")
 FAILURE_REASON_TAG = "failure_reason"
+#: MLflow refuses longer tag values; every tag written here is cut to this length
+TAG_LIMIT = 5000
 
 
-def default_tracking_uri() -> str:
-    return "sqlite:///" + str((Path.cwd() / "mlruns" / "mlflow.db").resolve())
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise the first touch of a local sqlite store across processes.
-
-    MLflow creates and migrates the tables on first use; two runs starting at once on a fresh store would both
-    migrate and one would crash (alembic "expected to match one row"), and both could create the same
-    experiment. A lock file next to the database makes the second one wait a moment instead.
-    """
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(uri[len("sqlite:///"):] + ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def configure(experiment: str) -> str:
-    """Point MLflow at the store and return the experiment id (created under mlruns/ when missing)."""
-    import mlflow
-
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    with _store_lock(uri):
-        found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        artifact_location = None  # other stores: the server's default artifact root
-        if uri.startswith("sqlite:///"):  # keep artifacts beside the database (mlruns/artifacts by default)
-            artifact_location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / experiment).resolve().as_uri()
-        return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+def tag_text(value: object) -> str:
+    return str(value)[:TAG_LIMIT]
 
 
 class Terminated(KeyboardInterrupt):
@@ -104,7 +67,7 @@ def _end_run(status: str, reason: str, error: BaseException) -> None:
 
     with _signals_held():
         try:
-            mlflow.set_tag(FAILURE_REASON_TAG, reason[:5000])
+            mlflow.set_tag(FAILURE_REASON_TAG, tag_text(reason))
             failures = getattr(error, "failures", None)  # RunError: every file failed; keep the per-file reasons
             if failures:
                 mlflow.log_metric("n_failed", len(failures))
@@ -198,7 +161,7 @@ def log_result(result: RunResult) -> None:
     import matplotlib.pyplot as plt
     import mlflow
 
-    from . import report
+    from . import figures
 
     config = result.config
     params = {**config.as_params(), **result.encoder_params, "dataset_fingerprint": result.dataset_fingerprint,
@@ -207,13 +170,13 @@ def log_result(result: RunResult) -> None:
     package = result.encoder_params.get("encoder_package")
     tags = {**package_versions((package,) if package and package != "none" else ()),
             **{f"encoder.{k}": v for k, v in result.encoder_tags.items()},
-            **{f"skipped.{name}": reason[:5000] for name, reason in result.skipped_metrics.items()},
-            "musicbench.encoder": config.encoder, "dataset_fingerprint": result.dataset_fingerprint}
+            **{f"skipped.{name}": tag_text(reason) for name, reason in result.skipped_metrics.items()},
+            ENCODER_TAG: config.encoder, "dataset_fingerprint": result.dataset_fingerprint}
     mlflow.set_tags(tags)
     metrics = {name: float(value) for name, value in result.metrics.items()}
     dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score
-        mlflow.set_tag("dropped_non_finite_metrics", ",".join(dropped)[:5000])
+        mlflow.set_tag("dropped_non_finite_metrics", tag_text(",".join(dropped)))
     mlflow.log_metrics({name: value for name, value in metrics.items() if name not in dropped})
 
     manifest = _manifest(result)
@@ -234,11 +197,11 @@ def log_result(result: RunResult) -> None:
                     "config.json")
 
     if result.similarity is not None:
-        figure = report.similarity_heatmap(result.similarity, result.target_keys, result.ref_keys, result.topk,
+        figure = figures.similarity_heatmap(result.similarity, result.target_keys, result.ref_keys, result.topk,
                                            config.encoder, result.dataset.relevance)
         mlflow.log_figure(figure, "figures/similarity_heatmap.png")
         plt.close(figure)
-    figure = report.top1_bars(result.per_target, config.encoder)
+    figure = figures.top1_bars(result.per_target, config.encoder)
     mlflow.log_figure(figure, "figures/top1_similarity.png")
     plt.close(figure)
 
@@ -247,3 +210,116 @@ def summary_line(result: RunResult) -> str:
     keys = ("map", "mrr", "recall_at_" + str(result.config.k), "sim_top1_mean", "melody_acc_top1_mean")
     shown = ", ".join(f"{k}={result.metrics[k]:.3f}" for k in keys if k in result.metrics)
     return json.dumps(result.config.encoder) + f": {shown} ({len(result.failures)} failed files)"
+
+
+# --- the one run path -----------------------------------------------------------------------------------------
+
+@dataclass
+class RunOutcome:
+    """What became of one encoder's run: FINISHED with its result, or FAILED with the error (already recorded)."""
+
+    encoder: str
+    run_id: str | None
+    status: str  # FINISHED | FAILED
+    result: RunResult | None = None
+    error: Exception | None = None
+    seconds: float = 0.0
+
+    @property
+    def failure_reason(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}" if self.error is not None else ""
+
+
+def run_and_record(config: RunConfig, dataset: Dataset | None = None, progress: bool = True,
+                   nested: bool = False, tags: dict[str, str] | None = None) -> RunOutcome:
+    """Start the MLflow run, prepare the encoder and metrics, run the pipeline, record the result.
+
+    The run starts before anything is built, so a failure of any kind (unknown encoder, missing weights, every
+    file failing, a bug) ends it FAILED with its ``failure_reason`` and encoder tag, and is returned, not raised.
+    The encoder is always closed. Ctrl-C / SIGTERM end the run KILLED and propagate.
+    """
+    from . import pipeline
+
+    started = time.perf_counter()
+    run_id = None
+    try:
+        with started_run(config.experiment, config.run_name or config.encoder, nested=nested,
+                         tags={ENCODER_TAG: config.encoder, **(tags or {})}) as run:
+            run_id = run.info.run_id
+            log_params_once({**config.as_params(), "weights": config.weights or "default"})
+            prepared = pipeline.prepare(config, dataset)
+            try:
+                result = pipeline.run(config, progress=progress, prepared=prepared)
+                log_result(result)
+            finally:
+                prepared.encoder.close()
+    except Exception as error:  # noqa: BLE001 - recorded on the run and returned to the caller
+        return RunOutcome(config.encoder, run_id, "FAILED", None, error, time.perf_counter() - started)
+    return RunOutcome(config.encoder, run_id, "FINISHED", result, None, time.perf_counter() - started)
+
+
+# --- writes about runs that already exist: suites, comparisons, regression verdicts, baselines --------------
+
+def record_suite(children: list, tag_prefix: str) -> None:
+    """On the active suite parent: which children finished or failed (tags, metrics, table)."""
+    import mlflow
+
+    finished = [c for c in children if c.status == "FINISHED"]
+    failed = [c for c in children if c.status != "FINISHED"]
+    mlflow.set_tags({f"{tag_prefix}.finished": ",".join(c.encoder for c in finished) or "none",
+                     f"{tag_prefix}.failed": ",".join(c.encoder for c in failed) or "none",
+                     **{f"{tag_prefix}.child.{c.encoder}": c.run_id or "none" for c in children}})
+    mlflow.log_metrics({"suite_children_finished": len(finished), "suite_children_failed": len(failed)})
+    table = pd.DataFrame([{"encoder": c.encoder, "run_id": c.run_id or "", "status": c.status,
+                           "failure_reason": c.failure_reason, "seconds": round(c.seconds, 3)} for c in children],
+                         columns=["encoder", "run_id", "status", "failure_reason", "seconds"])
+    mlflow.log_table(table, "tables/suite_children.json")
+
+
+def tag_active_run(tags: dict[str, object]) -> None:
+    import mlflow
+
+    mlflow.set_tags({key: tag_text(value) for key, value in tags.items()})
+
+
+def _json_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """NaN → None so that the logged JSON table is valid JSON."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def log_comparison(client, run_id: str, comparison, base: str = "comparison") -> None:
+    """Log a ``compare.Comparison`` under ``comparison/`` of ``run_id`` (tables, CSV, markdown, figures, tags)."""
+    from .compare import COMPARISON_TAG
+
+    client.log_table(run_id, _json_ready(comparison.table.reset_index()), f"{base}/comparison.json")
+    client.log_table(run_id, _json_ready(comparison.top1), f"{base}/per_target_top1.json")
+    client.log_table(run_id, _json_ready(comparison.summary), f"{base}/per_target_summary.json")
+    client.log_text(run_id, comparison.table.to_csv(), f"{base}/comparison.csv")
+    client.log_text(run_id, comparison.top1.to_csv(index=False), f"{base}/per_target_top1.csv")
+    client.log_text(run_id, comparison.summary.to_csv(index=False), f"{base}/per_target_summary.csv")
+    client.log_text(run_id, comparison.markdown() + "\n", f"{base}/comparison.md")
+    for name, figure in comparison.figures.items():
+        client.log_figure(run_id, figure, f"{base}/figures/{name}.png")
+    tags = {f"{COMPARISON_TAG}.runs": ",".join(comparison.run_ids),
+            f"{COMPARISON_TAG}.encoders": ",".join(comparison.labels)}
+    for metric in comparison.metrics:
+        best = [label for label in comparison.labels if comparison.table.at[label, f"{metric}_vs_best"] == "best"]
+        tags[f"{COMPARISON_TAG}.best.{metric}"] = ",".join(best)
+    if comparison.warnings:
+        tags[f"{COMPARISON_TAG}.warnings"] = " | ".join(comparison.warnings)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, tag_text(value))
+
+
+def set_tags(client, run_id: str, tags: dict[str, object]) -> None:
+    """Tags on an existing run (regression verdicts)."""
+    for key, value in tags.items():
+        client.set_tag(run_id, key, tag_text(value))
+
+
+def set_baseline(client, run_id: str, pinned: bool, tag: str = "baseline") -> None:
+    """Pin (``baseline=true``) or unpin a run as its encoder's regression baseline."""
+    if pinned:
+        client.set_tag(run_id, tag, "true")
+    elif tag in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, tag)

@@ -48,7 +48,7 @@ import numpy as np
 from encoders.base import EncoderUnavailable
 from encoders.weights import ResolvedWeights, WeightsSpec, resolve_weights
 
-from .base import MetricUnavailable, PairMetric
+from .base import Measure, MetricUnavailable, PairMetric
 from .registry import MetricOptions
 
 PACKAGE = "audiobox-aesthetics"
@@ -75,6 +75,9 @@ class Aesthetics(PairMetric):
     sample_rate = SAMPLE_RATE
     file_value_names = tuple(_value_name(axis) for axis in AXES)
     columns = tuple(f"{_value_name(axis)}_{kind}" for axis in AXES for kind in ("target", "ref", "delta"))
+    #: a score is better higher; a target − reference difference has no better direction
+    measures = tuple(Measure(f"{_value_name(axis)}_delta", None, description=f"{axis} of target minus reference")
+                     for axis in AXES)
     weights_spec = WeightsSpec(model="aesthetics", hf_repo=HF_REPO, files=(CHECKPOINT_FILE,))
     implementation_version = 1
 

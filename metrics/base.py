@@ -12,6 +12,7 @@ Logged names (one scheme, documented in README):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,27 @@ import numpy as np
 
 class MetricUnavailable(RuntimeError):
     """A metric cannot run here; the message says why (and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What one logged number means: read by ``compare`` and ``regress`` instead of hard-coded names.
+
+    ``name`` is the logged metric name; ``{k}`` stands for the run's k (``recall_at_{k}``).
+    ``higher_is_better``: True / False, or None for a descriptive number with no better direction
+    (e.g. an aesthetics delta). ``headline``: part of the default comparison and regression gate.
+    """
+
+    name: str
+    higher_is_better: bool | None = True
+    headline: bool = False
+    description: str = ""
+
+    def named(self, name: str) -> "Measure":
+        return Measure(name, self.higher_is_better, self.headline, self.description)
+
+    def not_headline(self) -> "Measure":
+        return Measure(self.name, self.higher_is_better, False, self.description)
 
 
 class PairMetric(ABC):
@@ -32,6 +54,8 @@ class PairMetric(ABC):
     file_value_names: tuple[str, ...] = ()
     #: whether ``auto`` selects this metric when it can run
     in_auto: bool = True
+    #: what each pair column and file value means (direction, headline); unlisted ones are higher-is-better
+    measures: tuple[Measure, ...] = ()
 
     def __init__(self, options=None):
         """``options`` is a ``metrics.registry.MetricOptions`` (weights paths, device, …). Loads no model."""
@@ -63,3 +87,17 @@ class PairMetric(ABC):
 
     def close(self) -> None:
         """Release model memory."""
+
+    @classmethod
+    def logged_measures(cls) -> list[Measure]:
+        """Every aggregate this metric logs (see the naming scheme above), with its declared meaning."""
+        declared = {m.name: m for m in cls.measures}
+        out = []
+        for column in cls.columns:
+            base = declared.get(column, Measure(column))
+            out += [base.named(f"{column}_top1_mean"), base.named(f"{column}_topk_mean").not_headline()]
+        for value in cls.file_value_names:
+            base = declared.get(value, Measure(value))
+            out += [base.named(f"{value}_target_mean").not_headline(),
+                    base.named(f"{value}_ref_top1_mean").not_headline()]
+        return out

@@ -18,7 +18,7 @@ import numpy as np
 
 from encoders.base import Encoder, EncoderError, EncoderUnavailable
 
-from .base import MetricUnavailable, PairMetric
+from .base import Measure, MetricUnavailable, PairMetric
 from .registry import MetricOptions
 
 ENCODER = "clap"
@@ -31,6 +31,7 @@ class ClapSimilarity(PairMetric):
     sample_rate = 48000  # encoders.clap.SAMPLE_RATE (not imported: that module is read lazily)
     columns = ("clap_sim",)
     file_value_names = ()
+    measures = (Measure("clap_sim", True, description="cosine of target and retrieved reference in CLAP space"),)
 
     def __init__(self, options: MetricOptions | None = None):
         self.options = options or MetricOptions()

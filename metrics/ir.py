@@ -32,6 +32,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .base import Measure
+
 Relevance = Mapping[Hashable, float] | Iterable[Hashable]
 
 #: per-query column of each aggregate: aggregate name -> per-query key (``k`` filled in for the *_at_k ones)
@@ -41,6 +43,18 @@ AGGREGATE_OF = {
     "mean_first_relevant_rank": "first_relevant_rank",
 }
 AT_K = ("recall", "hit_rate", "precision", "ndcg")
+
+#: what each aggregate means (``{k}``: any cut-off); read by compare and regress, in headline order
+MEASURES = (
+    Measure("map", True, True, "mean average precision over queries with a relevant reference"),
+    Measure("mrr", True, True, "mean reciprocal rank of the first relevant reference"),
+    Measure("recall_at_{k}", True, True, "fraction of the relevant references found in the top k"),
+    Measure("ndcg_at_{k}", True, True, "normalised discounted cumulative gain of the top k"),
+    Measure("hit_rate_at_1", True, True, "fraction of queries whose top-1 reference is relevant"),
+    Measure("hit_rate_at_{k}", True, description="fraction of queries with a relevant reference in the top k"),
+    Measure("precision_at_{k}", True, description="fraction of the top k that is relevant"),
+    Measure("mean_first_relevant_rank", False, description="mean rank of the first relevant reference"),
+)
 
 
 def _grades(relevant: Relevance) -> dict[Hashable, float]:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import PairMetric
+from .base import Measure, PairMetric
 
 #: the report's analysis sample rate
 MELODY_SAMPLE_RATE = 44100
@@ -238,6 +238,7 @@ class MelodyAccuracy(PairMetric):
     name = "melody"
     sample_rate = MELODY_SAMPLE_RATE
     columns = ("melody_acc",)
+    measures = (Measure("melody_acc", True, True, "fraction of frames whose dominant pitch class matches"),)
 
     def check_available(self) -> str:
         return "chroma melody accuracy (librosa chroma_stft, scipy filtfilt; no model)"

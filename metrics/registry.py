@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from .base import MetricUnavailable, PairMetric
+from .base import Measure, MetricUnavailable, PairMetric
 
 PAIR_METRICS: dict[str, str] = {
     "melody": "metrics.melody:MelodyAccuracy",
@@ -31,12 +31,21 @@ def names() -> list[str]:
     return list(PAIR_METRICS)
 
 
-def create(name: str, options: MetricOptions | None = None) -> PairMetric:
+def metric_class(name: str) -> type[PairMetric]:
     try:
         module_name, class_name = PAIR_METRICS[name].split(":")
     except KeyError:
         raise MetricUnavailable(f"unknown metric '{name}'; known metrics: {', '.join(PAIR_METRICS)}") from None
-    return getattr(importlib.import_module(module_name), class_name)(options or MetricOptions())
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create(name: str, options: MetricOptions | None = None) -> PairMetric:
+    return metric_class(name)(options or MetricOptions())
+
+
+def measures() -> list[Measure]:
+    """What every pair metric logs, with direction and headline flag (imports the metric modules, not models)."""
+    return [measure for name in PAIR_METRICS for measure in metric_class(name).logged_measures()]
 
 
 def select(spec: str, options: MetricOptions | None = None) -> tuple[list[PairMetric], dict[str, str]]:

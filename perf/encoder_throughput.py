@@ -29,7 +29,7 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
     import numpy as np
 
     from benchmark.data import decode, discover
-    from benchmark.demo_data import build_demo
+    from benchmark.demo import build_demo
     from encoders import registry
 
     demo = build_demo(progress=False)

@@ -57,7 +57,7 @@ def tiny_dataset(tmp_path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def demo_set(tmp_path_factory):
-    from benchmark.demo_data import build_demo
+    from benchmark.demo import build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo") / "v1", progress=False)
 

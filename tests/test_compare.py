@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from benchmark import compare
+from benchmark import compare, figures
 from benchmark.cli import main
 
 FIGURES = ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary")
@@ -143,7 +143,7 @@ def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
 
 def test_heatmap_normalises_each_metric_and_annotates_raw_values():
     table = _table([{"encoder": "a", "map": 0.2, "mrr": 0.5}, {"encoder": "b", "map": 0.6, "mrr": 0.5}])
-    figure = compare.metrics_heatmap(table, ["map", "mrr"])
+    figure = figures.metrics_heatmap(table, ["map", "mrr"])
     ax = figure.axes[0]
     data = ax.images[0].get_array()
     assert data[0, 0] == 0.0 and data[1, 0] == 1.0  # min–max per column
@@ -152,6 +152,6 @@ def test_heatmap_normalises_each_metric_and_annotates_raw_values():
     figure.clf()
     ranks = _table([{"encoder": "a", "mean_first_relevant_rank": 1.0, "n_failed": 0},
                     {"encoder": "b", "mean_first_relevant_rank": 3.0, "n_failed": 0}])
-    data = compare.metrics_heatmap(ranks, ["mean_first_relevant_rank", "n_failed"]).axes[0].images[0].get_array()
+    data = figures.metrics_heatmap(ranks, ["mean_first_relevant_rank", "n_failed"]).axes[0].images[0].get_array()
     assert data[0, 0] == 1.0 and data[1, 0] == 0.0  # lower is better: the lowest rank is the best colour
     assert data[0, 1] == data[1, 1] == 1.0

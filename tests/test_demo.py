@@ -16,8 +16,9 @@ pytest.importorskip("music21")
 pytest.importorskip("pretty_midi")
 pytest.importorskip("tinysoundfont")
 
-from benchmark import demo_data  # noqa: E402
-from benchmark.demo_data import DemoSet, build_demo, default_demo_dir, is_complete  # noqa: E402
+from benchmark import demo as demo_pkg  # noqa: E402
+from benchmark.demo import DemoSet, build_demo, default_demo_dir, is_complete  # noqa: E402
+from benchmark.demo import build as demo_build  # noqa: E402
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -71,10 +72,10 @@ def test_layout_and_counts(demo, first_hashes):
     readme = (demo.root / "README.txt").read_text(encoding="utf-8")
     assert "TimGM6mb" in readme and "GPL-2" in readme and "music21" in readme
     manifest = json.loads((demo.root / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["builder_version"] == demo_data.BUILDER_VERSION
+    assert manifest["builder_version"] == demo_pkg.BUILDER_VERSION
     assert len(manifest["fingerprint"]) == 64
     assert manifest["n_refs"] == len(refs) and manifest["n_targets"] == len(targets)
-    assert [p["slug"] for p in manifest["pieces"]] == [p.slug for p in demo_data.demo_spec()]
+    assert [p["slug"] for p in manifest["pieces"]] == [p.slug for p in demo_pkg.demo_spec()]
     # every file of the set is listed in the manifest, with its hash
     listed = {rel: info["sha256"] for rel, info in manifest["files"].items()}
     assert listed == {k: v for k, v in first_hashes.items() if k != "manifest.json"}
@@ -149,9 +150,9 @@ def test_force_rebuilds_byte_identical(demo, first_hashes):
 def test_incomplete_dest_is_rebuilt(demo, first_hashes, tmp_path, monkeypatch):
     # A two-piece spec rendered in-process keeps this fast; its clips must equal the same clips
     # of the full build made by worker processes (determinism independent of scheduling).
-    full = demo_data.demo_spec()
+    full = demo_pkg.demo_spec()
     small = (full[0], full[-1])
-    monkeypatch.setattr(demo_data, "demo_spec", lambda: small)
+    monkeypatch.setattr(demo_build, "demo_spec", lambda: small)
     root = tmp_path / "demo" / "v1"
     build_demo(root, progress=False, workers=1)
     wavs = {k: v for k, v in _hashes(root).items() if k.endswith(".wav")}

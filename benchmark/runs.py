@@ -1,0 +1,129 @@
+"""Reading runs back from MLflow: the client, a run's encoder, an experiment's encoder runs.
+
+``compare``, ``regress`` and the CLI read through here; every write is in ``tracking.py``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+ENCODER_TAG = "musicbench.encoder"
+
+
+class SelectionError(ValueError):
+    """The runs asked for cannot be found or used (the message says which and why)."""
+
+
+class RunNotFound(SelectionError):
+    """A run id that the tracking store does not know (the message names it)."""
+
+
+def client():
+    """An ``MlflowClient`` on musicbench's tracking store (``MLFLOW_TRACKING_URI`` or ``./mlruns/mlflow.db``)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from .store import tracking_uri
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # load_table downloads quietly
+    mlflow.set_tracking_uri(tracking_uri())
+    return MlflowClient()
+
+
+def get_run(mlflow_client, run_id: str, what: str = "run"):
+    """The run, or ``RunNotFound`` with a one-line message (``what`` names its role, e.g. "baseline run")."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_run(run_id)
+    except MlflowException as error:
+        raise RunNotFound(f"{what} {run_id} not found: {error.message}") from None
+
+
+def encoder_of(run) -> str:
+    return run.data.tags.get(ENCODER_TAG) or run.data.params.get("encoder") or run.info.run_name
+
+
+def latest_first(runs: list) -> list:
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.end_time or 0), reverse=True)
+
+
+def encoder_runs(mlflow_client, experiment_id: str, status: str | None = "FINISHED") -> list:
+    """Every encoder run (tagged ``musicbench.encoder``) of an experiment, newest first."""
+    from mlflow.entities import ViewType
+
+    filters = [f"tags.`{ENCODER_TAG}` != ''"]
+    if status:
+        filters.append(f"attributes.status = '{status}'")
+    runs, token = [], None
+    while True:
+        page = mlflow_client.search_runs([experiment_id], " and ".join(filters), ViewType.ACTIVE_ONLY, 1000,
+                                         ["attributes.start_time DESC"], token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return latest_first(runs)
+
+
+def child_runs(mlflow_client, parent_run) -> list:
+    """The nested runs of ``parent_run``, in the order they were started."""
+    children = latest_first(mlflow_client.search_runs(
+        [parent_run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run.info.run_id}'",
+        max_results=1000))
+    children.reverse()
+    return children
+
+
+@dataclass
+class Selection:
+    runs: list  # mlflow Run objects, FINISHED
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (encoder, run id, why)
+
+
+def select_runs(client, parent: str | None = None, experiment: str | None = None,
+                run_ids: list[str] | None = None) -> Selection:
+    """Resolve exactly one of parent / run_ids / experiment into the runs to compare."""
+    given = [name for name, value in (("--parent", parent), ("--runs", run_ids), ("--experiment", experiment))
+             if value]
+    if len(given) != 1:
+        raise SelectionError("give exactly one of --parent, --runs, --experiment "
+                             f"(got {', '.join(given) or 'none'})")
+    if parent:
+        return _children_of(client, get_run(client, parent, "parent run"))
+    if run_ids:
+        runs = [get_run(client, run_id) for run_id in run_ids]
+        for run in runs:
+            if run.info.status != "FINISHED":
+                raise SelectionError(f"run {run.info.run_id} ({encoder_of(run)}) is {run.info.status}, "
+                                     "not FINISHED")
+        return Selection(runs, None, runs[0].info.experiment_id)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SelectionError(f"experiment '{experiment}' not found")
+    latest: dict[str, object] = {}
+    for run in encoder_runs(client, found.experiment_id):
+        latest.setdefault(encoder_of(run), run)
+    if not latest:
+        raise SelectionError(f"experiment '{experiment}' has no FINISHED encoder runs")
+    return Selection(list(reversed(list(latest.values()))), None, found.experiment_id)
+
+
+def _children_of(client, parent_run) -> Selection:
+    """The FINISHED children of a suite parent; the others are listed as skipped with their reason."""
+    parent = parent_run.info.run_id
+    children = child_runs(client, parent_run)
+    if not children:
+        raise SelectionError(f"run {parent} has no child runs (is it a suite parent?)")
+    selection = Selection([], parent, parent_run.info.experiment_id)
+    for child in children:
+        if child.info.status == "FINISHED":
+            selection.runs.append(child)
+        else:
+            reason = child.data.tags.get("failure_reason", "")
+            selection.skipped.append((encoder_of(child), child.info.run_id, f"{child.info.status} {reason}"))
+    if not selection.runs:
+        raise SelectionError(f"no child of {parent} finished: "
+                             + "; ".join(f"{e} {why}" for e, _, why in selection.skipped))
+    return selection
