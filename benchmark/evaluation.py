@@ -33,6 +33,7 @@ HARNESS_MEASURES = (
     Measure("{stage}_seconds", False, description="wall time of a stage"),
     Measure("embed_audio_seconds_per_second", True, description="embedding throughput"),
     Measure("n_refs", None), Measure("n_targets", None), Measure("n_embedded", None), Measure("n_cached", None),
+    Measure("n_hashes_from_index", None, description="files recognised by their stat, not read again"),
     Measure("n_queries_{stage}", None),
 )
 

@@ -5,6 +5,7 @@ workers. ``tracking.py`` turns a ``RunResult`` into an MLflow run.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from .cache import ArrayCache
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import embed_files
+from .hash_index import HashIndex
 from .ranking import cosine_matrix, top_k
 
 HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
@@ -95,18 +97,31 @@ def prepare(config: RunConfig, dataset: Dataset | None = None) -> Prepared:
     return Prepared(dataset, encoder, metrics, skipped)
 
 
-def _hash_files(dataset: Dataset, failures: list[Failure]) -> dict[Path, str]:
+def _hash_files(dataset: Dataset, failures: list[Failure], cache_dir: Path | None) -> tuple[dict[Path, str], int]:
+    """Every file's content sha256 (a file whose stat is unchanged since it was hashed is not read again);
+    returns the hashes and how many came from the stat index."""
+    index = HashIndex(cache_dir)
     hashes = {}
     for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
         for item in files:
             if item.path in hashes:
                 continue
-            try:
-                hashes[item.path] = content_hash(item.path)
-            except AudioDecodeError as error:
-                failures.append(Failure(role, item.key, "read", str(error)))
+            digest = index.lookup(item.path)
+            if digest is None:
+                try:
+                    info = os.stat(item.path)  # before reading: a change while it is read must not be hidden
+                except OSError:
+                    info = None  # content_hash says why
+                try:
+                    digest = content_hash(item.path)
+                except AudioDecodeError as error:
+                    failures.append(Failure(role, item.key, "read", str(error)))
+                    continue
+                index.remember(item.path, digest, info)
+            hashes[item.path] = digest
+    index.save()
     dataset.content_hashes = hashes
-    return hashes
+    return hashes, index.hits
 
 
 def _topk_table(target_keys: list[str], ref_keys: list[str], indices: np.ndarray, sims: np.ndarray,
@@ -131,7 +146,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     prepared = prepared or prepare(config)
     dataset, encoder = prepared.dataset, prepared.encoder
     failures: list[Failure] = []
-    hashes = _hash_files(dataset, failures)
+    hashes, n_hash_index_hits = _hash_files(dataset, failures, config.cache_dir)
     timings["hash_seconds"] = time.perf_counter() - started
 
     tick = time.perf_counter()
@@ -176,7 +191,8 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
 
     metrics = dict(evaluated.metrics)
     metrics.update({"n_refs": len(ref_keys), "n_targets": len(target_keys), "n_failed": len(failures),
-                    "n_embedded": embed_stats["n_embedded"], "n_cached": embed_stats["n_cached"]})
+                    "n_embedded": embed_stats["n_embedded"], "n_cached": embed_stats["n_cached"],
+                    "n_hashes_from_index": n_hash_index_hits})
     if embed_stats["audio_seconds_embedded"] > 0:
         metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
             timings["embed_seconds"], 1e-9)

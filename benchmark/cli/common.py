@@ -1,0 +1,158 @@
+"""What the commands share: option sets, parsing of option values, the one-line form of user errors."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import click
+
+from ..config import DEFAULT_BATCH_SIZE, DEFAULT_EXPERIMENT, DEFAULT_K, RunConfig, default_cache_dir
+
+DEMO_ENCODERS = "mfcc,chroma"
+
+
+def user_errors():
+    """The exception types that are the user's to fix: shown as one line, no traceback."""
+    from encoders.base import EncoderUnavailable
+    from encoders.registry import UnknownEncoder
+    from metrics.base import MetricUnavailable
+
+    from ..data import DatasetError
+    from ..pipeline import RunError
+
+    return (DatasetError, EncoderUnavailable, UnknownEncoder, MetricUnavailable, RunError)
+
+
+def friendly(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except user_errors() as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def name_path_pairs(values: tuple[str, ...], what: str, option: str) -> dict[str, str]:
+    """``NAME=PATH`` options (repeatable) → {name: path}; '' (an empty ``mlflow run`` parameter) is skipped."""
+    out = {}
+    for value in values:
+        if not value:
+            continue
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"expected {what}=PATH, got '{value}'", param_hint=option)
+        out[name.strip()] = str(Path(path.strip()).expanduser())
+    return out
+
+
+def comma_list(text: str | None) -> list[str]:
+    """``a, b,,a`` → ``[a, b]``: stripped, empty parts dropped, duplicates dropped in order."""
+    return list(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+
+
+def optional_path(ctx, param, value):
+    """Paths may arrive as '' from ``mlflow run`` parameters: treat that as not given."""
+    return Path(value).expanduser() if value else None
+
+
+def optional_float(ctx, param, value):
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a number") from None
+    if number <= 0:
+        raise click.BadParameter("must be positive")
+    return number
+
+
+def run_options(fn):
+    """Options shared by ``run`` and ``suite``."""
+    options = [
+        click.option("--refs", callback=optional_path, help="Folder of reference songs (recursive). "
+                     "Omit --refs and --targets to use the embedded demo set."),
+        click.option("--targets", callback=optional_path, help="Folder of target (query) songs."),
+        click.option("--ground-truth", callback=optional_path,
+                     help="CSV with columns target,reference[,relevance] (enables MAP, MRR, recall, nDCG)."),
+        click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
+                     help="How many references to retrieve per target."),
+        click.option("--metrics", default="auto", show_default=True,
+                     help="Pair metrics: auto (what can run; skipped ones are tagged), all, none, or name,name."),
+        click.option("--metric-weights", multiple=True, metavar="METRIC=PATH",
+                     help="Weights of a pair metric's model, e.g. aesthetics=/path/checkpoint.pt (repeatable)."),
+        click.option("--allow-download", is_flag=True,
+                     help="Let model packages download missing weights from the Hugging Face hub."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+                     help="Windows per encoder call."),
+        click.option("--window", "window_seconds", callback=optional_float,
+                     help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default."),
+        click.option("--hop", "hop_seconds", callback=optional_float,
+                     help="Hop between windows in seconds (default: the window)."),
+        click.option("--cache-dir", callback=optional_path,
+                     help=f"Embedding cache [default: {default_cache_dir()}]"),
+        click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment."),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Decode threads."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def dataset_paths(refs, targets, ground_truth, progress: bool):
+    if refs is None and targets is None:
+        from ..demo import build_demo
+
+        demo = build_demo(progress=progress)
+        click.echo(f"Using the embedded demo set at {demo.root}", err=True)
+        return demo.refs, demo.targets, ground_truth or demo.ground_truth
+    if refs is None or targets is None:
+        raise click.UsageError("give both --refs and --targets (or neither, for the demo set)")
+    return refs, targets, ground_truth
+
+
+def make_config(encoder: str, **kw) -> RunConfig:
+    refs, targets, ground_truth = dataset_paths(kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"),
+                                                 not kw["no_progress"])
+    kw.pop("no_progress")
+    if kw.get("allow_download"):
+        os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
+    cache_dir = kw.pop("cache_dir") or default_cache_dir()
+    return RunConfig(encoder=encoder, refs=refs, targets=targets, ground_truth=ground_truth, cache_dir=cache_dir,
+                     metric_weights=tuple(name_path_pairs(kw.pop("metric_weights"), "METRIC",
+                                                                  "--metric-weights").items()), **kw)
+
+
+def run_and_report(config: RunConfig, progress: bool) -> None:
+    """``musicbench run``: the dataset is checked at the edge (no MLflow run for a missing folder), then the one
+    run path runs and records the encoder; a failure is one line (with its run), a bug keeps its traceback."""
+    from .. import pipeline, tracking
+
+    dataset = pipeline.load(config)
+    outcome = tracking.run_and_record(config, dataset, progress)
+    if outcome.error is not None:
+        if isinstance(outcome.error, user_errors()):
+            raise click.ClickException(f"{outcome.error} [run {outcome.run_id} FAILED]")
+        raise outcome.error
+    click.echo(tracking.summary_line(outcome.result))
+    click.echo(f"MLflow run {outcome.run_id} in {tracking.tracking_uri()}")
+
+
+def echo_comparison(outcome) -> None:
+    """A ``compare.Outcome`` on the terminal: the markdown table, then its warnings and where the files are."""
+    click.echo(outcome.comparison.markdown())
+    for warning in outcome.comparison.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Comparison files: {outcome.out_dir}", err=True)
+
+
+def shown_tracking_uri() -> str:
+    from ..store import tracking_uri
+
+    return tracking_uri()

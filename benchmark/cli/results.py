@@ -1,0 +1,112 @@
+"""``musicbench compare``, ``regress`` and ``baseline``: read runs back, compare them, gate on regressions."""
+from __future__ import annotations
+
+import click
+
+from ..config import DEFAULT_EXPERIMENT
+from .common import comma_list, echo_comparison, optional_path
+from .group import main
+
+
+@main.command()
+@click.option("--parent", help="Compare the finished children of this suite parent run.")
+@click.option("--experiment", help="Compare the latest finished run of every encoder in this experiment "
+              f"[the default, with '{DEFAULT_EXPERIMENT}', when no option is given].")
+@click.option("--runs", help="Compare exactly these runs: RUN_ID,RUN_ID,…")
+@click.option("--metrics", "metric_names", default="",
+              help="Metrics to compare, m,m,… [default: map, mrr, recall_at_k, ndcg_at_k, hit_rate_at_1, "
+                   "sim_top1_mean, melody_acc_top1_mean — those logged].")
+@click.option("--out", callback=optional_path,
+              help="Output folder [default: ./comparison/<parent run id or timestamp>].")
+def compare(parent, experiment, runs, metric_names, out) -> None:
+    """Compare encoder runs read back from MLflow: table, per-target top-1 table and figures.
+
+    Writes CSV/markdown/PNG files to --out and logs them under comparison/ of the parent run (or of a new run
+    tagged musicbench.comparison=true). Values come with their bootstrap 95% CIs; per metric, `<m>_vs_best`
+    says best / tied (CI overlaps the best's CI: statistically indistinguishable) / below (CIs disjoint) /
+    no CI.
+    """
+    from .. import compare as compare_module
+
+    run_ids = comma_list(runs)
+    if not (parent or run_ids or experiment):
+        experiment = DEFAULT_EXPERIMENT
+    try:
+        outcome = compare_module.compare(parent=parent or None, experiment=experiment or None,
+                                         run_ids=run_ids or None, metrics=comma_list(metric_names) or None,
+                                         out_dir=out)
+    except compare_module.CompareError as error:
+        raise click.ClickException(str(error)) from None
+    for encoder, run_id, why in outcome.selection.skipped:
+        click.echo(f"Skipped {encoder} ({run_id}): {why}", err=True)
+    echo_comparison(outcome)
+    click.echo(f"Logged to run {', '.join(outcome.logged_to)}", err=True)
+
+
+class _NothingToCheck(click.ClickException):
+    exit_code = 2
+
+
+@main.command()
+@click.option("--baseline", required=True, metavar="RUN_ID|tag|previous",
+              help="A run id; 'tag' = each encoder's latest run tagged baseline=true; 'previous' = each "
+                   "encoder's previous finished run.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Allowed drop (absolute units, or a fraction of the baseline in relative mode).")
+@click.option("--mode", type=click.Choice(["absolute", "relative", "ci"]), default="absolute", show_default=True,
+              help="absolute: drop > tol; relative: drop > tol × baseline; ci: below the baseline's CI low.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).")
+@click.option("--metrics", "metric_names", default="",
+              help="Metrics to check, m,m,… [default: the headline metrics present in both runs].")
+def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
+    """Check each encoder's latest finished run against a baseline run; fail on any metric drop.
+
+    Prints metric, baseline, candidate, delta and verdict per encoder and tags the candidate run
+    (regress.verdict=pass|fail, regress.baseline, regress.failed_metrics). Exit status: 0 no drop; 1 a
+    metric dropped (named); 2 nothing could be checked (no baseline found).
+    """
+    from .. import regress as regress_module
+
+    try:
+        report = regress_module.regress(baseline, tolerance, mode, experiment, comma_list(metric_names) or None)
+    except regress_module.RegressError as error:
+        raise _NothingToCheck(str(error)) from None
+    click.echo(regress_module.format_report(report))
+    if report.failed:
+        raise click.ClickException("regression: " + "; ".join(
+            f"{p.encoder} dropped on {', '.join(p.failed_metrics)}" for p in report.failed))
+    click.echo("no regression")
+
+
+@main.group()
+def baseline() -> None:
+    """Pin or unpin regression baselines (the run tag baseline=true, used by `regress --baseline tag`)."""
+
+
+def _set_baseline_tag(run_id: str, pinned: bool) -> str:
+    from .. import runs, tracking
+
+    client = runs.client()
+    try:
+        run = runs.get_run(client, run_id)
+    except runs.RunNotFound as error:
+        raise click.ClickException(str(error)) from None
+    tracking.set_baseline(client, run_id, pinned)
+    return runs.encoder_of(run)
+
+
+@baseline.command("pin")
+@click.argument("run_id")
+def baseline_pin(run_id) -> None:
+    """Tag RUN_ID baseline=true."""
+    encoder = _set_baseline_tag(run_id, True)
+    click.echo(f"pinned {run_id} ({encoder}) as baseline")
+
+
+@baseline.command("unpin")
+@click.argument("run_id")
+def baseline_unpin(run_id) -> None:
+    """Remove the baseline tag of RUN_ID."""
+    encoder = _set_baseline_tag(run_id, False)
+    click.echo(f"unpinned {run_id} ({encoder})")

@@ -1,0 +1,95 @@
+"""``musicbench run``, ``suite`` and ``demo``: run encoders and record them."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import (DEMO_ENCODERS, comma_list, echo_comparison, friendly, make_config, name_path_pairs, optional_path,
+                     run_and_report, run_options, shown_tracking_uri)
+from .group import main
+
+
+@main.command()
+@click.option("--encoder", "-e", required=True, help="Encoder name (see `musicbench encoders`).")
+@click.option("--weights", callback=optional_path, help="Encoder weights: checkpoint file or directory.")
+@click.option("--run-name", help="MLflow run name [default: the encoder name].")
+@run_options
+@friendly
+def run(encoder, weights, run_name, **kw) -> None:
+    """Embed, retrieve and score with one encoder; record everything in one MLflow run."""
+    progress = not kw["no_progress"]
+    config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
+    run_and_report(config, progress)
+
+
+@main.command()
+@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Encoders to run on the demo set.")
+@click.option("--build-only", is_flag=True, help="Only build (or find) the demo set and print where it is.")
+@click.option("--force", is_flag=True, help="Rebuild the demo set even if it exists.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+@friendly
+def demo(ctx, encoders, build_only, force, no_progress) -> None:
+    """Build the embedded demo set (offline) and run a suite of encoders on it, with their comparison."""
+    from ..demo import build_demo
+
+    demo_set = build_demo(force=force, progress=not no_progress)
+    click.echo(f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
+               f"ground truth: {demo_set.ground_truth})", err=True)
+    if build_only:
+        return
+    try:
+        ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, targets=demo_set.targets,
+                   ground_truth=demo_set.ground_truth, no_progress=no_progress)
+    finally:
+        click.echo(f"Open the results: mlflow ui --backend-store-uri {shown_tracking_uri()}", err=True)
+
+
+@main.command()
+@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Comma-separated encoder names.")
+@click.option("--weights", "weights", multiple=True, metavar="ENCODER=PATH",
+              help="Weights of one encoder of the suite, e.g. clap=/path/630k-audioset-best.pt (repeatable).")
+@click.option("--run-name", default="suite", show_default=True, help="MLflow name of the parent run.")
+@click.option("--out", callback=optional_path,
+              help="Folder for the comparison files [default: ./comparison/<parent run id>].")
+@run_options
+@friendly
+def suite(encoders, weights, run_name, out, **kw) -> None:
+    """Run several encoders as child runs of one parent run, then compare them.
+
+    Each encoder gets its own nested MLflow run; an encoder that fails (missing weights, any error) ends its
+    child FAILED with a failure_reason tag and the others still run. The parent ends FINISHED when at least
+    one child finished (FAILED when none did) and gets the comparison of the finished children (see
+    `musicbench compare`).
+
+    Exit status: 0 when every encoder finished and the comparison was logged; 1 when any encoder failed
+    (or the comparison could not be made).
+    """
+    from .. import pipeline
+    from .. import suite as suite_module
+
+    names = comma_list(encoders)
+    if not names:
+        raise click.BadParameter("give at least one encoder", param_hint="--encoders")
+    encoder_weights = name_path_pairs(weights, "ENCODER", "--weights")
+    progress = not kw["no_progress"]
+    base = make_config(names[0], **kw)
+    dataset = pipeline.load(base)
+    try:
+        result = suite_module.run_suite(base, names, encoder_weights, progress=progress, run_name=run_name,
+                                        out_dir=out, echo=lambda line: click.echo(line, err=True), dataset=dataset)
+    except suite_module.SuiteFailed as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if result.comparison is not None:
+        echo_comparison(result.comparison)
+    click.echo(f"Suite parent run {result.parent_run_id} ({len(result.finished)} finished, "
+               f"{len(result.failed)} failed) in {shown_tracking_uri()}", err=True)
+    problems = [f"{c.encoder}: {c.failure_reason}" for c in result.failed]
+    if result.comparison_error:
+        problems.append(f"comparison: {result.comparison_error}")
+    if problems:
+        click.echo("Failed: " + "; ".join(problems), err=True)
+        sys.exit(1)
