@@ -83,16 +83,14 @@ def shown(path: str | os.PathLike) -> str:
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of the file's bytes: the cache key of everything computed from it."""
-    digest = hashlib.sha256()
+    from encoders.weights import sha256_file
+
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device named *.wav would block or never end
             raise AudioDecodeError(f"{shown(path)}: not a regular file")
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
+        return sha256_file(path, chunk, remember=False)  # hashed once per run: no memo over a whole library
     except OSError as error:
         raise AudioDecodeError(f"{shown(path)}: cannot read ({error.strerror or error})") from error
-    return digest.hexdigest()
 
 
 BLOCK_FRAMES = 1 << 18  # frames read at a time: decoding never holds the file's raw multichannel samples at once

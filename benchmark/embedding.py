@@ -1,12 +1,26 @@
 """The embed stage: decode → deterministic segments → batched encoder calls → mean-pool → cache.
 
-Files are hashed first; cached embeddings are reused; only misses are decoded (in a bounded thread pool) and
-embedded. Windows from several files are batched together. A file that fails (unreadable, undecodable,
-non-finite embedding) is recorded as a ``Failure`` and the others carry on.
+Files are hashed first; cached embeddings are reused; only misses are decoded and embedded. A file that fails
+(unreadable, undecodable, non-finite embedding) is recorded as a ``Failure`` and the others carry on.
+
+Two ways to do the work, with the same results, cache entries, failure records and progress:
+
+* threads (neural encoders, and small jobs): files are decoded in a bounded thread pool while the encoder
+  embeds windows batched across files in this process;
+* processes (encoders whose work is CPU feature extraction in Python/numpy, which say ``parallel = "process"``
+  as ``WeightFreeEncoder`` does, when there is enough audio for it to pay): each file is decoded, cut and
+  embedded in a worker process (``--workers`` of them); its window embeddings come back to be pooled and cached
+  here. Torch models are never forked into workers (``parallel.start_method``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import multiprocessing
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +31,14 @@ from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode, shown
-from .parallel import prefetch_map
+from .parallel import prefetch_map, process_pool
+
+#: The process pool is used only when the files to embed hold at least this many bytes: below it, the whole job
+#: takes well under a second in threads and a pool (≈0.1 s to fork two workers, and one warm-up call) cannot win.
+PROCESS_MIN_BYTES = 8 << 20
+#: files in flight per worker process: results are small (window embeddings, not audio), so a deep queue
+#: keeps every worker busy when file lengths differ.
+PROCESS_DEPTH_PER_WORKER = 8
 
 
 @dataclass
@@ -37,44 +58,87 @@ class EmbedResult:
     stats: EmbedStats = field(default_factory=EmbedStats)
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    message: str
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """One file decoded, cut and embedded in a worker process: its window embeddings, or why the encoder failed."""
+
+    n_windows: int
+    n_samples: int
+    rows: np.ndarray | None = None
+    error: str | None = None
+
+
+_Outcome = list | _Embedded | _Undecodable  # windows (threads) | embedded (processes) | decode failure
+
+
+def _decode_failure(path: Path, error: Exception) -> _Undecodable:
+    return _Undecodable(str(error) if isinstance(error, AudioDecodeError) else
+                        f"{shown(path)}: cannot decode ({type(error).__name__}: {error})")
+
+
+def _encoder_failure(path: Path, error: Exception) -> str:
+    return f"{shown(path)}: encoder failed ({type(error).__name__}: {error})"
+
+
+def _embed_windows(encoder: Encoder, windows: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    rows = [encoder.embed(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
+    return np.concatenate(rows, axis=0)
+
+
 class _Batcher:
-    """Collects whole files' windows and embeds them in encoder batches; attributes failures to files."""
+    """Collects whole files' windows and embeds them in encoder batches; attributes failures to files.
+
+    Files embedded in worker processes (``_Embedded``) pass through the same batches, so that results, failures
+    and progress are reported in the same order as when this process embeds them.
+    """
 
     def __init__(self, encoder: Encoder, batch_size: int, on_done: Callable[[AudioFile, np.ndarray], None],
                  on_fail: Callable[[AudioFile, str], None]):
         self.encoder, self.batch_size = encoder, batch_size
         self.on_done, self.on_fail = on_done, on_fail
-        self.files: list[tuple[AudioFile, list[np.ndarray]]] = []
+        self.files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]] = []
         self.n_windows = 0
 
-    def add(self, item: AudioFile, windows: list[np.ndarray]) -> None:
+    def add(self, item: AudioFile, windows: list[np.ndarray] | _Embedded) -> None:
         self.files.append((item, windows))
-        self.n_windows += len(windows)
+        self.n_windows += windows.n_windows if isinstance(windows, _Embedded) else len(windows)
         if self.n_windows >= self.batch_size:
             self.flush()
 
-    def _embed(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        rows = [self.encoder.embed(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
-        return np.concatenate(rows, axis=0)
+    def _rows(self, files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]]
+              ) -> list[tuple[AudioFile, np.ndarray]]:
+        """Each file's window embeddings; files the encoder failed on are reported first, in order."""
+        if isinstance(files[0][1], _Embedded):
+            for item, embedded in files:
+                if embedded.error is not None:
+                    self.on_fail(item, embedded.error)
+            return [(item, embedded.rows) for item, embedded in files if embedded.error is None]
+        try:
+            rows = _embed_windows(self.encoder, [w for _, windows in files for w in windows], self.batch_size)
+            groups, start = [], 0
+            for item, windows in files:
+                groups.append((item, rows[start:start + len(windows)]))
+                start += len(windows)
+            return groups
+        except Exception:  # noqa: BLE001 - find the file(s) responsible: retry one file at a time
+            groups = []
+            for item, windows in files:
+                try:
+                    groups.append((item, _embed_windows(self.encoder, windows, self.batch_size)))
+                except Exception as error:  # noqa: BLE001 - any model error is this file's failure
+                    self.on_fail(item, _encoder_failure(item.path, error))
+            return groups
 
     def flush(self) -> None:
         files, self.files, self.n_windows = self.files, [], 0
         if not files:
             return
-        try:
-            rows = self._embed([w for _, windows in files for w in windows])
-            groups, start = [], 0
-            for item, windows in files:
-                groups.append((item, rows[start:start + len(windows)]))
-                start += len(windows)
-        except Exception:  # find the file(s) responsible: retry one file at a time
-            groups = []
-            for item, windows in files:
-                try:
-                    groups.append((item, self._embed(windows)))
-                except Exception as error:  # noqa: BLE001 - any model error is this file's failure
-                    self.on_fail(item, f"{shown(item.path)}: encoder failed ({type(error).__name__}: {error})")
-        for item, rows in groups:
+        for item, rows in self._rows(files):
             pooled = pool(rows)
             if not np.all(np.isfinite(pooled)):
                 self.on_fail(item, f"{shown(item.path)}: embedding is not finite (NaN/inf)")
@@ -82,10 +146,162 @@ class _Batcher:
             self.on_done(item, pooled)
 
 
+# --- threads: decode ahead, embed here --------------------------------------------------------------------------
+
+def _in_threads(todo: list[AudioFile], encoder: Encoder, workers: int) -> Iterator[tuple[AudioFile, _Outcome]]:
+    def load(item: AudioFile) -> list[np.ndarray]:
+        audio = decode(item.path, encoder.sample_rate)
+        return encoder.window.segment(audio, encoder.sample_rate)
+
+    for item, future in prefetch_map(load, todo, workers):
+        try:
+            yield item, future.result()
+        except Exception as error:  # noqa: BLE001 - one file's problem, whatever it is, is that file's failure
+            yield item, _decode_failure(item.path, error)
+
+
+# --- processes: decode, cut and embed each file in a worker -----------------------------------------------------
+
+_WORKER: dict[str, object] = {}  # in a worker process: the encoder and batch size it embeds with
+_Warning = tuple[str, type, str, int]  # text, category, file name, line number
+
+
+def _init_worker(encoder: Encoder, batch_size: int) -> None:
+    _WORKER.update(encoder=encoder, batch_size=batch_size)
+    _warm_up(encoder)  # almost free when forked from a warmed parent
+
+
+def _embed_file(item: AudioFile) -> _Embedded | _Undecodable:
+    encoder, batch_size = _WORKER["encoder"], _WORKER["batch_size"]
+    try:
+        audio = decode(item.path, encoder.sample_rate)
+        windows = encoder.window.segment(audio, encoder.sample_rate)
+    except Exception as error:  # noqa: BLE001 - as in the threaded path
+        return _decode_failure(item.path, error)
+    n_windows, n_samples = len(windows), sum(len(w) for w in windows)
+    try:
+        rows = _embed_windows(encoder, windows, batch_size)
+    except Exception as error:  # noqa: BLE001 - as in the threaded path
+        return _Embedded(n_windows, n_samples, error=_encoder_failure(item.path, error))
+    return _Embedded(n_windows, n_samples, rows=rows)
+
+
+def _embed_in_worker(item: AudioFile) -> tuple[_Embedded | _Undecodable, list[_Warning]]:
+    """Runs in a worker process. A bad file does not raise: the outcome says what happened, as text (no exception
+    has to survive pickling). Warnings are sent back to be shown by the parent, once, as threads would show them."""
+    with warnings.catch_warnings(record=True) as caught:
+        outcome = _embed_file(item)
+    return outcome, [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+
+
+_SHOWN: dict = {}  # the "once per location" registry of warnings raised in worker processes
+
+
+def _show(caught: list[_Warning]) -> None:
+    for text, category, filename, lineno in caught:
+        try:
+            warnings.warn_explicit(text, category, filename, lineno, registry=_SHOWN)
+        except Exception:  # noqa: BLE001, S110 - a warning filter set to "error": the worker has applied it
+            pass
+
+
+_WARM_MODULES: dict[type, set[str]] = {}  # encoder class → modules its first call imported (see _preload)
+
+
+def _warm_up(encoder: Encoder) -> None:
+    """Embed a tenth of a second of silence once, discarding the result: the encoder's lazy imports (librosa,
+    scipy, numba) and lazily built state then exist before workers are forked, so each worker inherits them
+    instead of importing them again. A failure here is ignored: real files report their own errors."""
+    before = set(sys.modules)
+    try:
+        with warnings.catch_warnings():  # e.g. librosa's "tuning from empty frequency set" on silence
+            warnings.simplefilter("ignore")
+            silence = np.zeros(max(1, encoder.sample_rate // 10), dtype=np.float32)
+            encoder.embed(encoder.window.segment(silence, encoder.sample_rate)[:1])
+    except Exception:  # noqa: BLE001, S110 - see the docstring
+        pass
+    _WARM_MODULES.setdefault(type(encoder), set(sys.modules) - before)
+
+
+def use_processes(encoder: Encoder, todo: list[AudioFile], workers: int, at_any_size: bool = False) -> bool:
+    """Whether ``todo`` is embedded in worker processes: the encoder asks for them (``parallel = "process"``),
+    there are two workers and two files or more, and at least ``PROCESS_MIN_BYTES`` of audio (unless
+    ``at_any_size``)."""
+    if getattr(encoder, "parallel", "thread") != "process" or workers < 2 or len(todo) < 2:
+        return False
+    if multiprocessing.current_process().daemon:  # a daemonic process may not start children
+        return False
+    if at_any_size:
+        return True
+    size = 0
+    for item in todo:
+        try:
+            size += os.stat(item.path).st_size
+        except OSError:
+            continue  # the worker reports it
+        if size >= PROCESS_MIN_BYTES:
+            return True
+    return False
+
+
+def _preload(encoder: Encoder) -> set[str]:
+    """What a forkserver imports once for all the workers it forks: this module, the encoder's, what the encoder's
+    warm-up imported, and the parent's modules of the encoder's package (e.g. ``librosa.*``)."""
+    package = (encoder.card.package or "").replace("-", "_")
+    loaded = {name for name in list(sys.modules) if package and name.split(".")[0] == package}
+    return {type(encoder).__module__, __name__} | _WARM_MODULES.get(type(encoder), set()) | loaded
+
+
+def _in_processes(todo: list[AudioFile], encoder: Encoder, batch_size: int, workers: int
+                  ) -> Iterator[tuple[AudioFile, _Outcome]]:
+    _warm_up(encoder)  # fork: the workers inherit it; forkserver: tells what to preload
+    preload = _preload(encoder)
+    start, depth = 0, PROCESS_DEPTH_PER_WORKER * workers
+    while start < len(todo):
+        with process_pool(workers, _init_worker, (encoder, batch_size), preload) as executor:
+            try:
+                for item, future in prefetch_map(_embed_in_worker, todo[start:], workers, depth, executor):
+                    outcome = _collect(item, future)
+                    start += 1
+                    yield item, outcome
+            except BrokenProcessPool:  # a worker died (crash, out-of-memory kill): find the file responsible
+                pass
+        if start < len(todo):
+            yield todo[start], _alone(todo[start], encoder, batch_size, preload)
+            start += 1
+
+
+def _collect(item: AudioFile, future) -> _Outcome:
+    """A worker's outcome for ``item`` (its warnings shown here). ``BrokenProcessPool`` propagates."""
+    try:
+        outcome, caught = future.result()
+    except BrokenProcessPool:
+        raise
+    except Exception as error:  # noqa: BLE001 - e.g. a result that could not be pickled: this file's failure
+        return _decode_failure(item.path, error)
+    _show(caught)
+    return outcome
+
+
+def _alone(item: AudioFile, encoder: Encoder, batch_size: int, preload: set[str]) -> _Outcome:
+    """Retry one file in a worker of its own after a pool broke: it either succeeds (another file was to blame;
+    it will be isolated in turn) or it is the file whose processing kills its worker."""
+    with process_pool(1, _init_worker, (encoder, batch_size), preload) as executor:
+        try:
+            return _collect(item, executor.submit(_embed_in_worker, item))
+        except BrokenProcessPool:
+            return _Embedded(0, 0, error=f"{shown(item.path)}: the worker process decoding and embedding it died "
+                                         "(a crash, or killed: out of memory?)")
+
+
 def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: ArrayCache,
                 hashes: dict[Path, str], batch_size: int = 8, workers: int = 2,
-                progress: bool = True) -> EmbedResult:
-    """Embed ``files`` (whose content hashes are in ``hashes``); reuse the cache; record failures."""
+                progress: bool = True, processes: bool | None = None) -> EmbedResult:
+    """Embed ``files`` (whose content hashes are in ``hashes``); reuse the cache; record failures.
+
+    ``processes``: False = threads; None = worker processes when ``use_processes`` says so; True = worker
+    processes whenever the encoder allows them, whatever the amount of audio (tests).
+    """
     result = EmbedResult()
     result.stats.files = len(files)
     todo = []
@@ -110,24 +326,22 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
         result.stats.failed += 1
         bar.update()
 
-    def load(item: AudioFile) -> list[np.ndarray]:
-        audio = decode(item.path, encoder.sample_rate)
-        return encoder.window.segment(audio, encoder.sample_rate)
-
+    in_processes = processes is not False and use_processes(encoder, todo, workers, at_any_size=bool(processes))
+    outcomes = _in_processes(todo, encoder, batch_size, workers) if in_processes else \
+        _in_threads(todo, encoder, workers)
     batcher = _Batcher(encoder, batch_size, done, fail)
-    for item, future in prefetch_map(load, todo, workers):
-        try:
-            windows = future.result()
-        except Exception as error:  # noqa: BLE001 - one file's problem, whatever it is, is that file's failure
-            message = str(error) if isinstance(error, AudioDecodeError) else \
-                f"{shown(item.path)}: cannot decode ({type(error).__name__}: {error})"
-            result.failures.append(Failure(role, item.key, "decode", message))
-            result.stats.failed += 1
-            bar.update()
-            continue
-        result.stats.windows += len(windows)
-        result.stats.audio_seconds += sum(len(w) for w in windows) / encoder.sample_rate
-        batcher.add(item, windows)
+    with contextlib.closing(outcomes):  # on an error or Ctrl-C here: stop the pool now, not when collected
+        for item, outcome in outcomes:
+            if isinstance(outcome, _Undecodable):
+                result.failures.append(Failure(role, item.key, "decode", outcome.message))
+                result.stats.failed += 1
+                bar.update()
+                continue
+            n_windows, n_samples = ((outcome.n_windows, outcome.n_samples) if isinstance(outcome, _Embedded)
+                                    else (len(outcome), sum(len(w) for w in outcome)))
+            result.stats.windows += n_windows
+            result.stats.audio_seconds += n_samples / encoder.sample_rate
+            batcher.add(item, outcome)
     batcher.flush()
     bar.close()
     return result

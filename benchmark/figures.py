@@ -3,21 +3,71 @@
 One run: the targets × references similarity heatmap and per-target top-1 similarity bars (``tracking.log_result``).
 A comparison of runs: the report's three figures, per-target top-1 similarity grouped by encoder, the encoders ×
 metrics heatmap and the per-target summary (``compare.build``).
+
+Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas: no pyplot, so no global figure registry
+to close and no change to the backend of a notebook that imports this module; matplotlib is imported on first
+use. A run's two figures are laid out by measuring their widest labels once (``_Layout``) instead of with the
+constrained-layout engine, which measures every label again and lays the figure out again when it is saved
+(measured: drawing and saving both take a third less time).
 """
 from __future__ import annotations
 
-import matplotlib
+import math
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import math  # noqa: E402
+import numpy as np
+import pandas as pd  # already imported by whoever has tables to draw
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from .measures import lower_is_better
 
-from .measures import lower_is_better  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HEATMAP_MAX_REFS = 80  # beyond this, only references that appear in some top-k are drawn
+_EDGE = 0.08  # inches of white space around a figure laid out by _Layout
+_TICK = (3.5 + 3.5) / 72  # inches from an axis to its tick labels (major tick length + pad)
+_LABEL_PAD = 4 / 72  # between tick labels and the axis label
+_TITLE_PAD = 6 / 72  # between the axes and its title
+
+
+def _figure(width: float, height: float, constrained: bool = False) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained" if constrained else None)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+class _Layout:
+    """Sizes of text on a figure, in inches, measured with the Agg renderer's font metrics."""
+
+    def __init__(self, figure: Figure):
+        from matplotlib.font_manager import FontProperties
+
+        self.figure, self._font = figure, FontProperties
+        self.renderer = figure.canvas.get_renderer()
+
+    def size(self, text: str, fontsize: float) -> tuple[float, float]:
+        """(width, height) of one line of ``text``."""
+        width, height, _ = self.renderer.get_text_width_height_descent(text, self._font(size=fontsize), ismath=False)
+        return width / self.figure.dpi, height / self.figure.dpi
+
+    def widest(self, texts, fontsize: float) -> float:
+        return max((self.size(t, fontsize)[0] for t in texts), default=0.0)
+
+    def height(self, fontsize: float) -> float:
+        return self.size("Tg", fontsize)[1]
+
+    def place(self, left: float, bottom: float, right: float, top: float, title: str):
+        """Axes filling the figure less these margins (inches), with ``title`` above them; the figure grows when
+        less than an inch (or the title's width) would be left for the axes."""
+        width, height = self.figure.get_size_inches()
+        width = max(width, left + right + max(1.0, self.size(title, 12)[0]))
+        height = max(height, bottom + top + 1.0)
+        self.figure.set_size_inches(width, height)
+        return self.figure.add_axes((left / width, bottom / height, 1 - (left + right) / width,
+                                     1 - (bottom + top) / height))
 
 
 def _short(name: str, width: int = 28) -> str:
@@ -25,7 +75,7 @@ def _short(name: str, width: int = 28) -> str:
 
 
 def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys: list[str], topk: pd.DataFrame,
-                       encoder: str, relevance: dict[str, dict[str, float]] | None = None) -> plt.Figure:
+                       encoder: str, relevance: dict[str, dict[str, float]] | None = None) -> Figure:
     """Cosine similarity of every target (rows) to every reference (columns).
 
     White dots mark each target's top-1 reference; black rings mark ground-truth relevant references.
@@ -35,13 +85,25 @@ def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys:
         shown = set(topk["reference"])
         columns = [i for i, k in enumerate(ref_keys) if k in shown][:HEATMAP_MAX_REFS]
     data = similarity[:, columns]
-    width = min(4 + 0.22 * len(columns), 40)
-    height = min(2.5 + 0.3 * len(target_keys), 40)
-    fig, ax = plt.subplots(figsize=(width, height), constrained_layout=True)
+    y_labels = [_short(k) for k in target_keys]
+    x_labels = [_short(ref_keys[i]) for i in columns]
+    title = f"{encoder}: target × reference cosine similarity"
+    fig = _figure(min(4 + 0.22 * len(columns), 40), min(2.5 + 0.3 * len(target_keys), 40))
+    text = _Layout(fig)
+    bar_ticks = text.widest(["−0.00", "0.00"], 10)  # colour bar tick labels (two decimals at most)
+    gap, bar = 0.2, 0.15  # inches between the heatmap and its colour bar; the bar's width
+    bar_labels = _TICK + bar_ticks + _LABEL_PAD + text.height(10)  # right of the colour bar
+    ax = text.place(left=_EDGE + text.height(10) + _LABEL_PAD + text.widest(y_labels, 7) + _TICK,
+                    bottom=_EDGE + text.height(10) + _LABEL_PAD + text.widest(x_labels, 6) + _TICK,
+                    right=_EDGE + bar_labels + bar + gap,
+                    top=_EDGE + text.height(12) + _TITLE_PAD, title=title)
+    x0, y0, w, h = ax.get_position().bounds
+    fig_width = fig.get_size_inches()[0]
+    cax = fig.add_axes((x0 + w + gap / fig_width, y0, bar / fig_width, h))
     image = ax.imshow(data, aspect="auto", cmap="viridis")
-    fig.colorbar(image, ax=ax, label="cosine similarity")
-    ax.set_yticks(range(len(target_keys)), [_short(k) for k in target_keys], fontsize=7)
-    ax.set_xticks(range(len(columns)), [_short(ref_keys[i]) for i in columns], rotation=90, fontsize=6)
+    fig.colorbar(image, cax=cax, label="cosine similarity")
+    ax.set_yticks(range(len(target_keys)), y_labels, fontsize=7)
+    ax.set_xticks(range(len(columns)), x_labels, rotation=90, fontsize=6)
     position = {ref_keys[i]: c for c, i in enumerate(columns)}
     row = {k: r for r, k in enumerate(target_keys)}
     top1 = topk[topk["rank"] == 1]
@@ -53,28 +115,41 @@ def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys:
         ax.scatter([x for _, x in pairs], [y for y, _ in pairs], s=60, facecolors="none", edgecolors="black",
                    label="relevant (ground truth)")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
-    ax.set_title(f"{encoder}: target × reference cosine similarity")
+    ax.set_title(title)
     ax.set_xlabel("reference")
     ax.set_ylabel("target")
     return fig
 
 
-def top1_bars(per_target: pd.DataFrame, encoder: str) -> plt.Figure:
+def top1_bars(per_target: pd.DataFrame, encoder: str) -> Figure:
     """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(per_target) + 2), 4.5), constrained_layout=True)
-    colors = "tab:blue"
-    if "hit_rate_at_1" in per_target:
-        colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_rate_at_1"].fillna(0) > 0]
-    ax.bar(range(len(per_target)), per_target["sim_top1"], color=colors)
-    ax.set_xticks(range(len(per_target)), [_short(t, 24) for t in per_target["target"]], rotation=70,
-                  ha="right", fontsize=7)
-    ax.set_ylabel("top-1 cosine similarity")
-    low = float(np.nanmin(per_target["sim_top1"])) if len(per_target) else 0.0
-    bottom = min(0.0, low) if low < 0.5 else low - 0.05  # zoom in when every similarity is high
-    ax.set_ylim(bottom, 1.0)
+    n = len(per_target)
+    labels = [_short(t, 24) for t in per_target["target"]]
+    fig = _figure(max(6, 0.45 * n + 2), 4.5)
+    text = _Layout(fig)
+    sizes = [text.size(label, 7) for label in labels]
+    slant = math.radians(70)  # labels rotated 70°, anchored at their right end under their bar
+    drop = max((w * math.sin(slant) + h * math.cos(slant) for w, h in sizes), default=0.0)
+    y_axis = text.height(10) + _LABEL_PAD + text.widest(["0.00", "−0.00"], 10) + _TICK
+    # the first label reaches left of its bar; bar 0 sits 0.6 of n + 0.2 bar steps from the axes' left edge
+    first = sizes[0][0] * math.cos(slant) + sizes[0][1] * math.sin(slant) if sizes else 0.0
+    width = fig.get_size_inches()[0]
+    left = _EDGE + max(y_axis, first - 0.6 * (width - y_axis) / (n + 0.2))
     title = f"{encoder}: top-1 retrieval similarity per target"
     if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"
+    ax = text.place(left=left, bottom=_EDGE + drop + _TICK, right=_EDGE + 0.1,
+                    top=_EDGE + text.height(12) + _TITLE_PAD, title=title)
+    colors = "tab:blue"
+    if "hit_rate_at_1" in per_target:
+        colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_rate_at_1"].fillna(0) > 0]
+    ax.bar(range(n), per_target["sim_top1"], color=colors)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xticks(range(n), labels, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("top-1 cosine similarity")
+    low = float(np.nanmin(per_target["sim_top1"])) if n else 0.0
+    bottom = min(0.0, low) if low < 0.5 else low - 0.05  # zoom in when every similarity is high
+    ax.set_ylim(bottom, 1.0)
     ax.set_title(title)
     return fig
 
@@ -86,7 +161,8 @@ def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
     targets = list(dict.fromkeys(per_target["target"]))
     n = max(len(labels), 1)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(min(max(7, 0.35 * len(targets) * n + 3), 40), 4.8), constrained_layout=True)
+    fig = _figure(min(max(7, 0.35 * len(targets) * n + 3), 40), 4.8, constrained=True)
+    ax = fig.subplots()
     x = np.arange(len(targets))
     know_hits = "hit_rate_at_1" in per_target
     for i, label in enumerate(labels):
@@ -125,9 +201,11 @@ def metrics_heatmap(table: pd.DataFrame, metrics: list[str]):
                 norm[:, j] = 1.0 - norm[:, j]
         else:  # every encoder equal: all best
             norm[:, j] = np.where(np.isfinite(column), 1.0, np.nan)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(metrics) + 2.5), max(2.5, 0.6 * len(table) + 1.6)),
-                           constrained_layout=True)
-    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgray")
+    from matplotlib import colormaps
+
+    fig = _figure(max(5, 1.2 * len(metrics) + 2.5), max(2.5, 0.6 * len(table) + 1.6), constrained=True)
+    ax = fig.subplots()
+    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
     image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     fig.colorbar(image, ax=ax, label="normalised per metric (1 = best)")
     for i in range(raw.shape[0]):
@@ -146,8 +224,8 @@ def summary_figure(summary: pd.DataFrame, labels: list[str]):
     metrics = list(dict.fromkeys(summary["metric"])) or ["(no per-target values)"]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.45 * len(labels) * rows + 1.6 * rows + 0.6),
-                             squeeze=False, constrained_layout=True)
+    fig = _figure(4.2 * cols, 0.45 * len(labels) * rows + 1.6 * rows + 0.6, constrained=True)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
     for ax, metric in zip(axes.ravel(), metrics):

@@ -8,7 +8,7 @@ change (touched, rewritten, replaced by another file under the same name) makes 
 Like git, it refuses to remember a "racily clean" file: one modified less than ``RACY_SECONDS`` ago could still
 change within the file system's timestamp granularity without its stat changing, so it is hashed again next time.
 
-The index is one SQLite file in the cache folder (``hash-index.sqlite3``), written once per run in one transaction;
+The index is one SQLite file next to the cache folder (``<cache>.hash-index.sqlite3``), written once per run in one transaction;
 concurrent runs wait for each other's write (WAL mode, a timeout). A cache folder that cannot hold it (read-only,
 corrupt) disables the index with a warning; hashing then reads every file, as before.
 """
@@ -32,7 +32,14 @@ def _signature(info: os.stat_result) -> tuple[int, int, int, int, int]:
 
 
 def _key(path: os.PathLike | str) -> str:
-    return os.fsencode(os.path.abspath(path)).decode("utf-8", "surrogateescape")
+    """The absolute path as text SQLite can store: latin-1 maps every byte of a (maybe non-UTF-8) name 1:1."""
+    return os.fsencode(os.path.abspath(path)).decode("latin-1")
+
+
+def index_path(cache_root: str | os.PathLike) -> Path:
+    """``<cache>.hash-index.sqlite3``, next to the cache folder."""
+    root = Path(cache_root).expanduser().absolute()
+    return root.with_name(root.name + "." + FILE_NAME)
 
 
 class HashIndex:
@@ -42,7 +49,8 @@ class HashIndex:
     """
 
     def __init__(self, root: str | os.PathLike | None):
-        self.path = Path(root).expanduser() / FILE_NAME if root is not None else None
+        # beside the cache folder, not in it: the cache holds only arrays (and their identity files)
+        self.path = index_path(root) if root is not None else None
         self._known: dict[str, tuple] = {}
         self._pending: dict[str, tuple] = {}
         self.hits = 0

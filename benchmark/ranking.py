@@ -2,14 +2,36 @@
 
 Ties in similarity are broken by reference order (lower index first), so results never depend on the
 sort algorithm. A query's excluded references (itself, when refs and targets overlap) never appear.
+
+How (catalogue scale: 100k references × 1k queries without a Python loop over pairs):
+
+* similarities are float32 matrix products over blocks of ``BLOCK_QUERIES`` queries (numpy/OpenBLAS: on
+  this machine kind it beats ``torch.mm``); the block size is part of the result's last bits — OpenBLAS
+  rounds a product differently depending on where the row and column fall in its tiles (even two
+  identical reference rows can differ by one ulp) — so it stays 256, as it always was;
+* ``top_k``: ``torch.topk`` of k + 1 per row on the block (zero-copy), the k-th/(k+1)-th values telling
+  the rare rows where equal similarities straddle the cut; those rows take the lowest-index tied
+  references, then each row's k are ordered by (similarity descending, index ascending);
+* ``relevant_ranks``: a relevant reference's rank is counted, never sorted: 1 + the references scoring
+  strictly above it + those tied with it at a lower index (the same tie rule), excluded ones not counted.
+  IR measures need nothing else (``metrics.ir.per_query_from_ranks``); ``ir_from_embeddings`` is the one
+  entry point from embeddings to per-query IR rows.
+
+Memory: one block of similarities (256 × n_refs float32, 100 MB at 100k references) plus the normalised
+references; torch is imported on first use, never at import.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 BLOCK_QUERIES = 256
+#: above this fraction of the references, a full stable sort is cheaper than topk + fix-ups
+_FULL_SORT_FRACTION = 0.25
+#: at most this many similarities per temporary of the rank counting (≈ 100 MB of float32)
+_RANK_CELLS = 1 << 25
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -24,44 +46,71 @@ def cosine_matrix(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
     return l2_normalise(queries) @ l2_normalise(refs).T
 
 
+def _similarity_blocks(queries: np.ndarray, refs: np.ndarray,
+                       exclude: Sequence[Iterable[int]] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, sims)`` for each block of ``BLOCK_QUERIES`` queries: float32 cosines with every reference,
+    excluded references set to -inf. The values are bit-identical from call to call (same blocks)."""
+    queries, refs = np.asarray(queries, dtype=np.float32), np.asarray(refs, dtype=np.float32)
+    if not (np.isfinite(queries).all() and np.isfinite(refs).all()):
+        raise ValueError("embeddings must be finite")
+    q = l2_normalise(queries)
+    r_t = l2_normalise(refs).T
+    for start in range(0, q.shape[0], BLOCK_QUERIES):
+        stop = min(start + BLOCK_QUERIES, q.shape[0])
+        sims = q[start:stop] @ r_t
+        if exclude is not None:
+            excluded = [list(e) if e else [] for e in exclude[start:stop]]
+            counts = [len(e) for e in excluded]
+            if any(counts):
+                rows = np.repeat(np.arange(stop - start), counts)
+                cols = np.fromiter(itertools.chain.from_iterable(excluded), dtype=np.int64, count=sum(counts))
+                sims[rows, cols] = -np.inf
+        yield start, sims
+
+
 def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values per row, by decreasing value then increasing index."""
+    """Indices of the k largest values per row, by decreasing value then increasing index (values finite or
+    -inf). ``torch.topk`` does the selection; only rows whose k-th value is tied beyond the cut are fixed."""
+    import torch
+
     n = sims.shape[1]
-    if k >= n:
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    candidates = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(sims, candidates, axis=1).min(axis=1)
-    order = np.empty((sims.shape[0], k), dtype=np.int64)
-    for row in range(sims.shape[0]):
-        if np.count_nonzero(sims[row] >= kth[row]) > k:  # ties straddle the cut: rank the whole row
-            order[row] = np.argsort(-sims[row], kind="stable")[:k]
-        else:
-            cand = candidates[row]
-            order[row] = cand[np.lexsort((cand, -sims[row, cand]))]
-    return order
+    t = torch.from_numpy(sims)
+    if k >= n or k > _FULL_SORT_FRACTION * n:
+        return torch.sort(t, dim=1, descending=True, stable=True).indices[:, :k].numpy()
+    values, idx = torch.topk(t, k + 1, dim=1, largest=True, sorted=True)
+    kth = values[:, k - 1]
+    straddle = torch.nonzero(values[:, k] == kth).flatten()
+    idx = idx[:, :k].clone()
+    if len(straddle):  # equal values straddle the cut: keep every value above it, then the lowest-index ties
+        rows = t[straddle]
+        cut = kth[straddle].unsqueeze(1)
+        above = rows > cut
+        tied = rows == cut
+        room = (k - above.sum(dim=1)).unsqueeze(1)
+        chosen = above | (tied & (torch.cumsum(tied, dim=1) <= room))
+        idx[straddle] = torch.nonzero(chosen)[:, 1].view(len(straddle), k)  # row-major: ascending per row
+    # order the k chosen: by index, then stably by value (descending)
+    idx = torch.sort(idx, dim=1).values
+    chosen_values = torch.gather(t, 1, idx)
+    order = torch.sort(chosen_values, dim=1, descending=True, stable=True).indices
+    return torch.gather(idx, 1, order).numpy()
 
 
 def top_k(queries: np.ndarray, refs: np.ndarray, k: int,
           exclude: Sequence[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k references per query by cosine similarity.
 
-    Returns ``(indices, similarities)``, both ``(n_queries, k')`` with ``k' = min(k, n_refs - max excluded)``;
-    where a query has fewer candidates than ``k'`` (many exclusions), missing slots hold index -1 and NaN.
+    Returns ``(indices, similarities)``, both ``(n_queries, k')`` with ``k' = min(k, n_refs)``; where a query
+    has fewer candidates than ``k'`` (exclusions), the missing slots hold index -1 and similarity NaN.
+    Equal similarities: lower reference index first. Non-finite embeddings raise ``ValueError``.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
-    q = l2_normalise(queries)
-    r = l2_normalise(refs)
-    n_refs = r.shape[0]
+    n_queries, n_refs = len(queries), len(refs)
     k_eff = min(k, n_refs)
-    indices = np.full((q.shape[0], k_eff), -1, dtype=np.int64)
-    sims_out = np.full((q.shape[0], k_eff), np.nan, dtype=np.float32)
-    for start in range(0, q.shape[0], BLOCK_QUERIES):
-        sims = q[start:start + BLOCK_QUERIES] @ r.T
-        if exclude is not None:
-            for offset, excluded in enumerate(exclude[start:start + BLOCK_QUERIES]):
-                if excluded:
-                    sims[offset, list(excluded)] = -np.inf
+    indices = np.full((n_queries, k_eff), -1, dtype=np.int64)
+    sims_out = np.full((n_queries, k_eff), np.nan, dtype=np.float32)
+    for start, sims in _similarity_blocks(queries, refs, exclude):
         order = _rank_rows(sims, k_eff)
         values = np.take_along_axis(sims, order, axis=1)
         valid = np.isfinite(values)
@@ -72,6 +121,97 @@ def top_k(queries: np.ndarray, refs: np.ndarray, k: int,
 
 def full_ranking(queries: np.ndarray, refs: np.ndarray,
                  exclude: Sequence[set[int]] | None = None) -> list[list[int]]:
-    """Every reference ranked per query (for IR metrics over the whole ranking), excluded ones removed."""
+    """Every reference ranked per query (for IR metrics over the whole ranking), excluded ones removed.
+    O(n_queries × n_refs) Python objects: for small libraries and tests; use ``relevant_ranks`` at scale."""
     indices, _ = top_k(queries, refs, refs.shape[0], exclude)
     return [[int(i) for i in row if i >= 0] for row in indices]
+
+
+def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """1-based rank of reference ``cols[i]`` in row ``rows[i]`` of ``sims``: 1 + #(higher) + #(equal at a lower
+    index); 0 where that similarity is -inf (excluded). numpy's ``count_nonzero`` (torch's sum of a boolean
+    tensor is ~10× slower here); rows gathered in chunks of ≤ ``_RANK_CELLS`` similarities."""
+    ranks = np.zeros(len(rows), dtype=np.int64)
+    chunk = max(1, _RANK_CELLS // max(1, sims.shape[1]))
+    for start in range(0, len(rows), chunk):
+        r, c = rows[start:start + chunk], cols[start:start + chunk]
+        block = sims if np.array_equal(r, np.arange(sims.shape[0])) else sims[r]
+        own = block[np.arange(len(r)), c][:, None]
+        at_least = np.count_nonzero(block >= own, axis=1)  # higher, equal, and the reference itself
+        n_equal = np.count_nonzero(block == own, axis=1)
+        rank = at_least - n_equal + 1  # 1 + higher
+        tied = np.flatnonzero(n_equal > 1)
+        if tied.size:  # equal similarities: only those at a lower index come first
+            before = np.arange(sims.shape[1])[None, :] < c[tied, None]
+            rank[tied] += np.count_nonzero((block[tied] == own[tied]) & before, axis=1)
+        rank[np.isneginf(own[:, 0])] = 0
+        ranks[start:start + len(r)] = rank
+    return ranks
+
+
+def relevant_ranks(queries: np.ndarray, refs: np.ndarray,
+                   relevant: Sequence[Mapping[int, float] | Iterable[int]],
+                   exclude: Sequence[set[int]] | None = None) -> list[dict[int, int | None]]:
+    """For each query, ``{reference index: rank}`` for every reference in ``relevant[i]`` (the keys of a
+    mapping ``index -> grade``, or a collection of indices): its 1-based rank in the query's full ranking —
+    the order ``top_k`` gives, excluded references removed — or ``None`` when it is excluded for that query.
+
+    Counted, never sorted: 1 + references scoring strictly higher + references with an equal score at a
+    lower index (excluded ones never counted). Feed the result to ``metrics.ir.per_query_from_ranks``.
+    """
+    n_refs = len(refs)
+    keys = [list(rel.keys() if isinstance(rel, Mapping) else rel) for rel in relevant]
+    if len(keys) != len(queries):
+        raise ValueError(f"relevant has {len(keys)} entries for {len(queries)} queries")
+    counts = np.array([len(k) for k in keys], dtype=np.int64)
+    pair_query = np.repeat(np.arange(len(keys)), counts)
+    pair_ref = np.fromiter(itertools.chain.from_iterable(keys), dtype=np.int64, count=int(counts.sum()))
+    if pair_ref.size and (pair_ref.min() < 0 or pair_ref.max() >= n_refs):
+        raise ValueError(f"relevant reference indices must be in [0, {n_refs})")
+    ranks = np.zeros(pair_ref.size, dtype=np.int64)
+    bounds = np.searchsorted(pair_query, np.arange(0, len(keys) + BLOCK_QUERIES, BLOCK_QUERIES))
+    if pair_ref.size:
+        for start, sims in _similarity_blocks(queries, refs, exclude):
+            lo, hi = bounds[start // BLOCK_QUERIES], bounds[start // BLOCK_QUERIES + 1]
+            if hi > lo:
+                ranks[lo:hi] = _count_ranks(sims, pair_query[lo:hi] - start, pair_ref[lo:hi])
+    out: list[dict[int, int | None]] = []
+    offset = 0
+    for query_keys in keys:
+        found = ranks[offset:offset + len(query_keys)].tolist()
+        out.append({int(ref): (rank or None) for ref, rank in zip(query_keys, found)})
+        offset += len(query_keys)
+    return out
+
+
+def ir_from_embeddings(target_matrix: np.ndarray, ref_matrix: np.ndarray,
+                       relevance: Sequence[Mapping[Hashable, float] | Iterable[Hashable]],
+                       exclude: Sequence[set[int]] | None = None, ks: Iterable[int] = (1, 5, 10),
+                       ref_keys: Sequence[Hashable] | None = None,
+                       queries: Sequence[Hashable] | None = None) -> list[dict]:
+    """Per-query IR rows (``metrics.ir.per_query_ir``'s columns and values) straight from embeddings, at
+    catalogue scale: the rows ``per_query_ir`` would give on the ``full_ranking`` of every query, without
+    building any ranking.
+
+    ``relevance[i]``: target ``i``'s relevant references, as ``{reference: grade}`` or a collection (grade 1):
+    reference *indices* into ``ref_matrix``, or, with ``ref_keys`` (the name of each row of ``ref_matrix``),
+    reference *names* — a name that is not in ``ref_keys`` (e.g. a reference that failed to embed) counts
+    as relevant and never retrieved, as in ``per_query_ir``. ``exclude[i]``: reference indices removed
+    from target ``i``'s ranking. ``queries``: the ``"query"`` value of each row (default: the target index).
+    Rows only for targets with ≥ 1 relevant reference (grade > 0), in target order.
+    """
+    from metrics.ir import per_query_from_ranks
+
+    if ref_keys is None:
+        by_index = relevance
+        names = None
+    else:
+        position = {key: i for i, key in enumerate(ref_keys)}
+        if len(position) != len(ref_keys):
+            raise ValueError("ref_keys must be unique")
+        names = [list(rel.keys() if isinstance(rel, Mapping) else rel) for rel in relevance]
+        by_index = [[position[name] for name in query_names if name in position] for query_names in names]
+    ranks = relevant_ranks(target_matrix, ref_matrix, by_index, exclude)
+    if names is not None:  # back to reference names
+        ranks = [{ref_keys[i]: rank for i, rank in query_ranks.items()} for query_ranks in ranks]
+    return per_query_from_ranks(ranks, relevance, ks, queries)

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .runtime import package_version
+
 
 class EncoderError(RuntimeError):
     """An encoder cannot be built or cannot embed a given input."""
@@ -91,14 +93,7 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def package_version(self) -> str | None:
-        if not self.package:
-            return None
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version(self.package)
-        except PackageNotFoundError:
-            return None
+        return package_version(self.package) if self.package else None
 
     def as_params(self) -> dict[str, Any]:
         params = {
@@ -133,21 +128,11 @@ class Encoder(ABC):
     #: where the weights were found (path), for the run's tags.
     weights_source: str | None = None
 
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def sample_rate(self) -> int:
-        return self.card.sample_rate
-
-    @property
-    def dim(self) -> int:
-        return self.card.dim
-
-    @property
-    def window(self) -> WindowPolicy:
-        return self.card.window
+    # The card's facts, read through the encoder (a ``--window`` override gives an instance its own card).
+    name = property(lambda self: self.card.name, doc="The card's name (str).")
+    sample_rate = property(lambda self: self.card.sample_rate, doc="The rate ``embed`` expects (int, Hz).")
+    dim = property(lambda self: self.card.dim, doc="The embedding size (int).")
+    window = property(lambda self: self.card.window, doc="How a file becomes segments (WindowPolicy).")
 
     @abstractmethod
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
@@ -182,6 +167,16 @@ class Encoder(ABC):
         """The embedding cache namespace (shared by anything that needs this encoder's file embeddings)."""
         return {"kind": "embedding", **self.identity()}
 
+    @classmethod
+    def card_for(cls, options) -> ModelCard:
+        """The card with a ``--window`` override (``options.window``) applied, never below the card's
+        ``min_seconds`` (the model's shortest input). The one place every encoder takes its window from."""
+        if options is None or options.window is None:
+            return cls.card
+        floor = cls.card.window.min_seconds
+        return cls.card.with_window(
+            dataclasses.replace(options.window, min_seconds=max(options.window.min_seconds, floor)))
+
     def close(self) -> None:  # pragma: no cover - optional hook
         """Release model memory."""
 
@@ -189,11 +184,30 @@ class Encoder(ABC):
 class WeightFreeEncoder(Encoder):
     """An encoder with no weights: always available."""
 
+    parallel = "process"  # numpy feature extraction per segment: the harness embeds files in worker processes
+
     def __init__(self, options=None):
         self.options = options
-        if options is not None and options.window is not None:
-            self.card = self.card.with_window(options.window)
+        self.card = self.card_for(options)
 
     @classmethod
     def check_available(cls, options) -> str:
         return "weight-free"
+
+
+class FrameStatsEncoder(WeightFreeEncoder):
+    """Mean and standard deviation over time of a per-frame feature: ``dim`` = 2 × the feature's size.
+
+    Subclasses implement ``_frames(audio) -> (n_features, n_frames)``; the embedding is
+    ``[mean over frames, std over frames]`` in the feature's own dtype, stored as float32.
+    """
+
+    def _frames(self, audio: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(batch), self.dim), dtype=np.float32)
+        for i, audio in enumerate(batch):
+            frames = self._frames(np.asarray(audio, dtype=np.float32))
+            out[i] = np.concatenate([frames.mean(axis=1), frames.std(axis=1)])
+        return out

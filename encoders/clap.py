@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import logging
 import math
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,11 +31,11 @@ from unittest import mock
 
 import numpy as np
 
-from .runtime import import_laion_clap, set_offline_defaults
-from .torch_utils import checked_mono, pick_device
-from .pretrained import PretrainedEncoder
-from .base import EncoderError, EncoderUnavailable, ModelCard, WindowPolicy, pool
-from .weights import WeightsSpec, load_torch_checkpoint
+from .base import EncoderError, ModelCard, WindowPolicy, pool
+from .pretrained import PretrainedEncoder, load_state_strict, new_weights_dir, read_torch_checkpoint
+from .runtime import import_laion_clap
+from .torch_utils import checked_mono, seeded_random_init
+from .weights import WeightsSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +74,14 @@ class ClapEncoder(PretrainedEncoder):
                  "little sensitivity to melody, harmony or key",
     )
     weights_spec = WeightsSpec(model="clap", hf_repo=HF_REPO, files=("630k-audioset-best.pt",))
-    module = "laion_clap"
     install = "laion-clap==1.1.7"
+    family = "laion-clap"
 
-    @classmethod
-    def check_available(cls, options) -> str:
-        """Say where the weights are, or raise ``EncoderUnavailable``/``WeightsNotFound``; loads no model."""
-        set_offline_defaults()  # before resolve_weights may import huggingface_hub, which reads it once
-        return super().check_available(options)
-
-    def __init__(self, options):
-        set_offline_defaults()
-        resolved = self.resolve(options)
-        self.batch_size = max(1, int(options.batch_size))
-        self.device = str(pick_device(options.device))
-        self._clap = _build_clap_module(self.amodel, self.device)
-        _load_strict(self._clap.model, _read_state_dict(resolved.path), f"{resolved.path} ({self.amodel})")
-        self._clap.eval()
+    def _load(self, path: Path, device):
+        """The library's ``CLAP_Module`` (built without the hub), its ``CLAP`` model loaded strictly from ``path``."""
+        clap = _build_clap_module(self.amodel, str(device))
+        load_state_strict(clap.model, _read_state_dict(path), f"checkpoint {path} ({self.amodel})", self.family)
+        return clap.eval()
 
     @classmethod
     def write_random_weights(cls, directory: Path) -> Path:
@@ -105,10 +94,8 @@ class ClapEncoder(PretrainedEncoder):
         """
         import torch
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        directory = new_weights_dir(directory)
+        with seeded_random_init():
             clap = _build_clap_module(cls.amodel, "cpu")
         state = {_DDP_PREFIX + key: value for key, value in clap.model.state_dict().items()}
         state[_DDP_PREFIX + _POSITION_IDS] = torch.arange(_ROBERTA_BASE["max_position_embeddings"]).unsqueeze(0)
@@ -140,12 +127,12 @@ class ClapEncoder(PretrainedEncoder):
         import torch
         from laion_clap.training.data import get_audio_features
 
-        audio_cfg = self._clap.model_cfg["audio_cfg"]
+        audio_cfg = self.model.model_cfg["audio_cfg"]
         with torch.inference_mode():
             features = [get_audio_features({}, torch.tensor(window), CLIP_SAMPLES, data_truncating=_TRUNCATING,
                                            data_filling=_FILLING, audio_cfg=audio_cfg, require_grad=False)
                         for window in windows]
-            vectors = self._clap.model.get_audio_embedding(features).float().cpu().numpy()
+            vectors = self.model.model.get_audio_embedding(features).float().cpu().numpy()
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():
             raise EncoderError(f"CLAP produced non-finite embeddings for {int(bad.sum())} of {len(windows)} "
@@ -180,10 +167,6 @@ def window_starts(n_samples: int) -> list[int]:
         return [0]
     count = math.ceil(n_samples / CLIP_SAMPLES)
     return [round(i * (n_samples - CLIP_SAMPLES) / (count - 1)) for i in range(count)]
-
-
-
-
 
 
 def _no_text_tokenizer(*args, **kwargs):
@@ -222,34 +205,10 @@ def _numpy_scalar_globals() -> list:
 
 def _read_state_dict(path: Path) -> dict:
     """The checkpoint's weights keyed like ``CLAP.state_dict()``, as clap_module.factory.load_state_dict does."""
-    try:
-        checkpoint = load_torch_checkpoint(path, "clap", tuple(_numpy_scalar_globals()))
-    except EncoderUnavailable:
-        raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise EncoderError(f"cannot read CLAP checkpoint {path}: {error}") from error
+    checkpoint = read_torch_checkpoint(path, "clap", "CLAP", tuple(_numpy_scalar_globals()))
     state = checkpoint["state_dict"] if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint else checkpoint
     if not isinstance(state, Mapping):
         raise EncoderError(f"{path} holds no state dict (found {type(state).__name__})")
     state = {key.removeprefix(_DDP_PREFIX): value for key, value in state.items()}
     state.pop(_POSITION_IDS, None)  # a buffer transformers >= 4.31 no longer saves
     return state
-
-
-def _key_list(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, … ({len(keys) - limit} more)" if len(keys) > limit else shown
-
-
-def _load_strict(model, state: dict, what: str) -> None:
-    """``load_state_dict(strict=True)``, with missing/unexpected keys named in an ``EncoderError``."""
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
-    if missing or unexpected:
-        problems = [f"{label} keys ({len(keys)}): {_key_list(keys)}"
-                    for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
-        raise EncoderError(f"checkpoint {what} does not match laion-clap's model: " + "; ".join(problems))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # same keys, different shapes
-        raise EncoderError(f"checkpoint {what} does not match laion-clap's model: {error}") from error

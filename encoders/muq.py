@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import prepare_torch_stack
-from .torch_utils import pick_device
-from .pretrained import PretrainedEncoder
 from .base import EncoderError, ModelCard, WindowPolicy
+from .pretrained import PretrainedEncoder, new_weights_dir
+from .runtime import prepare_torch_stack
+from .torch_utils import seeded_random_init
 from .weights import WeightsSpec
 
 SAMPLE_RATE = 24000
@@ -49,15 +49,24 @@ class MuQEncoder(PretrainedEncoder):
     )
     weights_spec = WeightsSpec(model="muq", hf_repo=HF_REPO, files=("config.json", "model.safetensors"),
                                is_directory=True)
-    module = "muq"
     install = "muq==0.1.0 'transformers<5'"
+    family = "MuQ"
     min_samples = MIN_SAMPLES
 
-    def __init__(self, options=None):
-        from .registry import EncoderOptions
+    def _load(self, directory: Path, device):
+        """``MuQ.from_pretrained`` on the local directory, strict (the library's own check), fp32, eval mode."""
+        from muq import MuQ
 
-        resolved = self.resolve(options or EncoderOptions())
-        self.model = _load_muq(resolved.path, pick_device(self.options.device))
+        try:
+            # from_pretrained prints "Loading weights from local directory" on stdout, which belongs to the CLI.
+            with contextlib.redirect_stdout(sys.stderr):  # (the base class keeps the caller's random streams)
+                model = MuQ.from_pretrained(str(directory), strict=True)
+        except RuntimeError as error:  # safetensors' strict load names the missing / unexpected keys
+            raise EncoderError(f"{directory} does not match the MuQ architecture: {error}") from error
+        except (TypeError, KeyError, AttributeError, ValueError) as error:  # config.json is not a MuQ config
+            raise EncoderError(f"{directory}/config.json does not describe a MuQ model: "
+                               f"{type(error).__name__}: {error}") from error
+        return model.float().to(device).eval()
 
     def _embed_equal_length(self, audio: np.ndarray) -> np.ndarray:
         """Embed ``(n, samples)`` in one forward pass, as the package's README calls it (fp32, no grad)."""
@@ -75,54 +84,14 @@ class MuQEncoder(PretrainedEncoder):
         The default is the real MuQ-large architecture (12 conformer layers, ≈340 M parameters, ≈1.4 GB).
         ``small=True`` keeps every width (so ``dim`` stays 1024) but only 2 layers: quick to build in tests.
         """
-        import torch
-
         prepare_torch_stack()
         from muq import MuQ
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with _caller_rng_kept():
-            torch.manual_seed(0)  # MuQModel then reseeds torch with 142 itself (RandomProjectionQuantizer)
+        directory = new_weights_dir(directory)
+        # MuQModel then reseeds torch and Python's random with 142 itself (RandomProjectionQuantizer)
+        with seeded_random_init():
             MuQ(_random_config(layers=2 if small else 12)).save_pretrained(directory)
         return directory
-
-    def close(self) -> None:
-        self.model = None
-
-
-
-
-def _load_muq(directory: Path, device):
-    """``MuQ.from_pretrained`` on the local directory, strict, fp32, eval mode."""
-    prepare_torch_stack()
-    from muq import MuQ
-
-    try:
-        # from_pretrained prints "Loading weights from local directory" on stdout, which belongs to the CLI.
-        with contextlib.redirect_stdout(sys.stderr), _caller_rng_kept():
-            model = MuQ.from_pretrained(str(directory), strict=True)
-    except RuntimeError as error:  # safetensors' strict load names the missing / unexpected keys
-        raise EncoderError(f"{directory} does not match the MuQ architecture: {error}") from error
-    except (TypeError, KeyError, AttributeError, ValueError) as error:  # config.json is not a MuQ config
-        raise EncoderError(f"{directory}/config.json does not describe a MuQ model: "
-                           f"{type(error).__name__}: {error}") from error
-    return model.float().to(device).eval()
-
-
-@contextlib.contextmanager
-def _caller_rng_kept():
-    """Building ``MuQModel`` reseeds torch and Python's ``random`` (both with 142); keep the caller's streams."""
-    import random
-
-    import torch
-
-    state = random.getstate()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        random.setstate(state)
 
 
 def _random_config(layers: int):

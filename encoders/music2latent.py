@@ -21,11 +21,11 @@ from unittest import mock
 
 import numpy as np
 
+from .base import EncoderError, ModelCard, WindowPolicy
+from .pretrained import PretrainedEncoder, load_state_strict, new_weights_dir, read_torch_checkpoint
 from .runtime import prepare_torch_stack
-from .torch_utils import pick_device
-from .pretrained import PretrainedEncoder
-from .base import EncoderError, EncoderUnavailable, ModelCard, WindowPolicy
-from .weights import WeightsSpec, load_torch_checkpoint
+from .torch_utils import seeded_random_init
+from .weights import WeightsSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,20 @@ class Music2LatentEncoder(PretrainedEncoder):
     )
     weights_spec = WeightsSpec(model="music2latent", hf_repo="SonyCSLParis/music2latent",
                                files=(CHECKPOINT_FILE,))
-    module = "music2latent"
     install = "music2latent==0.1.8"
+    family = "Music2Latent"
     min_samples = MIN_SAMPLES
 
-    def __init__(self, options=None):
-        from .registry import EncoderOptions
+    def _load(self, path: Path, device):
+        """The package's ``EncoderDecoder`` from ``path``, with no download and a strict load."""
+        from music2latent import inference
 
-        resolved = self.resolve(options or EncoderOptions())
-        self.model = _load_encoder_decoder(resolved.path, pick_device(self.options.device))
+        def get_models(model) -> None:
+            model.gen = _load_generator(Path(model.load_path_inference), model.device)
+
+        with mock.patch.object(inference, "download_model", lambda: None), \
+                mock.patch.object(inference.EncoderDecoder, "get_models", get_models):
+            return inference.EncoderDecoder(load_path_inference=str(path), device=device)
 
     def _embed_equal_length(self, audio: np.ndarray) -> np.ndarray:
         """Embed ``(n, samples)``: the package's ``encode`` treats rows as channels and returns one latent each."""
@@ -89,63 +94,20 @@ class Music2LatentEncoder(PretrainedEncoder):
         prepare_torch_stack()
         from music2latent.models import UNet
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seed 0 without touching the caller's random stream
-            torch.manual_seed(0)
+        path = new_weights_dir(directory) / CHECKPOINT_FILE
+        with seeded_random_init():  # seed 0 without touching the caller's random streams
             state = UNet().state_dict()
-        path = directory / CHECKPOINT_FILE
         torch.save({"gen_state_dict": state}, path)
         return path
-
-    def close(self) -> None:
-        self.model = None
-
-
-
-
-def _load_encoder_decoder(path: Path, device):
-    """Build the package's ``EncoderDecoder`` from ``path`` with no download and a strict load."""
-    prepare_torch_stack()
-    from music2latent import inference
-
-    def get_models(model) -> None:
-        model.gen = _load_generator(Path(model.load_path_inference), model.device)
-
-    with mock.patch.object(inference, "download_model", lambda: None), \
-            mock.patch.object(inference.EncoderDecoder, "get_models", get_models):
-        return inference.EncoderDecoder(load_path_inference=str(path), device=device)
 
 
 def _load_generator(path: Path, device):
     """The package's ``UNet`` with every parameter from the checkpoint (strict), on ``device``, in eval mode."""
     from music2latent.models import UNet
 
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_torch_checkpoint(path, "music2latent", Music2LatentEncoder.family)
     if not isinstance(checkpoint, dict) or "gen_state_dict" not in checkpoint:
         raise EncoderError(f"{path} is not a Music2Latent checkpoint (no 'gen_state_dict' entry)")
     generator = UNet()
-    try:
-        missing, unexpected = generator.load_state_dict(checkpoint["gen_state_dict"], strict=False)
-    except RuntimeError as error:  # shape mismatches raise even when strict=False
-        raise EncoderError(f"{path} does not match the Music2Latent architecture: {error}") from error
-    if missing or unexpected:
-        raise EncoderError(f"{path} does not match the Music2Latent architecture: "
-                           f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}")
+    load_state_strict(generator, checkpoint["gen_state_dict"], str(path), Music2LatentEncoder.family)
     return generator.to(device).eval()
-
-
-def _some(keys: list[str], shown: int = 10) -> str:
-    """The first keys by name, so a wrong checkpoint gives a readable error."""
-    more = f" … ({len(keys)} in all)" if len(keys) > shown else ""
-    return (", ".join(keys[:shown]) or "none") + more
-
-
-def _read_checkpoint(path: Path):
-    """The checkpoint dict, loaded with ``weights_only=True`` (see ``weights.load_torch_checkpoint``)."""
-    try:
-        return load_torch_checkpoint(path, "music2latent")
-    except EncoderUnavailable:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure here means an unreadable checkpoint
-        raise EncoderError(f"cannot read Music2Latent checkpoint {path}: {error}") from error

@@ -1,6 +1,11 @@
-"""Import-time fixes for the model packages on CPU-only, offline machines.
+"""The shared model runtime: import-time fixes for the model packages on CPU-only, offline machines, and
+``package_version``.
 
-Every fix is applied lazily, from the encoder that needs it, never at package import. Each one is
+This module and ``encoders.weights`` are public: ``encoders`` and ``metrics`` (e.g. ``metrics.aesthetics``,
+``metrics.clap_similarity``) import them, and the harness may use ``package_version`` for its tags. Importing
+it imports no model package and no torch.
+
+Every fix is applied lazily, from the encoder or metric that needs it, never at package import. Each one is
 measured in ../shared/ENVIRONMENT.md:
 
 * Hub access: ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` default to 1, so no import waits on network
@@ -23,6 +28,16 @@ import sys
 import types
 
 _DONE: set[str] = set()
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (e.g. ``"laion-clap"``), or None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
 
 def set_offline_defaults() -> None:

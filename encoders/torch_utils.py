@@ -1,6 +1,8 @@
-"""Small pieces every neural encoder shares: device choice, input checks, equal-length batching."""
+"""Small pieces every neural encoder shares: device choice, random-init seeding, input checks, equal-length
+batching. Torch is imported inside the functions, never at module import."""
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -16,8 +18,35 @@ def pick_device(requested: str):
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise EncoderUnavailable("device 'cuda' was requested but CUDA is not available here")
+        raise EncoderUnavailable("device 'cuda' was requested but CUDA is not available here: "
+                                 "use --device cpu, or --device auto (CUDA when present, else CPU)")
     return torch.device(requested)
+
+
+@contextlib.contextmanager
+def caller_rng_kept():
+    """Whatever runs inside may seed or draw from torch's CPU and Python's ``random`` streams: the caller's
+    streams are as they were afterwards (some model constructors reseed both)."""
+    import random
+
+    import torch
+
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(state)
+
+
+@contextlib.contextmanager
+def seeded_random_init(seed: int = 0):
+    """Build a random-init model reproducibly: torch seeded with ``seed`` inside, the caller's streams kept."""
+    import torch
+
+    with caller_rng_kept():
+        torch.manual_seed(seed)
+        yield
 
 
 def checked_mono(item: np.ndarray, index: int) -> np.ndarray:

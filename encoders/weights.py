@@ -1,4 +1,8 @@
-"""Offline-first resolution of pretrained weights.
+"""Offline-first resolution of pretrained weights, and ``sha256_file``.
+
+Part of the public shared model-runtime layer (with ``encoders.runtime``): encoders and metrics (e.g.
+``metrics.aesthetics``) resolve, pin and load their weights through it, and the harness hashes files with
+``sha256_file``. Importing it imports no model package and no torch.
 
 Order: an explicit path the user gave → ``$MUSICBENCH_WEIGHTS`` → the Hugging Face cache. The network is
 touched only when the caller passes ``allow_download=True`` (the CLI's ``--allow-download``). When nothing is
@@ -84,19 +88,26 @@ class ResolvedWeights:
 _SHA256_MEMO: dict[tuple, str] = {}
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, remembered while the file is unchanged (same inode, size, mtime and ctime), so
-    a multi-GB checkpoint is hashed once per process even when checked, built and tagged separately."""
-    info = os.stat(path)
-    memo_key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-    if memo_key in _SHA256_MEMO:
-        return _SHA256_MEMO[memo_key]
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, *, remember: bool = True) -> str:
+    """sha256 of a file's bytes (hex), read in ``chunk``-byte blocks; ``OSError`` when it cannot be read.
+
+    With ``remember`` (the default) the hash is kept while the file is unchanged (same inode, size, mtime and
+    ctime), so a multi-GB checkpoint is hashed once per process even when checked, built and tagged separately.
+    Pass ``remember=False`` when hashing many files once each (a dataset), so memory stays bounded.
+    """
+    memo_key = None
+    if remember:
+        info = os.stat(path)
+        memo_key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        if memo_key in _SHA256_MEMO:
+            return _SHA256_MEMO[memo_key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    _SHA256_MEMO[memo_key] = digest.hexdigest()
-    return _SHA256_MEMO[memo_key]
+    if memo_key is not None:
+        _SHA256_MEMO[memo_key] = digest.hexdigest()
+    return digest.hexdigest()
 
 
 def expected_sha256_from_env(model: str) -> str | None:

@@ -24,6 +24,12 @@ Definitions (binary relevance unless said otherwise):
 
 The per-query functions raise ``ValueError`` where a definition is undefined (R = 0).
 ``ir_metrics`` averages over the queries with R ≥ 1 and reports how many were evaluated and excluded.
+
+**From ranks, at catalogue scale.** Every value above depends only on the 1-based ranks of the relevant
+items in the full ranking (and their grades), so ``per_query_from_ranks`` takes ``{id: rank}`` per query
+instead of a ranking — e.g. from ``benchmark.ranking.relevant_ranks``, which counts them without sorting — and
+gives *exactly* (bit for bit) the rows ``per_query_ir`` gives on the full rankings: vectorised over queries,
+with the sums taken in the same order as the list-based functions (which stay the reference implementation).
 """
 from __future__ import annotations
 
@@ -208,6 +214,109 @@ def per_query_ir(rankings: Mapping[Hashable, Sequence[Hashable]], relevance: Map
     return rows
 
 
+def _sequential_sums(group: np.ndarray, position: np.ndarray, terms: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, ``0 + t_0 + t_1 + …`` with its terms added in ``position`` order, one position at a time for
+    all groups at once: the order Python's ``sum`` adds them in, so the result is bit-identical to it.
+    ``position`` must be unique within a group."""
+    out = np.zeros(n_groups)
+    if terms.size:
+        order = np.argsort(position, kind="stable")
+        bounds = np.searchsorted(position[order], np.arange(int(position.max()) + 2))
+        for p in range(int(position.max()) + 1):
+            sel = order[bounds[p]:bounds[p + 1]]
+            out[group[sel]] += terms[sel]
+    return out
+
+
+def _check_rank(rank) -> int:
+    if rank is None:
+        return 0
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"a rank must be a positive integer (or None / 0: not ranked), got {rank!r}")
+    return int(rank)
+
+
+def per_query_from_ranks(ranks: Sequence[Mapping[Hashable, int | None]], relevance: Sequence[Relevance],
+                         ks: Iterable[int] = (1, 5, 10), queries: Sequence[Hashable] | None = None) -> list[dict]:
+    """``per_query_ir``'s rows — the same keys and bit-identical values — from the ranks of the relevant items
+    instead of whole rankings.
+
+    ``relevance[i]``: query ``i``'s relevant items, as in ``per_query_ir`` (ids, or ``id -> grade``).
+    ``ranks[i]``: ``{id: 1-based rank in query i's full ranking}`` for its relevant items; an id that is
+    missing, ``None`` or 0 is not in the ranking (never retrieved: contributes 0, still counted in R), extra
+    ids are ignored. ``queries``: the ``"query"`` value of each row (default: the position ``i``). One row
+    per query with ≥ 1 relevant item, in input order. Two relevant items at one rank raise ``ValueError``.
+
+    ``benchmark.ranking.relevant_ranks`` computes ``ranks`` from embeddings without sorting (and
+    ``benchmark.ranking.ir_from_embeddings`` does both steps). Cost: vectorised over queries; the loops are
+    over the positions of a query's relevant items (≤ its largest R) and over ``ks``.
+    """
+    ks = tuple(_check_k(k) for k in ks)
+    if len(ranks) != len(relevance):
+        raise ValueError(f"{len(ranks)} rank mappings for {len(relevance)} queries")
+    if queries is None:
+        queries = range(len(relevance))
+    elif len(queries) != len(relevance):
+        raise ValueError(f"{len(queries)} query names for {len(relevance)} queries")
+    labels: list[Hashable] = []
+    pair_query: list[int] = []
+    pair_rank: list[int] = []
+    pair_grade: list[float] = []
+    for query, query_ranks, relevant in zip(queries, ranks, relevance):
+        grades = _grades(relevant)
+        if not grades:
+            continue
+        pair_query += [len(labels)] * len(grades)
+        pair_rank += [_check_rank(query_ranks.get(item)) for item in grades]
+        pair_grade += grades.values()
+        labels.append(query)
+    return _rows_from_pairs(labels, np.array(pair_query, dtype=np.int64), np.array(pair_rank, dtype=np.int64),
+                            np.array(pair_grade, dtype=np.float64), ks)
+
+
+def _rows_from_pairs(labels: list[Hashable], query: np.ndarray, rank: np.ndarray, grade: np.ndarray,
+                     ks: tuple[int, ...]) -> list[dict]:
+    """The rows of ``per_query_from_ranks`` from one entry per (query, relevant item): the query's position in
+    ``labels``, the item's rank (0: not ranked) and grade (> 0). Every query has ≥ 1 entry."""
+    n = len(labels)
+    n_relevant = np.bincount(query, minlength=n)
+    found_key = np.where(rank > 0, rank, np.iinfo(np.int64).max)
+    order = np.lexsort((found_key, query))  # per query: the ranked items by rank, then the unranked ones
+    query, rank, grade = query[order], rank[order], grade[order]
+    position = np.arange(query.size) - (np.cumsum(n_relevant) - n_relevant)[query]
+    found = rank > 0
+    clash = found[1:] & found[:-1] & (query[1:] == query[:-1]) & (rank[1:] == rank[:-1])
+    if clash.any():
+        i = int(np.argmax(clash))
+        raise ValueError(f"query {labels[query[i]]!r}: two relevant items at rank {rank[i]}")
+    f_query, f_rank, f_grade, f_pos = query[found], rank[found], grade[found], position[found]
+    n_found = np.bincount(f_query, minlength=n)
+    # precision at the rank of the i-th retrieved relevant item is i / rank; AP = their sum / R
+    average_precision = _sequential_sums(f_query, f_pos, (f_pos + 1) / f_rank, n) / n_relevant
+    first = np.zeros(n, dtype=np.int64)
+    first[f_query[f_pos == 0]] = f_rank[f_pos == 0]
+    reciprocal = np.where(n_found > 0, 1.0 / np.maximum(first, 1), 0.0)
+
+    columns: dict[str, list] = {"n_relevant": n_relevant.tolist(), "average_precision": average_precision.tolist(),
+                                "reciprocal_rank": reciprocal.tolist(),
+                                "first_relevant_rank": [int(r) if r else None for r in first.tolist()]}
+    log2 = np.array([0.0] + [math.log2(r + 1) for r in range(1, max(ks, default=0) + 1)])  # math's, as _dcg's
+    ideal = np.lexsort((-grade, query))  # per query: grades in decreasing order
+    i_query, i_grade, i_pos = query[ideal], grade[ideal], position  # position: the same per-query layout
+    for k in ks:
+        in_k = f_rank <= k
+        found_k = np.bincount(f_query[in_k], minlength=n)
+        dcg = _sequential_sums(f_query[in_k], f_pos[in_k], f_grade[in_k] / log2[f_rank[in_k]], n)
+        top = i_pos < k
+        idcg = _sequential_sums(i_query[top], i_pos[top], i_grade[top] / log2[i_pos[top] + 1], n)
+        columns[f"recall_at_{k}"] = (found_k / n_relevant).tolist()
+        columns[f"hit_rate_at_{k}"] = (found_k > 0).astype(np.float64).tolist()
+        columns[f"precision_at_{k}"] = (found_k / k).tolist()
+        columns[f"ndcg_at_{k}"] = (dcg / idcg).tolist()
+    names = list(columns)
+    return [{"query": label, **{name: columns[name][i] for name in names}} for i, label in enumerate(labels)]
+
+
 def aggregate_ir(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
     """Means over the rows of ``per_query_ir``: ``map``, ``mrr``, ``mean_first_relevant_rank`` (over the
     queries whose ranking holds a relevant item; NaN if none does), ``{recall,hit_rate,precision,ndcg}_at_{k}``,
@@ -251,6 +360,40 @@ def per_query_column(metric: str) -> str:
     raise KeyError(f"no per-query column for {metric!r}")
 
 
+def _check_bootstrap(values, n_resamples: int, confidence: float) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("bootstrap_ci of no values")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("bootstrap_ci: values must be finite (drop undefined queries first)")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be ≥ 1, got {n_resamples}")
+    return values
+
+
+def _resampled_means(columns: Sequence[np.ndarray], n_resamples: int, seed: int) -> np.ndarray:
+    """``(len(columns), n_resamples)`` bootstrap means of equal-length columns, all from the same resamples:
+    those ``bootstrap_ci`` draws for one column (same generator, same block sizes), so each row equals it."""
+    n = columns[0].size
+    rng = np.random.default_rng(seed)
+    block = max(1, (1 << 22) // n)  # ≤ 4M indices (32 MB) at a time
+    means = np.empty((len(columns), n_resamples))
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        draw = rng.integers(0, n, size=(stop - start, n))
+        for row, values in enumerate(columns):
+            means[row, start:stop] = values[draw].mean(axis=1)
+    return means
+
+
+def _interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean of ``values`` (one value per query).
@@ -261,27 +404,10 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 1000, 
     constant vector (including a single value) gives ``(c, c)``. Memory is bounded by drawing resamples in
     blocks. Raises ``ValueError`` on empty input or non-finite values.
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("bootstrap_ci of no values")
-    if not np.all(np.isfinite(values)):
-        raise ValueError("bootstrap_ci: values must be finite (drop undefined queries first)")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be ≥ 1, got {n_resamples}")
+    values = _check_bootstrap(values, n_resamples, confidence)
     if np.all(values == values[0]):
         return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    n = values.size
-    block = max(1, (1 << 22) // n)  # ≤ 4M indices (32 MB) at a time
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    return _interval(_resampled_means([values], n_resamples, seed)[0], confidence)
 
 
 def ir_confidence_intervals(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10), n_resamples: int = 1000,
@@ -289,15 +415,28 @@ def ir_confidence_intervals(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10)
     """``{metric}_ci_low`` / ``{metric}_ci_high`` for every aggregate of ``aggregate_ir``, bootstrapped over
     the rows of ``per_query_ir`` (each metric with the same seed, so the same resamples for equal-length
     inputs). ``mean_first_relevant_rank`` uses only queries with a retrieved relevant item and is omitted
-    if there are none."""
+    if there are none. Each interval equals ``bootstrap_ci`` of that metric's column; the metrics with
+    columns of one length share one draw of the resamples (vectorised: one gather per metric)."""
     ks = tuple(ks)
     names = list(AGGREGATE_OF) + [f"{name}_at_{k}" for k in ks for name in AT_K]
-    out: dict[str, float] = {}
+    columns: dict[str, np.ndarray] = {}
     for metric in names:
         column = per_query_column(metric)
         values = [row[column] for row in rows if row[column] is not None]
-        if not values:
-            continue
-        low, high = bootstrap_ci(np.asarray(values, dtype=np.float64), n_resamples, confidence, seed)
-        out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = low, high
+        if values:
+            columns[metric] = _check_bootstrap(values, n_resamples, confidence)
+    intervals: dict[str, tuple[float, float]] = {}
+    by_length: dict[int, list[str]] = {}
+    for metric, values in columns.items():
+        if np.all(values == values[0]):
+            intervals[metric] = (float(values[0]), float(values[0]))
+        else:
+            by_length.setdefault(values.size, []).append(metric)
+    for group in by_length.values():
+        means = _resampled_means([columns[m] for m in group], n_resamples, seed)
+        for metric, row in zip(group, means):
+            intervals[metric] = _interval(row, confidence)
+    out: dict[str, float] = {}
+    for metric in columns:  # in the aggregate order
+        out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = intervals[metric]
     return out

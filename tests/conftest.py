@@ -1,12 +1,18 @@
-"""Shared fixtures: isolated musicbench home / MLflow store, tiny synthetic audio, the demo set (built once)."""
+"""Shared fixtures: isolated musicbench home / MLflow store, tiny synthetic audio, the demo set (built once),
+random-init weights (written once per session).
+
+Synthetic audio for any test: ``from audio_factory import tone, sine, melody`` (tests/audio_factory.py).
+Heavy libraries (torch, mlflow, model packages) are imported inside fixtures and tests, never at module level:
+collection stays fast.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
+from audio_factory import tone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,14 +34,6 @@ def isolated_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def tone(freq: float, seconds: float, sr: int, harmonics: int = 3, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(np.sin(2 * np.pi * freq * h * t) / h for h in range(1, harmonics + 1))
-    if noise:
-        y = y + noise * np.random.default_rng(seed).standard_normal(len(t))
-    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
 
 
 @pytest.fixture
@@ -104,3 +102,36 @@ def run_on_tiny(tiny_dataset):
         return result.output.split("MLflow run ")[1].split()[0]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory):
+    """``random_weights(name, **options)`` → the path of a seeded random-init checkpoint of encoder or metric
+    ``name`` (e.g. ``"clap"``, ``"muq"``, ``"aesthetics"``), in its library's own format.
+
+    Written once per session and per (name, options) into its own temporary folder, by the code behind
+    ``musicbench random-weights``; ``options`` go to the class's ``write_random_weights`` (``small=True`` for muq).
+    Shared by every test that asks: copy the file before changing it. Writing one builds the model: tests that
+    use it are marked ``slow``.
+    """
+    written: dict[tuple, Path] = {}
+
+    def get(name: str, **options) -> Path:
+        key = (name, tuple(sorted(options.items())))
+        if key not in written:
+            written[key] = _write_random_weights(name, tmp_path_factory.mktemp(f"weights-{name}"), **options)
+        return written[key]
+
+    return get
+
+
+def _write_random_weights(name: str, directory: Path, **options) -> Path:
+    from encoders import registry as encoder_registry
+
+    if name in encoder_registry.ENCODERS:
+        if not options:
+            return encoder_registry.write_random_weights(name, directory)
+        return encoder_registry.encoder_class(name).write_random_weights(directory, **options)
+    from metrics import registry as metric_registry
+
+    return type(metric_registry.create(name)).write_random_weights(directory, **options)

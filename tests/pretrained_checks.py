@@ -1,5 +1,5 @@
-"""Checks of the behaviour every ``PretrainedEncoder`` shares (input checks, equal-length batching), called by
-each neural encoder's own test module with its random-init encoder."""
+"""Checks of the behaviour every ``PretrainedEncoder`` shares (input checks, equal-length batching), called with a
+random-init encoder by the neural encoders' tests (``test_encoder_pretrained.py``). Imports no torch."""
 from __future__ import annotations
 
 import numpy as np

@@ -2,13 +2,9 @@
 import uuid
 
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
-from PIL import Image
 
-from benchmark import compare, figures
 from benchmark.cli import main
 
 FIGURES = ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary")
@@ -22,13 +18,19 @@ def _in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def two_runs(run_on_tiny):
     """An mfcc and a chroma run (with the melody metric) in a fresh experiment."""
+    from mlflow.tracking import MlflowClient
+
     experiment = f"compare-{uuid.uuid4().hex[:8]}"
     ids = {encoder: run_on_tiny(experiment, encoder, metrics="melody") for encoder in ("mfcc", "chroma")}
     client = MlflowClient()
     return client, experiment, {name: client.get_run(run_id) for name, run_id in ids.items()}
 
 
+@pytest.mark.slow
 def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
     client, experiment, runs = two_runs
     out = tmp_path / "cmp"
     result = CliRunner().invoke(main, ["compare", "--runs", f"{runs['mfcc'].info.run_id},{runs['chroma'].info.run_id}",
@@ -79,7 +81,10 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
         {e: r.data.metrics["map"] for e, r in runs.items()})
 
 
+@pytest.mark.slow
 def test_compare_experiment_takes_the_latest_run_per_encoder_and_parent_its_children(two_runs, run_on_tiny, tmp_path):
+    import pandas as pd
+
     client, experiment, runs = two_runs
     newest_mfcc = run_on_tiny(experiment)
     result = CliRunner().invoke(main, ["compare", "--experiment", experiment, "--out", str(tmp_path / "e")])
@@ -115,11 +120,15 @@ def test_compare_needs_exactly_one_source():
 
 
 def _table(rows):
+    import pandas as pd
+
     frame = pd.DataFrame(rows).set_index("encoder")
     return frame
 
 
 def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
+    from benchmark import compare
+
     table = _table([
         {"encoder": "a", "map": 0.80, "map_ci_low": 0.70, "map_ci_high": 0.90},
         {"encoder": "b", "map": 0.75, "map_ci_low": 0.65, "map_ci_high": 0.85},  # overlaps a's CI
@@ -142,6 +151,8 @@ def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
 
 
 def test_heatmap_normalises_each_metric_and_annotates_raw_values():
+    from benchmark import figures
+
     table = _table([{"encoder": "a", "map": 0.2, "mrr": 0.5}, {"encoder": "b", "map": 0.6, "mrr": 0.5}])
     figure = figures.metrics_heatmap(table, ["map", "mrr"])
     ax = figure.axes[0]

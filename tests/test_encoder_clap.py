@@ -1,6 +1,7 @@
 """CLAP encoders against laion-clap itself, on seeded random-init checkpoints (no pretrained weights here).
 
 The oracle is the library's own path: ``CLAP_Module`` + ``load_ckpt`` + ``get_audio_embedding_from_data``.
+torch and laion_clap are imported inside fixtures and tests; tests that build CLAP are marked ``slow``.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_cards_and_registry():
         assert cls.weights_spec.files == (ckpt_name,) and cls.weights_spec.model == name
 
 
+@pytest.mark.slow
 def test_random_checkpoint_has_the_released_layout(ckpt):
     import torch
 
@@ -83,6 +85,7 @@ def test_random_checkpoint_has_the_released_layout(ckpt):
     assert "module.text_branch.embeddings.position_ids" in keys
 
 
+@pytest.mark.slow
 def test_matches_library_oracle(encoder, oracle):
     clips = [tone(2.5, seed=1), tone(10.0, seed=2)]
     ours = encoder.embed(clips)
@@ -92,6 +95,7 @@ def test_matches_library_oracle(encoder, oracle):
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_size_does_not_change_embeddings(encoder):
     clips = [tone(1.0, seed=3), tone(3.0, seed=4)]
     one_at_a_time = np.concatenate([encoder.embed([clip]) for clip in clips])
@@ -105,6 +109,7 @@ def test_window_starts_cover_long_audio_with_full_windows():
     assert starts == [0, 360000, 720000] and starts[-1] + CLIP_SAMPLES == 25 * SAMPLE_RATE
 
 
+@pytest.mark.slow
 def test_long_audio_is_windowed_deterministically(encoder, monkeypatch):
     def no_random_crop(*args, **kwargs):
         raise AssertionError("laion-clap's random crop was reached")
@@ -122,6 +127,7 @@ def test_long_audio_is_windowed_deterministically(encoder, monkeypatch):
     np.testing.assert_allclose(first[0], pool(encoder.embed(windows)), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("audio, problem", [
     (np.full(4800, np.nan, dtype=np.float32), "NaN"),
     (np.zeros((2, 4800), dtype=np.float32), "mono"),
@@ -132,6 +138,7 @@ def test_bad_input_is_refused(encoder, audio, problem):
         encoder.embed([tone(1.0), audio])
 
 
+@pytest.mark.slow
 def test_strict_load_names_missing_and_unexpected_keys(ckpt, tmp_path):
     import torch
 
@@ -178,8 +185,6 @@ def test_checkpoint_reading_mirrors_the_library(tmp_path, caplog):
         clap._read_state_dict(not_torch)
 
 
-
-
 @pytest.mark.parametrize("cls", [ClapEncoder, ClapMusicEncoder])
 def test_missing_weights_say_what_to_download(cls, no_weights):
     for attempt in (lambda: cls.check_available(EncoderOptions()), lambda: cls(EncoderOptions())):
@@ -198,6 +203,7 @@ def test_nonexistent_weights_path_is_named(tmp_path, no_weights):
     assert no_weights == []
 
 
+@pytest.mark.slow
 def test_explicit_path_and_weights_dir_resolve(ckpt, tmp_path, no_weights, monkeypatch):
     assert ClapEncoder.check_available(EncoderOptions(weights=str(ckpt))) == f"weights: {ckpt} (explicit)"
     assert ClapEncoder.check_available(EncoderOptions(weights=str(ckpt.parent))) == f"weights: {ckpt} (explicit)"
@@ -213,6 +219,7 @@ def test_explicit_path_and_weights_dir_resolve(ckpt, tmp_path, no_weights, monke
     assert no_weights == []
 
 
+@pytest.mark.slow
 def test_clap_music_builds_and_embeds(tmp_path):
     path = ClapMusicEncoder.write_random_weights(tmp_path)
     assert path.name == "music_audioset_epoch_15_esc_90.14.pt"

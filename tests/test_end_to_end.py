@@ -4,12 +4,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
 from benchmark.data import load_dataset
 from benchmark.ranking import full_ranking
 from metrics.ir import ir_metrics
+
+pytestmark = pytest.mark.slow  # builds the demo set, then a whole CLI run on it
 
 EXPECTED_ARTIFACTS = {"tables/topk.csv", "tables/topk.json", "tables/per_target.csv", "tables/per_target.json",
                       "failures.csv", "config.json", "dataset/manifest.csv", "figures/similarity_heatmap.png",
@@ -26,6 +27,7 @@ def _artifacts(client, run_id, path=None):
 @pytest.fixture(scope="module")
 def demo_run(demo_set, tmp_path_factory):
     import huggingface_hub.constants
+    from mlflow.tracking import MlflowClient
 
     cache = tmp_path_factory.mktemp("e2e-cache")
     with pytest.MonkeyPatch.context() as patch:  # no weights anywhere: the neural metrics must be skipped, and say why

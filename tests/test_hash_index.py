@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import hash_index, pipeline
+from benchmark import hash_index
 from benchmark.data import load_dataset
 
 SR = 22050
@@ -35,6 +35,8 @@ def folders(tmp_path):
 
 
 def _hash(refs, targets, cache):
+    from benchmark import pipeline
+
     failures = []
     hashes, hits = pipeline._hash_files(load_dataset(refs, targets), failures, cache)
     assert failures == []
@@ -42,6 +44,8 @@ def _hash(refs, targets, cache):
 
 
 def test_unchanged_files_are_not_read_again(folders, tmp_path, monkeypatch):
+    from benchmark import pipeline
+
     refs, targets = folders
     first, hits = _hash(refs, targets, tmp_path / "cache")
     assert hits == 0 and len(first) == 4
@@ -87,7 +91,7 @@ def test_a_corrupt_index_is_a_warning_and_files_are_hashed(folders, tmp_path):
     refs, targets = folders
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / hash_index.FILE_NAME).write_bytes(b"not a database" * 100)
+    hash_index.index_path(cache).write_bytes(b"not a database" * 100)
     with pytest.warns(UserWarning, match="hash index"):
         hashes, hits = _hash(refs, targets, cache)
     assert hits == 0 and len(hashes) == 4

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+from audio_factory import sine
 
 if importlib.util.find_spec("audiobox_aesthetics") is None:  # find, not import: encoders.runtime must run first
     pytest.skip("audiobox_aesthetics is not installed", allow_module_level=True)
@@ -22,15 +23,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_paddi
 
 
 def _audio(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    y = 0.3 * np.sin(2 * np.pi * (220 + 110 * seed) * t) + 0.05 * rng.standard_normal(t.size)
-    return y.astype(np.float32)
+    return sine(220 + 110 * seed, seconds, SR, amp=0.3, noise=0.05, seed=seed)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return Aesthetics.write_random_weights(tmp_path_factory.mktemp("aesthetics-weights"))
+def checkpoint(random_weights):
+    return random_weights("aesthetics")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +72,7 @@ def features(metric, clips):
 
 
 
+@pytest.mark.slow
 def test_checkpoint_is_in_the_package_format(checkpoint):
     import torch
 
@@ -84,6 +83,7 @@ def test_checkpoint_is_in_the_package_format(checkpoint):
     assert set(ckpt["target_transform"]) == set(AXES)
 
 
+@pytest.mark.slow
 def test_file_scores_equal_the_package_predictor(features, clips, oracle):
     expected = dict(zip(clips, oracle(*clips.values())))
     for name in clips:
@@ -92,6 +92,7 @@ def test_file_scores_equal_the_package_predictor(features, clips, oracle):
     assert not np.allclose(features["short"], features["long"])
 
 
+@pytest.mark.slow
 def test_file_values_and_pair_scores(metric, features):
     t, r = features["short"], features["long"]
     values = metric.file_values(t)
@@ -106,6 +107,7 @@ def test_file_values_and_pair_scores(metric, features):
         assert scores[f"aes_{axis}_delta"] == pytest.approx(t[i] - r[i])
 
 
+@pytest.mark.slow
 def test_identity_names_weights_hash_and_package(metric, checkpoint):
     identity = metric.identity()
     assert identity["weights_sha256"] == sha256_file(checkpoint)
@@ -113,6 +115,7 @@ def test_identity_names_weights_hash_and_package(metric, checkpoint):
     assert metric.cache_identity()["weights_sha256"] == identity["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_silence_and_very_short_audio_are_scored_and_empty_is_refused(metric):
     assert np.isfinite(metric.file_features(np.zeros(10, np.float32))).all()  # 10 samples of digital silence
     with pytest.raises(ValueError, match="empty"):
@@ -121,6 +124,7 @@ def test_silence_and_very_short_audio_are_scored_and_empty_is_refused(metric):
         metric.file_features(np.full(SR, np.nan, np.float32))
 
 
+@pytest.mark.slow
 def test_non_finite_model_output_raises_value_error(metric, clips, monkeypatch):
     import torch
 
@@ -194,6 +198,7 @@ def test_registry_select(no_weights, monkeypatch):
     assert no_weights == []
 
 
+@pytest.mark.slow
 def test_registry_select_with_weights(checkpoint, monkeypatch):
     monkeypatch.setattr(registry, "PAIR_METRICS", {"aesthetics": "metrics.aesthetics:Aesthetics"})
     selected, skipped = registry.select("aesthetics", MetricOptions(weights={"aesthetics": str(checkpoint)}))

@@ -5,6 +5,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from audio_factory import sine
 
 if importlib.util.find_spec("laion_clap") is None:  # find, not import: encoders.runtime must run first
     pytest.skip("laion_clap is not installed", allow_module_level=True)
@@ -18,17 +19,9 @@ from metrics.registry import MetricOptions  # noqa: E402
 SR = 48000
 
 
-def _audio(seconds: float, freq: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from encoders.clap import ClapEncoder
-
-    return ClapEncoder.write_random_weights(tmp_path_factory.mktemp("clap-weights"))
+def weights(random_weights):
+    return random_weights("clap")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,8 @@ def encoder(weights):
 
 @pytest.fixture(scope="module")
 def clips():
-    return {"a": _audio(3.0, 440.0, 1), "b": _audio(12.0, 220.0, 2)}
+    return {"a": sine(440.0, 3.0, SR, amp=0.3, noise=0.05, seed=1),
+            "b": sine(220.0, 12.0, SR, amp=0.3, noise=0.05, seed=2)}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +48,7 @@ def features(metric, clips):
     return {name: metric.file_features(audio) for name, audio in clips.items()}
 
 
+@pytest.mark.slow
 def test_equals_cosine_of_the_encoder_embeddings(features, clips, encoder):
     a, b = (encoder.embed_audio(clips[name]) for name in ("a", "b"))
     np.testing.assert_allclose(features["a"], a, atol=1e-6)
@@ -63,6 +58,7 @@ def test_equals_cosine_of_the_encoder_embeddings(features, clips, encoder):
     assert ClapSimilarity().pair_scores(features["a"], features["b"])["clap_sim"] == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_symmetric_and_one_for_identical_audio(metric, features, clips):
     ab = metric.pair_scores(features["a"], features["b"])["clap_sim"]
     ba = metric.pair_scores(features["b"], features["a"])["clap_sim"]
@@ -72,6 +68,7 @@ def test_symmetric_and_one_for_identical_audio(metric, features, clips):
     assert metric.pair_scores(features["a"], features["a"])["clap_sim"] == 1.0
 
 
+@pytest.mark.slow
 def test_cache_identity_is_the_encoders(metric, encoder, weights):
     assert metric.cache_identity() == encoder.cache_identity()
     assert metric.cache_identity()["kind"] == "embedding"
@@ -79,6 +76,7 @@ def test_cache_identity_is_the_encoders(metric, encoder, weights):
     assert fresh.cache_identity() == encoder.cache_identity() and fresh._encoder is None  # no model loaded for it
 
 
+@pytest.mark.slow
 def test_identity_without_building_matches_a_windowed_build(weights):
     from encoders.base import WindowPolicy
     from encoders.clap import ClapEncoder
@@ -87,6 +85,7 @@ def test_identity_without_building_matches_a_windowed_build(weights):
     assert ClapEncoder.identity_for(options) == build("clap", options).identity()
 
 
+@pytest.mark.slow
 def test_unembeddable_file_is_a_value_error(metric):
     with pytest.raises(ValueError):
         metric.file_features(np.zeros(0, np.float32))
@@ -110,6 +109,7 @@ def test_unavailable_without_weights(no_weights, tmp_path):
     assert metric._encoder is None and no_weights == []
 
 
+@pytest.mark.slow
 def test_registry_select(no_weights, weights, monkeypatch):
     monkeypatch.setattr(registry, "PAIR_METRICS", {"clap_sim": "metrics.clap_similarity:ClapSimilarity"})
     selected, skipped = registry.select("auto", MetricOptions())

@@ -1,4 +1,5 @@
-"""IR metrics (metrics/retrieval.py): hand-computed cases, scikit-learn agreement, bootstrap intervals."""
+"""IR metrics (metrics/ir.py): hand-computed cases, scikit-learn agreement, the rank-based path against the
+list-based reference, bootstrap intervals."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 
 from metrics.ir import (
+    AGGREGATE_OF,
+    AT_K,
     aggregate_ir,
     average_precision,
     bootstrap_ci,
@@ -16,6 +19,7 @@ from metrics.ir import (
     ir_metrics,
     ndcg_at_k,
     per_query_column,
+    per_query_from_ranks,
     per_query_ir,
     precision_at_k,
     query_ir,
@@ -278,3 +282,99 @@ def test_ir_confidence_intervals():
                    "precision_at_5"):
         assert cis[f"{metric}_ci_low"] <= means[metric] <= cis[f"{metric}_ci_high"], metric
     assert cis == ir_confidence_intervals(rows, ks=(1, 5), n_resamples=300, seed=0)
+
+
+# --- from ranks: bit-identical to the list-based functions (the reference) ---------------------------------------
+
+def _ranks_of(rankings, relevance):
+    """What ``benchmark.ranking.relevant_ranks`` gives: each relevant item's 1-based rank, or None if unranked."""
+    out = []
+    for q, ranking in rankings.items():
+        position = {item: i + 1 for i, item in enumerate(ranking)}
+        rel = relevance.get(q, ())
+        out.append({item: position.get(item) for item in (rel.keys() if isinstance(rel, dict) else rel)})
+    return out
+
+
+def _assert_from_ranks_equals_reference(rankings, relevance, ks):
+    expected = per_query_ir(rankings, relevance, ks)
+    got = per_query_from_ranks(_ranks_of(rankings, relevance), [relevance.get(q, ()) for q in rankings], ks,
+                               queries=list(rankings))
+    assert got == expected  # same keys, same order of rows, values equal bit for bit
+    assert [list(row) for row in got] == [list(row) for row in expected]  # same column order
+    return got
+
+
+def test_from_ranks_hand_computed_cases():
+    rankings = {
+        "q1": ["a", "b", "c", "d"],
+        "q2": ["c", "a", "b", "d"],
+        "q3": ["a", "b", "c", "d"],
+        "q4": ["d", "c", "b", "a"],
+        "q5": ["a", "b"],           # truncated: relevant q never ranked (e.g. excluded)
+        "q6": ["x", "y", "z", "w", "v"],
+    }
+    relevance = {"q1": {"b": 1, "d": 1}, "q2": {"c": 2}, "q4": {"a": 0}, "q5": {"b", "q"},
+                 "q6": ["x", "z", "v"]}
+    rows = _assert_from_ranks_equals_reference(rankings, relevance, ks=(1, 2, 4, 10))
+    assert [row["query"] for row in rows] == ["q1", "q2", "q5", "q6"]
+    assert rows[2]["average_precision"] == pytest.approx(0.25) and rows[2]["n_relevant"] == 2
+    assert rows[3]["average_precision"] == pytest.approx(34 / 45)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_from_ranks_equals_reference_on_random_graded_cases(seed):
+    _, rankings, relevance = _random_cases(seed, n_queries=60, n_refs=40)
+    _assert_from_ranks_equals_reference(rankings, relevance, ks=(1, 3, 5, 10, 40, 100))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_from_ranks_equals_reference_with_unranked_and_many_relevant(seed):
+    # long rankings with missing items (exclusions): many relevant per query, fractional grades, nothing found
+    rng = np.random.default_rng(seed)
+    refs = [f"r{i}" for i in range(200)]
+    rankings, relevance = {}, {}
+    for q in range(50):
+        rankings[q] = [refs[i] for i in rng.permutation(200)[: rng.integers(0, 200)]]
+        chosen = rng.choice(200, size=rng.integers(0, 30), replace=False)
+        relevance[q] = {refs[i]: float(rng.choice([0, 0.25, 1, 2.5, 3])) for i in chosen}
+    _assert_from_ranks_equals_reference(rankings, relevance, ks=(1, 5, 10, 20))
+
+
+def test_from_ranks_errors_and_defaults():
+    rows = per_query_from_ranks([{"a": 3}, {}], [{"a"}, {"b": 1}], ks=(1,))
+    assert [row["query"] for row in rows] == [0, 1]  # default query names: positions
+    assert rows[1]["first_relevant_rank"] is None and rows[1]["average_precision"] == 0.0
+    with pytest.raises(ValueError, match="rank 2"):
+        per_query_from_ranks([{"a": 2, "b": 2}], [{"a", "b"}], ks=(1,))
+    with pytest.raises(ValueError, match="positive integer"):
+        per_query_from_ranks([{"a": -1}], [{"a"}], ks=(1,))
+    with pytest.raises(ValueError, match="positive integer"):
+        per_query_from_ranks([{"a": 1.5}], [{"a"}], ks=(1,))
+    with pytest.raises(ValueError, match="rank mappings"):
+        per_query_from_ranks([{}], [{"a"}, {"b"}], ks=(1,))
+    with pytest.raises(ValueError, match="k must"):
+        per_query_from_ranks([{"a": 1}], [{"a"}], ks=(0,))
+    assert per_query_from_ranks([{}], [set()], ks=(1,)) == []
+
+
+def _reference_confidence_intervals(rows, ks, n_resamples, confidence=0.95, seed=0):
+    """The previous ir_confidence_intervals: one ``bootstrap_ci`` per metric."""
+    out = {}
+    for metric in list(AGGREGATE_OF) + [f"{name}_at_{k}" for k in ks for name in AT_K]:
+        column = per_query_column(metric)
+        values = [row[column] for row in rows if row[column] is not None]
+        if values:
+            out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = bootstrap_ci(values, n_resamples, confidence, seed)
+    return out
+
+
+@pytest.mark.parametrize("n_queries", [1, 7, 300, 4500])  # 4500: resamples drawn in several blocks
+def test_vectorised_intervals_equal_one_bootstrap_per_metric(n_queries):
+    _, rankings, relevance = _random_cases(11, n_queries=n_queries, n_refs=25)
+    rows = per_query_ir(rankings, relevance, ks=(1, 5))
+    rows[0]["first_relevant_rank"] = None  # a shorter column for mean_first_relevant_rank
+    for resamples, confidence, seed in ((1000, 0.95, 0), (333, 0.9, 5)):
+        got = ir_confidence_intervals(rows, (1, 5), resamples, confidence, seed)
+        assert got == _reference_confidence_intervals(rows, (1, 5), resamples, confidence, seed)
+        assert list(got) == list(_reference_confidence_intervals(rows, (1, 5), resamples, confidence, seed))

@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from audio_factory import melody as melody_clip
+from audio_factory import sine, tone
 
 from metrics import melody
 from metrics.base import PairMetric
@@ -25,24 +27,19 @@ SR = MELODY_SAMPLE_RATE
 A4, C5 = 440.0, 523.25  # pitch classes 9 (A) and 0 (C), both above the 261.2 Hz high-pass
 
 
-def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 def n_frames(n_samples: int) -> int:
     return 1 + n_samples // 256  # center=True framing, hop 256
 
 
 @pytest.fixture(scope="module")
 def a_classes() -> np.ndarray:
-    return melody_pitch_classes(tone(A4, 2.0), SR)
+    return melody_pitch_classes(sine(A4, 2.0, SR), SR)
 
 
 # --- the formula on clear cases -------------------------------------------------------------------------------
 
 def test_pure_tones_have_their_pitch_class(a_classes):
-    c_classes = melody_pitch_classes(tone(C5, 2.0), SR)
+    c_classes = melody_pitch_classes(sine(C5, 2.0, SR), SR)
     assert a_classes.dtype == np.int8
     assert len(a_classes) == n_frames(88200) == 345
     assert np.all(a_classes == 9) and np.all(c_classes == 0)
@@ -50,16 +47,16 @@ def test_pure_tones_have_their_pitch_class(a_classes):
 
 def test_identical_audio_scores_one():
     rng = np.random.default_rng(0)
-    clip = (tone(A4, 1.0) + 0.1 * rng.standard_normal(SR)).astype(np.float32)
+    clip = (sine(A4, 1.0, SR) + 0.1 * rng.standard_normal(SR)).astype(np.float32)
     assert melody_accuracy(clip, SR, clip.copy(), SR) == 1.0
 
 
 def test_different_pitch_classes_score_zero():
-    assert melody_accuracy(tone(A4, 2.0), SR, tone(C5, 2.0), SR) == 0.0
+    assert melody_accuracy(sine(A4, 2.0, SR), SR, sine(C5, 2.0, SR), SR) == 0.0
 
 
 def test_half_a_half_c_against_a_is_about_half(a_classes):
-    mixed = np.concatenate([tone(A4, 1.0), tone(C5, 1.0)])  # 2 × 44100 samples
+    mixed = np.concatenate([sine(A4, 1.0, SR), sine(C5, 1.0, SR)])  # 2 × 44100 samples
     acc = pitch_class_accuracy(melody_pitch_classes(mixed, SR), a_classes)
     # 345 frames; frame t is centred on sample 256 t, so frames 0..172 (256·172 = 44032 < 44100) are
     # centred in the A half: 173 expected matches, give or take the frames whose window straddles the switch.
@@ -68,7 +65,7 @@ def test_half_a_half_c_against_a_is_about_half(a_classes):
 
 
 def test_compared_over_the_shorter_length(a_classes):
-    short = melody_pitch_classes(tone(A4, 1.0), SR)
+    short = melody_pitch_classes(sine(A4, 1.0, SR), SR)
     assert len(short) == n_frames(44100) == 173
     assert pitch_class_accuracy(a_classes, short) == 1.0
     assert pitch_class_accuracy(short, a_classes) == 1.0
@@ -81,17 +78,17 @@ def test_compared_over_the_shorter_length(a_classes):
 
 @pytest.mark.parametrize("rate", [22050, 48000])
 def test_other_sample_rates_give_the_same_classes(rate, a_classes):
-    classes = melody_pitch_classes(tone(A4, 2.0, sr=rate), rate)  # resampled to 44.1 kHz (soxr HQ)
+    classes = melody_pitch_classes(sine(A4, 2.0, rate), rate)  # resampled to 44.1 kHz (soxr HQ)
     np.testing.assert_array_equal(classes, a_classes)
 
 
 def test_stereo_channels_first_is_averaged(a_classes):
-    left = tone(A4, 2.0, amp=0.6)
+    left = sine(A4, 2.0, SR, amp=0.6)
     stereo = np.stack([left, np.zeros_like(left)])  # mean = 0.3 · sin
     np.testing.assert_array_equal(melody_pitch_classes(stereo, SR), a_classes)
     np.testing.assert_array_equal(melody_pitch_classes(stereo[:1], SR), melody_pitch_classes(left, SR))
     # stereo at another rate: mean of channels, then resample
-    stereo48 = np.stack([tone(A4, 2.0, sr=48000), tone(A4, 2.0, sr=48000)])
+    stereo48 = np.stack([sine(A4, 2.0, 48000), sine(A4, 2.0, 48000)])
     np.testing.assert_array_equal(melody_pitch_classes(stereo48, 48000), a_classes)
 
 
@@ -124,7 +121,8 @@ def test_voiced_variant_silence_has_no_pitch_and_never_matches(a_classes):
 
 
 def test_tone_then_silence(a_classes):
-    half = melody_pitch_classes(np.concatenate([tone(A4, 1.0), np.zeros(SR, np.float32)]), SR, mark_silence=True)
+    half = melody_pitch_classes(np.concatenate([sine(A4, 1.0, SR), np.zeros(SR, np.float32)]), SR,
+                                mark_silence=True)
     # frames whose 2048-sample window lies wholly in the silent half (centre ≥ 44100 + 1024) have no pitch
     first_silent = -(-(44100 + 1024) // 256)  # = 177
     assert np.all(half[first_silent:] == NO_PITCH)
@@ -159,7 +157,7 @@ def test_empty_audio_has_no_frames_and_accuracy_refuses():
     with pytest.raises(ValueError, match="no frames"):
         pitch_class_accuracy(np.array([9], np.int8), empty)
     with pytest.raises(ValueError, match="no frames"):
-        melody_accuracy(np.zeros(0, np.float32), SR, tone(A4, 1.0), SR)
+        melody_accuracy(np.zeros(0, np.float32), SR, sine(A4, 1.0, SR), SR)
     with pytest.raises(ValueError, match="no frames"):  # the harness records this file as a failure
         MelodyAccuracy().file_features(np.zeros(0, np.float32))
 
@@ -179,22 +177,12 @@ def _report_formula(y: np.ndarray, sr: int) -> np.ndarray:
     return np.argmax(one_hot, axis=0)
 
 
-def _noisy_melody(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    notes = 261.63 * 2 ** (rng.integers(0, 24, size=int(seconds * 4)) / 12)  # 4 notes/s over two octaves
-    freq = np.repeat(notes, -(-n // len(notes)))[:n]
-    phase = 2 * np.pi * np.cumsum(freq) / SR
-    return (0.4 * np.sin(phase) + 0.2 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 98 * t)).astype(np.float32)
-
-
 def test_matches_a_direct_transcription_of_the_formula(monkeypatch):
-    clip = _noisy_melody(3.0, seed=7)
+    clip = melody_clip(3.0, SR, seed=7)
     expected = _report_formula(clip, SR)
     got = melody_pitch_classes(clip, SR)
     np.testing.assert_array_equal(got, expected)
-    # small blocks: the blockwise chroma (and the whole-file tuning estimate) do not depend on the block size
+    # small blocks: the streaming pass (and the whole-file tuning estimate) do not depend on the block size
     monkeypatch.setattr(melody, "_BLOCK_FRAMES", 37)
     np.testing.assert_array_equal(melody_pitch_classes(clip, SR), expected)
 
@@ -202,10 +190,136 @@ def test_matches_a_direct_transcription_of_the_formula(monkeypatch):
 def test_matches_the_formula_after_resampling():
     import soxr
 
-    clip = _noisy_melody(2.0, seed=11)
+    clip = melody_clip(2.0, SR, seed=11)
     at_22k = soxr.resample(clip, SR, 22050, quality="HQ")
     expected = _report_formula(soxr.resample(at_22k, 22050, SR, quality="HQ"), SR)
     np.testing.assert_array_equal(melody_pitch_classes(at_22k, 22050), expected)
+
+
+# --- the streaming implementation equals the formula's steps, bit for bit ------------------------------------
+
+def _filtfilt(y: np.ndarray) -> np.ndarray:
+    from scipy.signal import butter, filtfilt
+
+    b, a = butter(N=2, Wn=261.2 / (0.5 * SR), btype="high", analog=False)
+    return filtfilt(b, a, y, padlen=min(9, len(y) - 1))  # scipy's default padding (shortened for tiny clips)
+
+
+def _librosa_steps(y: np.ndarray):
+    """What chroma_stft does on the high-passed signal: power spectrogram, tuning, argmax of the chroma."""
+    import librosa
+
+    y_hp = _filtfilt(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_fft larger than tiny clips; no pitch in silence
+        power = np.abs(librosa.stft(y_hp, n_fft=2048, hop_length=256, win_length=2048)) ** 2
+        tuning = librosa.estimate_tuning(S=power, sr=SR, bins_per_octave=12)
+        chroma = librosa.feature.chroma_stft(y=y_hp, sr=SR, n_fft=2048, hop_length=256, win_length=2048)
+    return y_hp, power, tuning, np.argmax(chroma, axis=0)
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(42)
+    chord = sine(261.63, 4.0, SR, amp=0.2) + sine(329.63, 4.0, SR, amp=0.2) + sine(392.0, 4.0, SR, amp=0.2)
+    return {
+        "melody": melody_clip(7.3, SR, seed=1),
+        "tone": tone(A4, 2.0, SR),
+        "chord": chord.astype(np.float32),
+        "noise": (0.3 * rng.standard_normal(5 * SR)).astype(np.float32),
+        "quiet noise": (1e-4 * rng.standard_normal(SR)).astype(np.float32),
+        "silences": np.concatenate([np.zeros(30000, np.float32), tone(C5, 1.0, SR), np.zeros(70001, np.float32),
+                                    melody_clip(2.0, SR, seed=3), np.zeros(5000, np.float32)]),
+        "float64": melody_clip(2.5, SR, seed=9).astype(np.float64),
+        "one block + 3": (0.3 * rng.standard_normal(256 * 1024 + 3)).astype(np.float32),
+        "short": (0.3 * rng.standard_normal(3000)).astype(np.float32),
+        "tiny": (0.3 * rng.standard_normal(7)).astype(np.float32),
+    }
+
+
+SIGNALS = _signals()
+# (frames per block, spectrum kept in bytes, forward output kept in bytes): the defaults; small blocks; small
+# blocks with part of the spectrum transformed again and part of the forward pass re-filtered; nothing kept
+SETTINGS = [None, (37, 1 << 30, 1 << 30), (64, 3 * 64 * 8200, 256 * 64 * 8 * 2), (5, 0, 0)]
+
+
+@pytest.fixture(params=SETTINGS, ids=["defaults", "small blocks", "partly kept", "nothing kept"])
+def setting(request, monkeypatch):
+    if request.param is not None:
+        frames, spectrum, forward = request.param
+        monkeypatch.setattr(melody, "_BLOCK_FRAMES", frames)
+        monkeypatch.setattr(melody, "_SPECTRUM_CACHE_BYTES", spectrum)
+        monkeypatch.setattr(melody, "_FORWARD_CACHE_BYTES", forward)
+    return request.param
+
+
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_streaming_pass_equals_librosa_bit_for_bit(name, setting):
+    y = SIGNALS[name]
+    y_hp, power, tuning, classes = _librosa_steps(y)
+    np.testing.assert_array_equal(melody._highpass(y, SR), y_hp)  # the blockwise filtfilt, exactly
+    got_power = np.full_like(power, np.nan)
+    for first, block, _ in melody._Spectrogram(y, SR).blocks():
+        got_power[:, first:first + len(block)] = block.T
+    np.testing.assert_array_equal(got_power, power)  # every frame once, librosa.stft's numbers exactly
+    assert melody._estimate_tuning(y, SR) == tuning  # estimate_tuning(S=power), exactly
+    np.testing.assert_array_equal(melody_pitch_classes(y, SR), classes)  # chroma_stft + argmax
+
+
+@pytest.mark.parametrize("name", ["silences", "melody", "quiet noise"])
+def test_voiced_variant_equals_its_definition(name, setting):
+    y = SIGNALS[name]
+    _, power, _, classes = _librosa_steps(y)
+    window = np.hanning(2049)[:-1]  # the periodic Hann window librosa uses
+    silence_power = melody.SILENCE_RMS ** 2 * float(np.sum(window ** 2)) * 2048
+    frame_power = power[0] + power[-1] + 2 * power[1:-1].sum(axis=0)  # Parseval: n_fft × Σ (w x)²
+    expected = np.where(frame_power < silence_power, NO_PITCH, classes)
+    np.testing.assert_array_equal(melody_pitch_classes(y, SR, mark_silence=True), expected)
+    if name == "silences":
+        assert (expected == NO_PITCH).any() and (expected != NO_PITCH).any()
+
+
+def test_file_features_is_thread_safe_and_picklable():
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    metric = pickle.loads(pickle.dumps(MelodyAccuracy()))
+    clips = [melody_clip(1.0 + i / 3, SR, seed=i) for i in range(6)]
+    expected = [metric.file_features(c) for c in clips]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(metric.file_features, clips * 2))
+    for e, g in zip(expected * 2, got):
+        np.testing.assert_array_equal(e, g)
+
+
+@pytest.mark.slow
+def test_memory_is_bounded_for_long_audio():
+    """Six minutes of white noise (the most spectral peaks) at 44.1 kHz in a fresh process, 16 MB of spectrum
+    and 16 MB of forward-filtered signal kept: the peak above the input stays below what a float64 copy of the
+    signal alone would take (127 MB) — chroma_stft on the whole file needs ≈ 4.5 GB."""
+    code = """
+import numpy as np
+from pathlib import Path
+from metrics import melody
+
+def status(field):
+    return int(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith(field)).split()[1])
+
+melody._SPECTRUM_CACHE_BYTES = melody._FORWARD_CACHE_BYTES = 16 << 20
+melody.melody_pitch_classes(np.zeros(44100, np.float32), 44100)  # imports
+rng = np.random.default_rng(0)
+y = np.empty(360 * 44100, np.float32)
+for s in range(0, y.size, 1 << 20):
+    y[s:s + (1 << 20)] = 0.1 * rng.standard_normal(min(1 << 20, y.size - s), dtype=np.float32)
+Path('/proc/self/clear_refs').write_text('5')
+before = status('VmRSS')
+classes = melody.melody_pitch_classes(y, 44100)
+assert classes.size == 1 + y.size // 256
+print((status('VmHWM') - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    extra_mb = float(out.split()[-1])
+    # kept spectrum and forward output (32 MB), ~2M spectral peaks at ≤ 17 B, O(block) temporaries
+    assert extra_mb < 120, extra_mb
 
 
 # --- the pair metric ------------------------------------------------------------------------------------------
@@ -218,8 +332,8 @@ def test_pair_metric_protocol():
     identity = metric.identity()
     assert identity["sample_rate"] == 44100 and identity["metric"] == "melody"
     assert "soxr HQ" in identity["resampler"] and "261.2" in identity["highpass"] and "hop=256" in identity["chroma"]
-    a = metric.file_features(tone(A4, 1.0))
-    c = metric.file_features(tone(C5, 1.0))
+    a = metric.file_features(sine(A4, 1.0, SR))
+    c = metric.file_features(sine(C5, 1.0, SR))
     assert isinstance(a, np.ndarray) and a.dtype == np.int8
     assert metric.pair_scores(a, a) == {"melody_acc": 1.0}
     assert metric.pair_scores(a, c) == {"melody_acc": 0.0}
@@ -228,8 +342,8 @@ def test_pair_metric_protocol():
 def test_key_invariant_variant_is_separate_and_opt_in():
     metric = MelodyAccuracyKeyInvariant()
     assert (metric.name, metric.columns, metric.in_auto) == ("melody_keyinv", ("melody_acc_keyinv",), False)
-    a = metric.file_features(tone(A4, 1.0))
-    c = metric.file_features(tone(C5, 1.0))  # A transposed up 3 semitones
+    a = metric.file_features(sine(A4, 1.0, SR))
+    c = metric.file_features(sine(C5, 1.0, SR))  # A transposed up 3 semitones
     assert metric.pair_scores(a, c) == {"melody_acc_keyinv": 1.0}
     assert MelodyAccuracy().pair_scores(a, c) == {"melody_acc": 0.0}
     # brute force over shifts on random sequences, with no-pitch frames

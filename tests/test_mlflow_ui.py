@@ -25,13 +25,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import mlflow
 import pytest
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
 
+pytestmark = pytest.mark.slow  # a suite, an MLflow server and three Chromium renders
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -57,6 +56,9 @@ def _free_port() -> int:
 @pytest.fixture
 def suite_store(tiny_dataset, tmp_path, monkeypatch):
     """A fresh sqlite store (artifacts under tmp_path/mlruns) holding one suite run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     previous_uri = mlflow.get_tracking_uri()
     monkeypatch.chdir(tmp_path)
     uri = "sqlite:///" + str(tmp_path / "ui-store" / "mlflow.db")

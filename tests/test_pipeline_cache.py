@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import pipeline
 from benchmark.config import RunConfig
 from encoders.mfcc import MFCCStats
 
@@ -27,6 +26,8 @@ def _config(data, cache, **kw):
 
 
 def test_second_run_embeds_nothing_and_changed_file_alone_is_reembedded(tiny_dataset, tmp_path, counted):
+    from benchmark import pipeline
+
     config = _config(tiny_dataset, tmp_path / "cache")
     first = pipeline.run(config, progress=False)
     assert len(counted) == 6 and first.metrics["n_embedded"] == 6
@@ -41,6 +42,8 @@ def test_second_run_embeds_nothing_and_changed_file_alone_is_reembedded(tiny_dat
 
 
 def test_changed_preprocessing_misses_the_cache(tiny_dataset, tmp_path, counted):
+    from benchmark import pipeline
+
     pipeline.run(_config(tiny_dataset, tmp_path / "cache"), progress=False)
     counted.clear()
     pipeline.run(_config(tiny_dataset, tmp_path / "cache", window_seconds=0.5), progress=False)
@@ -48,6 +51,8 @@ def test_changed_preprocessing_misses_the_cache(tiny_dataset, tmp_path, counted)
 
 
 def test_retrieval_and_ir_metrics_on_tiny_set(tiny_dataset, tmp_path):
+    from benchmark import pipeline
+
     result = pipeline.run(_config(tiny_dataset, tmp_path / "cache", k=2), progress=False)
     assert list(result.topk.columns[:5]) == ["target", "rank", "reference", "similarity", "relevant"]
     assert len(result.topk) == 4  # 2 targets × k=2

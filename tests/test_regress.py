@@ -4,8 +4,6 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
 
@@ -15,6 +13,8 @@ BASE = {"map": 0.80, "map_ci_low": 0.70, "map_ci_high": 0.90, "mrr": 0.85, "mrr_
 
 @pytest.fixture
 def store():
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient()
     name = f"regress-{uuid.uuid4().hex[:8]}"
     return client, name, client.create_experiment(name)
@@ -25,6 +25,8 @@ _clock = [int(time.time() * 1000)]
 
 def make_run(client, experiment_id, encoder, metrics, params=None, tags=None, status="FINISHED"):
     """A run as the harness logs it (encoder tag, k, metrics), with strictly increasing start times."""
+    from mlflow.entities import Metric, Param
+
     _clock[0] += 1000
     run = client.create_run(experiment_id, start_time=_clock[0], run_name=encoder,
                             tags={"musicbench.encoder": encoder, **(tags or {})})

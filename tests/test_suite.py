@@ -3,9 +3,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
 
-from benchmark import pipeline
 from benchmark.cli import main
 
 
@@ -27,6 +25,8 @@ def _suite(tiny_dataset, experiment, encoders, *extra):
 
 
 def _runs(experiment):
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     parents = [r for r in runs if r.data.tags.get("musicbench.suite") == "true"]
@@ -35,6 +35,7 @@ def _runs(experiment):
     return client, parents[0], children
 
 
+@pytest.mark.slow
 def test_suite_runs_each_encoder_as_a_child_and_compares(tiny_dataset, experiment, tmp_path):
     result = _suite(tiny_dataset, experiment, "mfcc,chroma")
     assert result.exit_code == 0, result.output
@@ -67,6 +68,7 @@ def test_suite_runs_each_encoder_as_a_child_and_compares(tiny_dataset, experimen
     assert all(c.data.metrics["n_embedded"] == 0 for c in children2.values())
 
 
+@pytest.mark.slow
 def test_encoder_without_weights_fails_only_its_child(tiny_dataset, experiment):
     result = _suite(tiny_dataset, experiment, "mfcc,clap,chroma", "--weights", "clap=/nonexistent/clap.pt")
     assert result.exit_code == 1, result.output
@@ -86,7 +88,10 @@ def test_encoder_without_weights_fails_only_its_child(tiny_dataset, experiment):
     assert parent.data.tags["musicbench.comparison.encoders"] == "mfcc,chroma"
 
 
+@pytest.mark.slow
 def test_exception_while_running_fails_only_that_child(tiny_dataset, experiment, monkeypatch):
+    from benchmark import pipeline
+
     real_run = pipeline.run
 
     def flaky(config, *args, **kwargs):

@@ -7,25 +7,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import soundfile as sf
-from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
+from audio_factory import SR, tone  # noqa: F401  (the reliability tests import them from here)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SR = 22050
-
-
-def tone(freq: float, seconds: float, sr: int = SR, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    """A harmonic tone (3 partials), peak 0.3, optional white noise: deterministic."""
-    t = np.arange(int(round(seconds * sr))) / sr
-    y = sum(np.sin(2 * np.pi * freq * h * t) / h for h in range(1, 4))
-    if noise:
-        y = y + noise * np.random.default_rng(seed).standard_normal(len(t))
-    return (0.3 * y / max(np.max(np.abs(y)), 1e-9)).astype(np.float32)
 
 
 def wav_bytes(audio: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
@@ -46,18 +38,25 @@ def tone_folder(folder: Path, n: int, seconds: float, start_hz: float = 180.0, p
 
 def invoke(*args: str):
     """``musicbench <args>`` in-process (CliRunner), into the isolated MLflow store of tests/conftest.py."""
+    from click.testing import CliRunner
+
     from benchmark.cli import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def runs(experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id]) if found else []
 
 
 def artifact_csv(run_id: str, path: str) -> pd.DataFrame:
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
     local = MlflowClient().download_artifacts(run_id, path)
     return pd.read_csv(local, keep_default_na=False, na_values=[""])
 

@@ -137,6 +137,7 @@ def bad_run(request, bad_dataset, unreadable_open, tmp_path_factory):
     return encoder, run, artifact_csv(run.info.run_id, "failures.csv"), cache
 
 
+@pytest.mark.slow
 def test_run_finishes_and_every_bad_file_is_one_named_failure(bad_run, bad_dataset):
     encoder, run, failures, _ = bad_run
     assert run.info.status == "FINISHED"
@@ -155,6 +156,7 @@ def test_run_finishes_and_every_bad_file_is_one_named_failure(bad_run, bad_datas
     assert run.data.metrics["n_targets"] == 2
 
 
+@pytest.mark.slow
 def test_valid_odd_audio_succeeds_with_finite_embeddings(bad_run, bad_dataset):
     """Silence, 0.1 s, 8 channels, 8/192 kHz, int and float formats, odd names: embedded, finite, retrievable."""
     encoder, run, _, cache = bad_run
@@ -171,6 +173,7 @@ def test_valid_odd_audio_succeeds_with_finite_embeddings(bad_run, bad_dataset):
     assert all(np.isfinite(value) for value in run.data.metrics.values())
 
 
+@pytest.mark.slow
 def test_duplicate_content_under_two_names_gets_one_identical_embedding(bad_run, bad_dataset):
     encoder, run, _, cache = bad_run
     one, two = (content_hash(bad_dataset / "refs" / n) for n in ("duplicate_one.wav", "duplicate_two.wav"))

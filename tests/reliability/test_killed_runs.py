@@ -51,6 +51,7 @@ def _assert_consistent(cache) -> list:
     return entries
 
 
+@pytest.mark.slow
 def test_sigkill_mid_embedding_leaves_a_consistent_cache_and_the_rerun_resumes(dataset, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     process = _start(dataset, cache, "sigkill")
@@ -80,6 +81,7 @@ def test_sigkill_mid_embedding_leaves_a_consistent_cache_and_the_rerun_resumes(d
     assert len(_assert_consistent(cache)) == N_REFS + N_TARGETS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_ctrl_c_mid_run_ends_the_run_killed(dataset, tmp_path, signum):
     cache = tmp_path / "cache"

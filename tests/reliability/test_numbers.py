@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 
-import mlflow
 import numpy as np
 import pytest
 import soundfile as sf
-from mlflow.tracking import MlflowClient
 from reliability_helpers import SR, artifact_csv, invoke, runs, tone
 
-from benchmark import evaluation
 from encoders.mfcc import MFCCStats
 from metrics.melody import MelodyAccuracy
 
@@ -40,6 +37,8 @@ def dataset(tmp_path_factory):
 @pytest.fixture
 def logged_metrics(monkeypatch):
     """Every metric value handed to MLflow's client (fluent log_metric/log_metrics both end here)."""
+    from mlflow.tracking import MlflowClient
+
     seen: list[tuple[str, float]] = []
     original_batch, original_one = MlflowClient.log_batch, MlflowClient.log_metric
 
@@ -137,6 +136,8 @@ def test_ir_metrics_absent_without_ground_truth(dataset, tmp_path, logged_metric
 def test_aggregate_drops_nan_and_keeps_absent_absent():
     import pandas as pd
 
+    from benchmark import evaluation
+
     topk = pd.DataFrame({"rank": [1, 2, 1, 2], "similarity": [0.9, np.nan, 0.5, 0.4],
                          "m": [np.nan, np.nan, np.nan, np.nan], "n": [1.0, np.inf, np.nan, 0.0]})
     out = evaluation.aggregate(topk, ["m", "n"])
@@ -147,6 +148,8 @@ def test_aggregate_drops_nan_and_keeps_absent_absent():
 
 def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     """Defence in depth: even a RunResult carrying NaN/inf (a future bug upstream) logs only finite values."""
+    import mlflow
+
     from benchmark import tracking
 
     passed = []

@@ -50,6 +50,7 @@ def long_file(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_decoding_an_enormous_file_streams(long_file):
     """Decode alone peaks near the *output* (22.05 kHz mono float32 = 106 MB), not the 44.1 kHz stereo input
     (423 MB as float32; holding it whole plus its mono mix peaked at ~750 MB before decode streamed)."""
@@ -63,6 +64,7 @@ def test_decoding_an_enormous_file_streams(long_file):
     assert result["peak_mb"] < 150 + 2.5 * output_mb  # interpreter + numpy/soundfile ≈ 100 MB, 2× output
 
 
+@pytest.mark.slow
 def test_mfcc_run_on_an_enormous_file_stays_under_1_5_gb(long_file, tmp_path):
     """The whole CLI run (whole-file MFCC of 20 min) in bounded memory. ``--metrics none``: the melody metric
     (metrics/melody.py) is measured separately in the report (its chroma of the whole file at 44.1 kHz)."""
@@ -98,6 +100,7 @@ def tiny_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_thousands_of_tiny_files_complete_with_progress_in_bounded_time_and_memory(tiny_folder, tmp_path):
     command = cli_command("run", "--encoder", "mfcc", "--refs", str(tiny_folder / "refs"), "--targets",
                           str(tiny_folder / "targets"), "--cache-dir", str(tmp_path / "cache"), "--experiment",

@@ -1,0 +1,207 @@
+"""Weight-free encoders embedded in worker processes give exactly what the threaded path gives: the same embeddings
+(bit for bit), failures (same stage, same message, same order), cache entries, statistics and progress; a worker
+that dies takes only its own file with it."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import warnings
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import soundfile as sf
+from audio_factory import SR, tone
+
+from benchmark import embedding, parallel, pipeline
+from benchmark.cache import ArrayCache
+from benchmark.config import RunConfig
+from benchmark.data import content_hash, discover
+from encoders.base import WindowPolicy
+from encoders.chroma import ChromaStats
+from encoders.mfcc import MFCCStats
+from encoders.registry import EncoderOptions
+
+pytestmark = pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")  # g_short.wav, on purpose
+
+NAN_SECONDS, RAISE_SECONDS, KILL_SECONDS = 0.7, 0.8, 0.9  # PoisonedMFCC recognises these files by their length
+
+
+class PoisonedMFCC(MFCCStats):
+    """MFCC statistics that fail the way a broken encoder would, for files of a given length: NaN output for
+    the 0.7 s one, an exception for the 0.8 s one, and (with ``kill=True``) a worker killed by the 0.9 s one."""
+
+    kill = False
+
+    def embed(self, batch):
+        out = super().embed(batch)
+        for i, audio in enumerate(batch):
+            if len(audio) == round(NAN_SECONDS * SR):
+                out[i, 0] = np.nan
+            elif len(audio) == round(RAISE_SECONDS * SR):
+                raise ValueError("poisoned input")
+            elif self.kill and len(audio) == round(KILL_SECONDS * SR):
+                os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+        return out
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Ten short files of every kind the embed stage meets, in a sorted order that mixes good and bad ones."""
+    root = tmp_path_factory.mktemp("parallel")
+    for i, seconds in enumerate((1.5, 0.6, 1.1, 0.3)):
+        sf.write(root / f"a{i}.wav", tone(220.0 * 2 ** (i / 5), seconds, noise=0.02, seed=i), SR)
+    stereo = np.stack([tone(330.0, 1.2, 44100), tone(331.0, 1.2, 44100, noise=0.01, seed=7)], axis=1)
+    sf.write(root / "b_stereo_44k.wav", stereo, 44100)  # resampled and mixed down
+    (root / "c_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    (root / "d_empty.wav").write_bytes(b"")
+    sf.write(root / "e_nan.wav", tone(500.0, NAN_SECONDS), SR)
+    sf.write(root / "f_raises.wav", tone(600.0, RAISE_SECONDS), SR)
+    sf.write(root / "g_short.wav", tone(700.0, 0.04), SR)  # shorter than one FFT frame: librosa warns
+    return root
+
+
+@pytest.fixture(scope="module")
+def files(folder):
+    found = discover(folder, "reference")
+    return found, {f.path: content_hash(f.path) for f in found}
+
+
+class Progress:
+    """Stands in for tqdm: records the bar's arguments and every update."""
+
+    bars: ClassVar[list] = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.updates = kwargs, 0
+        Progress.bars.append(self)
+
+    def update(self, n=1):
+        self.updates += n
+
+    def close(self):
+        self.closed = True
+
+
+def _embed(files, encoder, cache_dir, processes, monkeypatch, batch_size=3, **kw):
+    monkeypatch.setattr(embedding, "tqdm", lambda **kwargs: Progress(**kwargs))
+    Progress.bars = []
+    found, hashes = files
+    cache = ArrayCache(cache_dir, encoder.cache_identity())
+    result = embedding.embed_files(found, "reference", encoder, cache, hashes, batch_size=batch_size, workers=2,
+                                   progress=True, processes=processes, **kw)
+    (bar,) = Progress.bars
+    return result, cache, (bar.kwargs, bar.updates, bar.closed)
+
+
+def _entries(cache):
+    return {p.relative_to(cache.folder).as_posix(): np.load(p) for p in sorted(cache.folder.rglob("*.npy"))}
+
+
+@pytest.mark.parametrize("encoder", [
+    PoisonedMFCC(),
+    ChromaStats(),
+    PoisonedMFCC(EncoderOptions(window=WindowPolicy(window_seconds=0.5, hop_seconds=0.25))),
+], ids=["mfcc", "chroma", "mfcc-windows"])
+def test_processes_give_exactly_what_threads_give(files, encoder, tmp_path, monkeypatch):
+    threads, thread_cache, thread_bar = _embed(files, encoder, tmp_path / "threads", False, monkeypatch)
+    processes, process_cache, process_bar = _embed(files, encoder, tmp_path / "processes", True, monkeypatch)
+
+    assert list(processes.embeddings) == list(threads.embeddings)  # same files, same order
+    for key, vector in threads.embeddings.items():
+        assert processes.embeddings[key].dtype == np.float32
+        np.testing.assert_array_equal(processes.embeddings[key], vector, err_msg=key)  # bit for bit
+    assert processes.failures == threads.failures  # role, file, stage and message, in the same order
+    assert dataclasses.asdict(processes.stats) == dataclasses.asdict(threads.stats)
+    assert process_bar == thread_bar
+    thread_entries, process_entries = _entries(thread_cache), _entries(process_cache)
+    assert list(process_entries) == list(thread_entries)
+    assert all(np.array_equal(process_entries[k], v) for k, v in thread_entries.items())
+
+    stages = {f.key: f.stage for f in threads.failures}
+    assert stages["c_corrupt.wav"] == stages["d_empty.wav"] == "decode"
+    assert "empty file" in next(f.message for f in threads.failures if f.key == "d_empty.wav")
+    if isinstance(encoder, PoisonedMFCC) and encoder.window.window_seconds is None:  # whole files: poisoned
+        assert stages["e_nan.wav"] == stages["f_raises.wav"] == "embed"
+        assert "poisoned input" in next(f.message for f in threads.failures if f.key == "f_raises.wav")
+    assert threads.stats.embedded == len(threads.embeddings) >= 6
+
+
+def test_second_pass_reads_the_same_cache_in_both_paths(files, tmp_path, monkeypatch):
+    encoder = MFCCStats()
+    first, _, _ = _embed(files, encoder, tmp_path / "cache", True, monkeypatch)
+    again, _, bar = _embed(files, encoder, tmp_path / "cache", True, monkeypatch)
+    assert again.stats.cached == first.stats.embedded and again.stats.embedded == 0
+    assert all(np.array_equal(again.embeddings[k], v) for k, v in first.embeddings.items())
+    assert bar[0]["initial"] == first.stats.embedded
+
+
+def test_a_worker_killed_by_one_file_fails_that_file_only(files, folder, tmp_path, monkeypatch):
+    sf.write(tmp_path / "killer.wav", tone(800.0, KILL_SECONDS), SR)
+    found, hashes = files
+    killer = discover(tmp_path, "reference")[0]
+    hashes = {**hashes, killer.path: content_hash(killer.path)}
+    encoder = PoisonedMFCC()
+    encoder.kill = True
+    order = found[:3] + [killer] + found[3:]
+    result = embedding.embed_files(order, "reference", encoder, ArrayCache(None, {}), hashes, batch_size=3,
+                                   workers=2, progress=False, processes=True)
+    threads = embedding.embed_files(found, "reference", PoisonedMFCC(), ArrayCache(None, {}), hashes, batch_size=3,
+                                    workers=2, progress=False, processes=False)
+    (died,) = [f for f in result.failures if f.key == "killer.wav"]
+    assert died.stage == "embed" and "worker process decoding and embedding it died" in died.message
+    assert [f for f in result.failures if f.key != "killer.wav"] == threads.failures
+    assert list(result.embeddings) == list(threads.embeddings)
+    assert all(np.array_equal(result.embeddings[k], v) for k, v in threads.embeddings.items())
+
+
+def test_warnings_raised_in_workers_are_shown_by_the_parent(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(embedding, "_SHOWN", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        _embed(files, MFCCStats(), None, True, monkeypatch)
+    assert any("n_fft" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+@pytest.mark.slow  # two pipeline runs (ranking imports torch, so the second pool starts a forkserver): ~10 s
+def test_the_pipeline_gives_the_same_run_either_way(tiny_dataset, tmp_path, monkeypatch):
+    config = RunConfig(encoder="mfcc", refs=tiny_dataset["refs"], targets=tiny_dataset["targets"],
+                       ground_truth=tiny_dataset["ground_truth"], metrics="none", cache_dir=tmp_path / "threads")
+    threads = pipeline.run(config, progress=False)
+    monkeypatch.setattr(embedding, "PROCESS_MIN_BYTES", 0)
+    processes = pipeline.run(config.replace(cache_dir=tmp_path / "processes"), progress=False)
+    assert processes.topk.equals(threads.topk) and processes.per_target.equals(threads.per_target)
+    assert np.array_equal(processes.similarity, threads.similarity)
+    timing = ("_seconds", "_per_second")
+    assert {k: v for k, v in processes.metrics.items() if not k.endswith(timing)} == \
+        {k: v for k, v in threads.metrics.items() if not k.endswith(timing)}
+
+
+def test_who_uses_processes(files, tmp_path, monkeypatch):
+    found, _ = files
+    assert not embedding.use_processes(MFCCStats(), found, workers=2)  # a few seconds of audio: threads
+    assert embedding.use_processes(MFCCStats(), found, workers=2, at_any_size=True)
+    assert not embedding.use_processes(MFCCStats(), found, workers=1, at_any_size=True)
+    assert not embedding.use_processes(MFCCStats(), found[:1], workers=2, at_any_size=True)
+    neural = type("Neural", (MFCCStats,), {"parallel": "thread"})()
+    assert not embedding.use_processes(neural, found, workers=2, at_any_size=True)
+    monkeypatch.setattr(embedding, "PROCESS_MIN_BYTES", sum(os.stat(f.path).st_size for f in found))
+    assert embedding.use_processes(MFCCStats(), found, workers=2)
+
+
+def test_torch_in_the_parent_is_never_forked(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert parallel.start_method() == ("fork" if sys.platform.startswith("linux") else "forkserver")
+    monkeypatch.setitem(sys.modules, "torch", sys)  # any module object: "torch has been imported"
+    assert parallel.start_method() in ("forkserver", "spawn")
+
+
+@pytest.mark.slow  # a forkserver's workers import librosa themselves: ~3-10 s on 2 busy cores
+def test_forkserver_workers_give_the_same_embeddings(files, tmp_path, monkeypatch):
+    threads, _, _ = _embed(files, MFCCStats(), None, False, monkeypatch)
+    monkeypatch.setattr(parallel, "start_method", lambda: "forkserver")
+    processes, _, _ = _embed(files, MFCCStats(), None, True, monkeypatch)
+    assert processes.failures == threads.failures
+    assert all(np.array_equal(processes.embeddings[k], v) for k, v in threads.embeddings.items())
