@@ -34,5 +34,8 @@ ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)"
 
 bench: install
+	$(BIN)/python perf/ir_scale.py
+	$(BIN)/python perf/melody_speed.py
+	$(BIN)/python perf/baselines_speed.py
 	$(BIN)/python perf/encoder_throughput.py
 	$(BIN)/python perf/aesthetics_throughput.py

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # renders the demo set (tens of seconds)
+
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("music21")
 pytest.importorskip("pretty_midi")
