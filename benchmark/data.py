@@ -83,12 +83,13 @@ def shown(path: str | os.PathLike) -> str:
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of the file's bytes: the cache key of everything computed from it."""
-    from encoders.weights import sha256_file
+    from encoders.weights import sha256_stream
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device named *.wav would block or never end
             raise AudioDecodeError(f"{shown(path)}: not a regular file")
-        return sha256_file(path, chunk, remember=False)  # hashed once per run: no memo over a whole library
+        with open(path, "rb") as handle:
+            return sha256_stream(handle, chunk)
     except OSError as error:
         raise AudioDecodeError(f"{shown(path)}: cannot read ({error.strerror or error})") from error
 

@@ -101,12 +101,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, *, remember: bool
         memo_key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         if memo_key in _SHA256_MEMO:
             return _SHA256_MEMO[memo_key]
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+        hexdigest = sha256_stream(handle, chunk)
     if memo_key is not None:
-        _SHA256_MEMO[memo_key] = digest.hexdigest()
+        _SHA256_MEMO[memo_key] = hexdigest
+    return hexdigest
+
+
+def sha256_stream(handle, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of what is left in a binary file object, read in ``chunk``-byte blocks."""
+    digest = hashlib.sha256()
+    while block := handle.read(chunk):
+        digest.update(block)
     return digest.hexdigest()
 
 
