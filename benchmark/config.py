@@ -60,7 +60,7 @@ class RunConfig:
     experiment: str = DEFAULT_EXPERIMENT
     run_name: str | None = None
     metric_weights: tuple[tuple[str, str], ...] = ()  # (metric, path) pairs, e.g. ("aesthetics", "/ckpt.pth")
-    workers: int = 2  # decode threads
+    workers: int = 2  # decode threads; worker processes for weight-free encoders
 
     def __post_init__(self) -> None:
         if self.k < 1:

@@ -97,7 +97,7 @@ def run_options(fn):
                      help=f"Embedding cache [default: {default_cache_dir()}]"),
         click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment."),
         click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Decode threads."),
+                     help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
     for option in reversed(options):
