@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.musicbench-installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install demo test mlflow-demo ui bench clean-demo
+.PHONY: install demo test lint format mlflow-demo ui bench clean-demo
 
 install: $(STAMP)
 
@@ -24,8 +24,17 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(BIN)/musicbench demo
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
+
+# ruff, configured in pyproject.toml: lint and format in check mode (`make format` applies both).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 mlflow-demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow run . -P encoder=mfcc --env-manager local

@@ -7,6 +7,7 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 run leaves no partial entry, and two runs writing the same entry both leave a complete one. A run killed
 mid-write can leave a hidden ``.tmp-*.partial`` file: never read, never mistaken for an entry, safe to delete.
 """
+
 from __future__ import annotations
 
 import hashlib

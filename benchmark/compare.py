@@ -29,6 +29,7 @@ What comes out (``Comparison``), written to a folder and logged under ``comparis
 - ``figures/per_target_top1_similarity.png`` (grouped bars), ``figures/metrics_heatmap.png`` (encoders ×
   metrics, colour min–max normalised per metric, raw values annotated), ``figures/per_target_summary.png``.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,10 @@ def _vs_best(table: pd.DataFrame, metric: str) -> pd.Series:
             out[label] = "best"
         elif low_col not in table or pd.isna(table.at[label, low_col]) or pd.isna(table.at[best_label, low_col]):
             out[label] = "no CI"
-        elif (table.at[label, high_col] >= table.at[best_label, low_col]
-              and table.at[best_label, high_col] >= table.at[label, low_col]):
+        elif (
+            table.at[label, high_col] >= table.at[best_label, low_col]
+            and table.at[best_label, high_col] >= table.at[label, low_col]
+        ):
             out[label] = "tied"
         else:
             out[label] = "below"
@@ -130,8 +133,9 @@ def markdown_table(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> 
     for label in table.index:
         lines.append(f"| {label} | " + " | ".join(cell(label, m) for m in metrics) + " |")
     lines.append("")
-    lines.append("value [bootstrap 95% CI]; ★ best; ≈ CI overlaps the best's CI (statistically "
-                 "indistinguishable from the best).")
+    lines.append(
+        "value [bootstrap 95% CI]; ★ best; ≈ CI overlaps the best's CI (statistically indistinguishable from the best)."
+    )
     return "\n".join(lines)
 
 
@@ -197,8 +201,7 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
     per_target = load_per_target(client, runs, labels)
     top1 = side_by_side(per_target, labels)
     summary = summary_stats(per_target, labels, present)
-    comparison = Comparison(labels, [r.info.run_id for r in runs], present, table, per_target, top1, summary,
-                            warnings)
+    comparison = Comparison(labels, [r.info.run_id for r in runs], present, table, per_target, top1, summary, warnings)
     if figures:
         from .figures import grouped_top1_bars, metrics_heatmap, summary_figure
 
@@ -230,15 +233,23 @@ def summary_stats(per_target: pd.DataFrame, labels: list[str], metrics: list[str
             continue
         for label in labels:
             values = pd.to_numeric(per_target.loc[per_target["encoder"] == label, column], errors="coerce").dropna()
-            rows.append({"encoder": label, "metric": metric, "column": column, "n": int(len(values)),
-                         "mean": float(values.mean()) if len(values) else np.nan,
-                         "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
-                         "min": float(values.min()) if len(values) else np.nan,
-                         "max": float(values.max()) if len(values) else np.nan})
+            rows.append(
+                {
+                    "encoder": label,
+                    "metric": metric,
+                    "column": column,
+                    "n": int(len(values)),
+                    "mean": float(values.mean()) if len(values) else np.nan,
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                    "min": float(values.min()) if len(values) else np.nan,
+                    "max": float(values.max()) if len(values) else np.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=["encoder", "metric", "column", "n", "mean", "std", "min", "max"])
 
 
 # --- output --------------------------------------------------------------------------------------------------
+
 
 def _json_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """NaN → None so that the logged JSON table is valid JSON."""
@@ -249,8 +260,11 @@ def write(comparison: Comparison, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     written = []
-    for name, frame, index in (("comparison", comparison.table, True), ("per_target_top1", comparison.top1, False),
-                               ("per_target_summary", comparison.summary, False)):
+    for name, frame, index in (
+        ("comparison", comparison.table, True),
+        ("per_target_top1", comparison.top1, False),
+        ("per_target_summary", comparison.summary, False),
+    ):
         path = out_dir / f"{name}.csv"
         frame.to_csv(path, index=index)
         written.append(path)
@@ -277,9 +291,15 @@ class Outcome:
     out_dir: Path
 
 
-def compare(parent: str | None = None, experiment: str | None = None, run_ids: list[str] | None = None,
-            metrics: list[str] | None = None, out_dir: Path | None = None, log_run_id: str | None = None,
-            new_run_experiment: str | None = None) -> Outcome:
+def compare(
+    parent: str | None = None,
+    experiment: str | None = None,
+    run_ids: list[str] | None = None,
+    metrics: list[str] | None = None,
+    out_dir: Path | None = None,
+    log_run_id: str | None = None,
+    new_run_experiment: str | None = None,
+) -> Outcome:
     """Select runs, build the comparison, write it to ``out_dir`` and log it to MLflow.
 
     Logged to ``log_run_id`` when given (the suite passes its parent), else to the ``parent`` run, else to a new

@@ -1,4 +1,5 @@
 """The resolved configuration of one benchmark run (one encoder), and where things live by default."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,10 +27,19 @@ def code_version() -> str:
     """The git commit of the musicbench checkout (with ``-dirty``), or the package version."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version
@@ -72,7 +82,7 @@ class RunConfig:
         if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
             raise ValueError("--hop needs --window and must be positive")
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
     def as_params(self) -> dict[str, Any]:

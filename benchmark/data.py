@@ -5,6 +5,7 @@ for other containers; mono = mean of channels; resampling with soxr 'HQ' (bit-id
 ``librosa.load(sr=...)``). A file whose header promises more audio than it holds is refused as truncated.
 torchaudio I/O is never used (its extension does not load on CPU-only machines).
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au",
-                              ".m4a", ".opus", ".wv"})
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".m4a", ".opus", ".wv"}
+)
 
 
 class DatasetError(ValueError):
@@ -72,7 +74,8 @@ def discover(folder: str | os.PathLike, role: str) -> list[AudioFile]:
                 found.append(AudioFile(path=path, key=shown(path.relative_to(root).as_posix())))
     if not found:
         raise DatasetError(
-            f"no audio files found in {role} folder {root} (looked for {', '.join(sorted(AUDIO_EXTENSIONS))})")
+            f"no audio files found in {role} folder {root} (looked for {', '.join(sorted(AUDIO_EXTENSIONS))})"
+        )
     return found
 
 
@@ -131,8 +134,9 @@ def _stream_mono(path: Path, sample_rate: int) -> np.ndarray:
         if reason:
             raise AudioDecodeError(f"{shown(path)}: truncated or corrupt ({reason})")
         rate = int(handle.samplerate)
-        stream = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
-                  if rate != sample_rate else None)
+        stream = (
+            soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+        )
         pieces, n_read = [], 0
         while True:
             block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
@@ -145,8 +149,10 @@ def _stream_mono(path: Path, sample_rate: int) -> np.ndarray:
             if last:
                 break
         if handle.format != "MPEG" and 0 < n_read < handle.frames:  # mp3 lengths are estimates
-            raise AudioDecodeError(f"{shown(path)}: truncated or corrupt (header declares {handle.frames} frames, "
-                                   f"only {n_read} could be read)")
+            raise AudioDecodeError(
+                f"{shown(path)}: truncated or corrupt (header declares {handle.frames} frames, "
+                f"only {n_read} could be read)"
+            )
     if n_read == 0:
         raise AudioDecodeError(f"{shown(path)}: no audio samples")
     return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
@@ -164,8 +170,9 @@ def _librosa_mono(path: Path, sample_rate: int, sf_error: Exception) -> np.ndarr
             warnings.simplefilter("ignore")
             data, rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
     except Exception as error:  # audioread raises many unrelated types, some with empty messages
-        raise AudioDecodeError(f"{shown(path)}: not decodable audio (soundfile: {_describe(sf_error)}; "
-                               f"audioread: {_describe(error)})") from error
+        raise AudioDecodeError(
+            f"{shown(path)}: not decodable audio (soundfile: {_describe(sf_error)}; audioread: {_describe(error)})"
+        ) from error
     data = np.atleast_2d(data)
     if data.shape[1] == 0:
         raise AudioDecodeError(f"{shown(path)}: no audio samples")
@@ -223,8 +230,9 @@ def _match_key(name: str, files: list[AudioFile], role: str, csv_path: Path) -> 
     raise DatasetError(f"{csv_path}: {role} '{name}' is not a file in the {role}s folder")
 
 
-def read_ground_truth(csv_path: str | os.PathLike, refs: list[AudioFile],
-                      targets: list[AudioFile]) -> dict[str, dict[str, float]]:
+def read_ground_truth(
+    csv_path: str | os.PathLike, refs: list[AudioFile], targets: list[AudioFile]
+) -> dict[str, dict[str, float]]:
     """Read ``target,reference[,relevance]`` rows (relevance defaults to 1) into target → {ref: relevance}."""
     csv_path = Path(csv_path).expanduser()
     if not csv_path.is_file():
@@ -249,8 +257,9 @@ def read_ground_truth(csv_path: str | os.PathLike, refs: list[AudioFile],
     return relevance
 
 
-def load_dataset(refs: str | os.PathLike, targets: str | os.PathLike,
-                 ground_truth: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    refs: str | os.PathLike, targets: str | os.PathLike, ground_truth: str | os.PathLike | None = None
+) -> Dataset:
     """Find the files of both folders and read the ground truth; fails before any work on unusable input."""
     ref_files = discover(refs, "reference")
     target_files = discover(targets, "target")

@@ -12,6 +12,7 @@ Two ways to do the work, with the same results, cache entries, failure records a
   embedded in a worker process (``--workers`` of them); its window embeddings come back to be pooled and cached
   here. Torch models are never forked into workers (``parallel.start_method``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,8 +78,11 @@ _Outcome = list | _Embedded | _Undecodable  # windows (threads) | embedded (proc
 
 
 def _decode_failure(path: Path, error: Exception) -> _Undecodable:
-    return _Undecodable(str(error) if isinstance(error, AudioDecodeError) else
-                        f"{shown(path)}: cannot decode ({type(error).__name__}: {error})")
+    return _Undecodable(
+        str(error)
+        if isinstance(error, AudioDecodeError)
+        else f"{shown(path)}: cannot decode ({type(error).__name__}: {error})"
+    )
 
 
 def _encoder_failure(path: Path, error: Exception) -> str:
@@ -86,7 +90,7 @@ def _encoder_failure(path: Path, error: Exception) -> str:
 
 
 def _embed_windows(encoder: Encoder, windows: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-    rows = [encoder.embed(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)]
+    rows = [encoder.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
     return np.concatenate(rows, axis=0)
 
 
@@ -97,8 +101,13 @@ class _Batcher:
     and progress are reported in the same order as when this process embeds them.
     """
 
-    def __init__(self, encoder: Encoder, batch_size: int, on_done: Callable[[AudioFile, np.ndarray], None],
-                 on_fail: Callable[[AudioFile, str], None]):
+    def __init__(
+        self,
+        encoder: Encoder,
+        batch_size: int,
+        on_done: Callable[[AudioFile, np.ndarray], None],
+        on_fail: Callable[[AudioFile, str], None],
+    ):
         self.encoder, self.batch_size = encoder, batch_size
         self.on_done, self.on_fail = on_done, on_fail
         self.files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]] = []
@@ -110,8 +119,7 @@ class _Batcher:
         if self.n_windows >= self.batch_size:
             self.flush()
 
-    def _rows(self, files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]]
-              ) -> list[tuple[AudioFile, np.ndarray]]:
+    def _rows(self, files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]]) -> list[tuple[AudioFile, np.ndarray]]:
         """Each file's window embeddings; files the encoder failed on are reported first, in order."""
         if isinstance(files[0][1], _Embedded):
             for item, embedded in files:
@@ -122,7 +130,7 @@ class _Batcher:
             rows = _embed_windows(self.encoder, [w for _, windows in files for w in windows], self.batch_size)
             groups, start = [], 0
             for item, windows in files:
-                groups.append((item, rows[start:start + len(windows)]))
+                groups.append((item, rows[start : start + len(windows)]))
                 start += len(windows)
             return groups
         except Exception:  # noqa: BLE001 - find the file(s) responsible: retry one file at a time
@@ -147,6 +155,7 @@ class _Batcher:
 
 
 # --- threads: decode ahead, embed here --------------------------------------------------------------------------
+
 
 def _in_threads(todo: list[AudioFile], encoder: Encoder, workers: int) -> Iterator[tuple[AudioFile, _Outcome]]:
     def load(item: AudioFile) -> list[np.ndarray]:
@@ -252,8 +261,9 @@ def _preload(encoder: Encoder) -> set[str]:
     return {type(encoder).__module__, __name__} | _WARM_MODULES.get(type(encoder), set()) | loaded
 
 
-def _in_processes(todo: list[AudioFile], encoder: Encoder, batch_size: int, workers: int
-                  ) -> Iterator[tuple[AudioFile, _Outcome]]:
+def _in_processes(
+    todo: list[AudioFile], encoder: Encoder, batch_size: int, workers: int
+) -> Iterator[tuple[AudioFile, _Outcome]]:
     _warm_up(encoder)  # fork: the workers inherit it; forkserver: tells what to preload
     preload = _preload(encoder)
     start, depth = 0, PROCESS_DEPTH_PER_WORKER * workers
@@ -290,13 +300,25 @@ def _alone(item: AudioFile, encoder: Encoder, batch_size: int, preload: set[str]
         try:
             return _collect(item, executor.submit(_embed_in_worker, item))
         except BrokenProcessPool:
-            return _Embedded(0, 0, error=f"{shown(item.path)}: the worker process decoding and embedding it died "
-                                         "(a crash, or killed: out of memory?)")
+            return _Embedded(
+                0,
+                0,
+                error=f"{shown(item.path)}: the worker process decoding and embedding it died "
+                "(a crash, or killed: out of memory?)",
+            )
 
 
-def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: ArrayCache,
-                hashes: dict[Path, str], batch_size: int = 8, workers: int = 2,
-                progress: bool = True, processes: bool | None = None) -> EmbedResult:
+def embed_files(
+    files: list[AudioFile],
+    role: str,
+    encoder: Encoder,
+    cache: ArrayCache,
+    hashes: dict[Path, str],
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+    processes: bool | None = None,
+) -> EmbedResult:
     """Embed ``files`` (whose content hashes are in ``hashes``); reuse the cache; record failures.
 
     ``processes``: False = threads; None = worker processes when ``use_processes`` says so; True = worker
@@ -312,8 +334,14 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
         else:
             result.embeddings[item.key] = cached
             result.stats.cached += 1
-    bar = tqdm(total=len(files), initial=result.stats.cached, desc=f"embed {role}s ({encoder.name})",
-               unit="file", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(files),
+        initial=result.stats.cached,
+        desc=f"embed {role}s ({encoder.name})",
+        unit="file",
+        disable=not progress,
+        leave=False,
+    )
 
     def done(item: AudioFile, embedding: np.ndarray) -> None:
         cache.put(hashes[item.path], embedding)
@@ -327,8 +355,9 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
         bar.update()
 
     in_processes = processes is not False and use_processes(encoder, todo, workers, at_any_size=bool(processes))
-    outcomes = _in_processes(todo, encoder, batch_size, workers) if in_processes else \
-        _in_threads(todo, encoder, workers)
+    outcomes = (
+        _in_processes(todo, encoder, batch_size, workers) if in_processes else _in_threads(todo, encoder, workers)
+    )
     batcher = _Batcher(encoder, batch_size, done, fail)
     with contextlib.closing(outcomes):  # on an error or Ctrl-C here: stop the pool now, not when collected
         for item, outcome in outcomes:
@@ -337,8 +366,11 @@ def embed_files(files: list[AudioFile], role: str, encoder: Encoder, cache: Arra
                 result.stats.failed += 1
                 bar.update()
                 continue
-            n_windows, n_samples = ((outcome.n_windows, outcome.n_samples) if isinstance(outcome, _Embedded)
-                                    else (len(outcome), sum(len(w) for w in outcome)))
+            n_windows, n_samples = (
+                (outcome.n_windows, outcome.n_samples)
+                if isinstance(outcome, _Embedded)
+                else (len(outcome), sum(len(w) for w in outcome))
+            )
             result.stats.windows += n_windows
             result.stats.audio_seconds += n_samples / encoder.sample_rate
             batcher.add(item, outcome)

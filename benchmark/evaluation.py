@@ -4,6 +4,7 @@ Per-file metric features are computed once per file (cached by content hash + me
 for every pair the file is in. A file whose features fail is a recorded failure; its pairs have no value
 for that metric and are left out of the means (never counted as zero).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,14 +26,22 @@ from .ranking import full_ranking
 
 #: the numbers the harness itself logs (pair metrics and IR measures declare theirs where they are computed)
 HARNESS_MEASURES = (
-    Measure("sim_top1_mean", True, True, "mean cosine of each target and its top-1 reference, in the encoder's "
-            "own embedding space (comparable within an encoder only)"),
+    Measure(
+        "sim_top1_mean",
+        True,
+        True,
+        "mean cosine of each target and its top-1 reference, in the encoder's "
+        "own embedding space (comparable within an encoder only)",
+    ),
     Measure("sim_top1_median", True, description="median of the same"),
     Measure("sim_topk_mean", True, description="mean cosine over all top-k pairs"),
     Measure("n_failed", False, description="files that failed at any stage"),
     Measure("{stage}_seconds", False, description="wall time of a stage"),
     Measure("embed_audio_seconds_per_second", True, description="embedding throughput"),
-    Measure("n_refs", None), Measure("n_targets", None), Measure("n_embedded", None), Measure("n_cached", None),
+    Measure("n_refs", None),
+    Measure("n_targets", None),
+    Measure("n_embedded", None),
+    Measure("n_cached", None),
     Measure("n_hashes_from_index", None, description="files recognised by their stat, not read again"),
     Measure("n_queries_{stage}", None),
 )
@@ -47,17 +56,28 @@ class Evaluation:
     failures: list[Failure] = field(default_factory=list)
 
 
-def evaluate(config: RunConfig, metrics: Sequence[PairMetric], skipped: dict[str, str], dataset: Dataset,
-             hashes: dict[Path, str], topk: pd.DataFrame, target_files: list[AudioFile], ranked: tuple,
-             progress: bool = True) -> Evaluation:
+def evaluate(
+    config: RunConfig,
+    metrics: Sequence[PairMetric],
+    skipped: dict[str, str],
+    dataset: Dataset,
+    hashes: dict[Path, str],
+    topk: pd.DataFrame,
+    target_files: list[AudioFile],
+    ranked: tuple,
+    progress: bool = True,
+) -> Evaluation:
     """Pair metrics on the retrieved pairs, IR metrics against the ground truth, and the aggregates.
 
     ``ranked`` is (target matrix, reference matrix, reference keys, excluded reference indices per target), as
     retrieval left them. A metric that breaks is recorded in ``skipped`` with the error; it logs nothing.
     """
     target_matrix, ref_matrix, ref_keys, exclude = ranked
-    per_target = topk[topk["rank"] == 1][["target", "reference", "similarity"]].rename(
-        columns={"reference": "top1_reference", "similarity": "sim_top1"}).set_index("target")
+    per_target = (
+        topk[topk["rank"] == 1][["target", "reference", "similarity"]]
+        .rename(columns={"reference": "top1_reference", "similarity": "sim_top1"})
+        .set_index("target")
+    )
     values: dict[str, float] = {}
     skipped = dict(skipped)
     failures: list[Failure] = []
@@ -75,8 +95,11 @@ def evaluate(config: RunConfig, metrics: Sequence[PairMetric], skipped: dict[str
             metric.close()
         failures.extend(feats.failures)
         topk = pd.concat([topk, score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
-        values.update(file_value_means(metric, feats.features, list(target_hash.values()),
-                                       [ref_hash[r] for r in per_target["top1_reference"]]))
+        values.update(
+            file_value_means(
+                metric, feats.features, list(target_hash.values()), [ref_hash[r] for r in per_target["top1_reference"]]
+            )
+        )
     pair_columns = [c for m in metrics if m.name not in skipped for c in m.columns]
     values.update(aggregate(topk, pair_columns))
     top1 = topk[topk["rank"] == 1].set_index("target")
@@ -85,8 +108,10 @@ def evaluate(config: RunConfig, metrics: Sequence[PairMetric], skipped: dict[str
 
     if dataset.relevance is not None:
         target_keys = [f.key for f in target_files]
-        rankings = {t: [ref_keys[i] for i in row]
-                    for t, row in zip(target_keys, full_ranking(target_matrix, ref_matrix, exclude))}
+        rankings = {
+            t: [ref_keys[i] for i in row]
+            for t, row in zip(target_keys, full_ranking(target_matrix, ref_matrix, exclude))
+        }
         relevance = {t: rel for t, rel in dataset.relevance.items() if t in rankings}
         ir_values, per_query = retrieval_metrics(rankings, relevance, config.k)
         values.update(ir_values)
@@ -97,15 +122,20 @@ def evaluate(config: RunConfig, metrics: Sequence[PairMetric], skipped: dict[str
     return Evaluation(topk, per_target, values, skipped, failures)
 
 
-
 @dataclass
 class MetricFeatures:
     features: dict[str, np.ndarray] = field(default_factory=dict)  # content hash → features
     failures: list[Failure] = field(default_factory=list)
 
 
-def metric_features(metric: PairMetric, files: Sequence[tuple[str, AudioFile]], cache_root: Path | None,
-                    hashes: dict[Path, str], workers: int = 2, progress: bool = True) -> MetricFeatures:
+def metric_features(
+    metric: PairMetric,
+    files: Sequence[tuple[str, AudioFile]],
+    cache_root: Path | None,
+    hashes: dict[Path, str],
+    workers: int = 2,
+    progress: bool = True,
+) -> MetricFeatures:
     """Features of ``metric`` for each (role, file), keyed by content hash; cached; failures recorded per file."""
     cache = ArrayCache(cache_root, metric.cache_identity())
     out = MetricFeatures()
@@ -120,8 +150,14 @@ def metric_features(metric: PairMetric, files: Sequence[tuple[str, AudioFile]], 
             todo.append((role, item))
         else:
             out.features[digest] = cached
-    bar = tqdm(total=len(seen), initial=len(seen) - len(todo), desc=f"score ({metric.name})", unit="file",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(seen),
+        initial=len(seen) - len(todo),
+        desc=f"score ({metric.name})",
+        unit="file",
+        disable=not progress,
+        leave=False,
+    )
     for (role, item), future in prefetch_map(lambda ri: decode(ri[1].path, metric.sample_rate), todo, workers):
         try:
             features = np.asarray(metric.file_features(future.result()))
@@ -137,8 +173,13 @@ def metric_features(metric: PairMetric, files: Sequence[tuple[str, AudioFile]], 
     return out
 
 
-def score_pairs(metric: PairMetric, topk: pd.DataFrame, features: dict[str, np.ndarray],
-                target_hash: dict[str, str], ref_hash: dict[str, str]) -> pd.DataFrame:
+def score_pairs(
+    metric: PairMetric,
+    topk: pd.DataFrame,
+    features: dict[str, np.ndarray],
+    target_hash: dict[str, str],
+    ref_hash: dict[str, str],
+) -> pd.DataFrame:
     """The metric's columns for every row of the top-k table (NaN where a file has no features)."""
     rows = []
     for target, reference in zip(topk["target"], topk["reference"]):
@@ -171,8 +212,9 @@ def aggregate(topk: pd.DataFrame, pair_columns: Sequence[str]) -> dict[str, floa
     return {name: value for name, value in out.items() if value is not None}
 
 
-def file_value_means(metric: PairMetric, features: dict[str, np.ndarray], target_hashes: Sequence[str],
-                     top1_ref_hashes: Sequence[str]) -> dict[str, float]:
+def file_value_means(
+    metric: PairMetric, features: dict[str, np.ndarray], target_hashes: Sequence[str], top1_ref_hashes: Sequence[str]
+) -> dict[str, float]:
     """Per-file values of a metric averaged over targets and over the rank-1 references (by content hash)."""
     out = {}
     for suffix, digests in (("target_mean", target_hashes), ("ref_top1_mean", top1_ref_hashes)):
@@ -184,8 +226,9 @@ def file_value_means(metric: PairMetric, features: dict[str, np.ndarray], target
     return out
 
 
-def retrieval_metrics(rankings: dict[str, list[str]], relevance: dict[str, dict[str, float]],
-                      k: int) -> tuple[dict[str, float], pd.DataFrame]:
+def retrieval_metrics(
+    rankings: dict[str, list[str]], relevance: dict[str, dict[str, float]], k: int
+) -> tuple[dict[str, float], pd.DataFrame]:
     """IR metrics at 1, k and 10 with bootstrap CIs, over the queries that have relevant items; per-query rows."""
     ks = tuple(sorted({1, k, 10}))
     rows = per_query_ir(rankings, relevance, ks=ks)

@@ -10,6 +10,7 @@ use. A run's two figures are laid out by measuring their widest labels once (``_
 constrained-layout engine, which measures every label again and lays the figure out again when it is saved
 (measured: drawing and saving both take a third less time).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,16 +67,23 @@ class _Layout:
         width = max(width, left + right + max(1.0, self.size(title, 12)[0]))
         height = max(height, bottom + top + 1.0)
         self.figure.set_size_inches(width, height)
-        return self.figure.add_axes((left / width, bottom / height, 1 - (left + right) / width,
-                                     1 - (bottom + top) / height))
+        return self.figure.add_axes(
+            (left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height)
+        )
 
 
 def _short(name: str, width: int = 28) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
-def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys: list[str], topk: pd.DataFrame,
-                       encoder: str, relevance: dict[str, dict[str, float]] | None = None) -> Figure:
+def similarity_heatmap(
+    similarity: np.ndarray,
+    target_keys: list[str],
+    ref_keys: list[str],
+    topk: pd.DataFrame,
+    encoder: str,
+    relevance: dict[str, dict[str, float]] | None = None,
+) -> Figure:
     """Cosine similarity of every target (rows) to every reference (columns).
 
     White dots mark each target's top-1 reference; black rings mark ground-truth relevant references.
@@ -93,10 +101,13 @@ def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys:
     bar_ticks = text.widest(["−0.00", "0.00"], 10)  # colour bar tick labels (two decimals at most)
     gap, bar = 0.2, 0.15  # inches between the heatmap and its colour bar; the bar's width
     bar_labels = _TICK + bar_ticks + _LABEL_PAD + text.height(10)  # right of the colour bar
-    ax = text.place(left=_EDGE + text.height(10) + _LABEL_PAD + text.widest(y_labels, 7) + _TICK,
-                    bottom=_EDGE + text.height(10) + _LABEL_PAD + text.widest(x_labels, 6) + _TICK,
-                    right=_EDGE + bar_labels + bar + gap,
-                    top=_EDGE + text.height(12) + _TITLE_PAD, title=title)
+    ax = text.place(
+        left=_EDGE + text.height(10) + _LABEL_PAD + text.widest(y_labels, 7) + _TICK,
+        bottom=_EDGE + text.height(10) + _LABEL_PAD + text.widest(x_labels, 6) + _TICK,
+        right=_EDGE + bar_labels + bar + gap,
+        top=_EDGE + text.height(12) + _TITLE_PAD,
+        title=title,
+    )
     x0, y0, w, h = ax.get_position().bounds
     fig_width = fig.get_size_inches()[0]
     cax = fig.add_axes((x0 + w + gap / fig_width, y0, bar / fig_width, h))
@@ -112,8 +123,14 @@ def similarity_heatmap(similarity: np.ndarray, target_keys: list[str], ref_keys:
     ax.scatter(xs, ys, s=14, c="white", label="top-1")
     if relevance:
         pairs = [(row[t], position[r]) for t, refs in relevance.items() if t in row for r in refs if r in position]
-        ax.scatter([x for _, x in pairs], [y for y, _ in pairs], s=60, facecolors="none", edgecolors="black",
-                   label="relevant (ground truth)")
+        ax.scatter(
+            [x for _, x in pairs],
+            [y for y, _ in pairs],
+            s=60,
+            facecolors="none",
+            edgecolors="black",
+            label="relevant (ground truth)",
+        )
     ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_title(title)
     ax.set_xlabel("reference")
@@ -138,8 +155,9 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> Figure:
     title = f"{encoder}: top-1 retrieval similarity per target"
     if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"
-    ax = text.place(left=left, bottom=_EDGE + drop + _TICK, right=_EDGE + 0.1,
-                    top=_EDGE + text.height(12) + _TITLE_PAD, title=title)
+    ax = text.place(
+        left=left, bottom=_EDGE + drop + _TICK, right=_EDGE + 0.1, top=_EDGE + text.height(12) + _TITLE_PAD, title=title
+    )
     colors = "tab:blue"
     if "hit_rate_at_1" in per_target:
         colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_rate_at_1"].fillna(0) > 0]
@@ -155,6 +173,7 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> Figure:
 
 
 # --- a comparison of runs -------------------------------------------------------------------------------------
+
 
 def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
     """(a) Each target's top-1 similarity, one bar per encoder; hatched bars are wrong top-1 hits (when known)."""
@@ -226,7 +245,7 @@ def summary_figure(summary: pd.DataFrame, labels: list[str]):
     rows = math.ceil(len(metrics) / cols)
     fig = _figure(4.2 * cols, 0.45 * len(labels) * rows + 1.6 * rows + 0.6, constrained=True)
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.ravel()[len(metrics):]:
+    for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
     for ax, metric in zip(axes.ravel(), metrics):
         part = summary[summary["metric"] == metric].set_index("encoder")
@@ -238,8 +257,14 @@ def summary_figure(summary: pd.DataFrame, labels: list[str]):
             std = row["std"] if np.isfinite(row["std"]) else 0.0
             ax.hlines(y, row["mean"] - std, row["mean"] + std, color=f"C{y % 10}", linewidth=5, alpha=0.6)
             ax.plot([row["mean"]], [y], "o", color="black", markersize=4)
-            ax.annotate(f"{row['mean']:.3f}±{std:.3f}", (row["mean"], y), textcoords="offset points",
-                        xytext=(0, 6), ha="center", fontsize=7)
+            ax.annotate(
+                f"{row['mean']:.3f}±{std:.3f}",
+                (row["mean"], y),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+            )
         ax.set_yticks(range(len(labels)), [_short(label, 16) for label in labels], fontsize=8)
         ax.set_ylim(-0.7, len(labels) - 0.3)
         ax.invert_yaxis()

@@ -8,10 +8,11 @@ change (touched, rewritten, replaced by another file under the same name) makes 
 Like git, it refuses to remember a "racily clean" file: one modified less than ``RACY_SECONDS`` ago could still
 change within the file system's timestamp granularity without its stat changing, so it is hashed again next time.
 
-The index is one SQLite file next to the cache folder (``<cache>.hash-index.sqlite3``), written once per run in one transaction;
-concurrent runs wait for each other's write (WAL mode, a timeout). A cache folder that cannot hold it (read-only,
-corrupt) disables the index with a warning; hashing then reads every file, as before.
+The index is one SQLite file next to the cache folder (``<cache>.hash-index.sqlite3``), written once per run in one
+transaction; concurrent runs wait for each other's write (WAL mode, a timeout). A cache folder that cannot
+hold it (read-only, corrupt) disables the index with a warning; hashing then reads every file, as before.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ from pathlib import Path
 
 FILE_NAME = "hash-index.sqlite3"
 RACY_SECONDS = 2.0
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, "
-           "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL)")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, "
+    "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL)"
+)
 
 
 def _signature(info: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -65,8 +68,7 @@ class HashIndex:
         return connection
 
     def _disable(self, error: Exception) -> None:
-        warnings.warn(f"hash index {self.path} unusable ({error}); every file will be read and hashed",
-                      stacklevel=3)
+        warnings.warn(f"hash index {self.path} unusable ({error}); every file will be read and hashed", stacklevel=3)
         self.path = None
 
     def _load(self) -> None:
@@ -115,4 +117,3 @@ class HashIndex:
             self._disable(error)
             return
         self._pending.clear()
-

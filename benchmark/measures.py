@@ -8,6 +8,7 @@ and hard-code no metric name.
 A declared name may hold ``{k}`` (any cut-off, e.g. ``recall_at_{k}``) or ``{stage}`` (any word, e.g.
 ``{stage}_seconds``). ``<name>_ci_low`` / ``<name>_ci_high`` mean what ``<name>`` means.
 """
+
 from __future__ import annotations
 
 import functools

@@ -1,5 +1,6 @@
 """Bounded look-ahead over a pool: decode the next files while the model works on this one (threads), or decode
 and embed whole files in worker processes (``process_pool``, for CPU feature extraction in Python/numpy)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch_map(fn: Callable[[T], R], items: Iterable[T], workers: int, depth: int | None = None,
-                 executor: Executor | None = None) -> Iterator[tuple[T, Future]]:
+def prefetch_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, depth: int | None = None, executor: Executor | None = None
+) -> Iterator[tuple[T, Future]]:
     """Yield ``(item, future of fn(item))`` in order, keeping at most ``depth`` calls in flight.
 
     Unlike ``Executor.map`` this never submits the whole input at once, so memory stays bounded by
@@ -69,8 +71,9 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
 
 
 @contextlib.contextmanager
-def process_pool(workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = (),
-                 preload: Iterable[str] = ()) -> Iterator[ProcessPoolExecutor]:
+def process_pool(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = (), preload: Iterable[str] = ()
+) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``workers`` processes (``start_method()``) that ignore Ctrl-C and die with their parent.
 
     On an error or interrupt in the parent, work not yet started is cancelled and the running calls (one file
@@ -81,8 +84,9 @@ def process_pool(workers: int, initializer: Callable[..., None] | None = None, i
     context: Any = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(sorted(set(preload)))  # only read when the server first starts
-    pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context, initializer=_start_worker,
-                               initargs=(initializer, initargs))
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
+    )
     try:
         yield pool
     except BaseException:

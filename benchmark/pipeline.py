@@ -3,6 +3,7 @@
 Knows neither MLflow nor the command line, so the same pipeline runs from the CLI, ``mlflow run``, tests or
 workers. ``tracking.py`` turns a ``RunResult`` into an MLflow run.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,14 +64,22 @@ def window_override(config: RunConfig) -> WindowPolicy | None:
 
 
 def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:
-    return encoder_registry.EncoderOptions(weights=config.weights, allow_download=config.allow_download,
-                                           device=config.device, batch_size=config.batch_size,
-                                           window=window_override(config))
+    return encoder_registry.EncoderOptions(
+        weights=config.weights,
+        allow_download=config.allow_download,
+        device=config.device,
+        batch_size=config.batch_size,
+        window=window_override(config),
+    )
 
 
 def metric_options(config: RunConfig) -> metric_registry.MetricOptions:
-    return metric_registry.MetricOptions(weights=dict(config.metric_weights), allow_download=config.allow_download,
-                                         device=config.device, batch_size=config.batch_size)
+    return metric_registry.MetricOptions(
+        weights=dict(config.metric_weights),
+        allow_download=config.allow_download,
+        device=config.device,
+        batch_size=config.batch_size,
+    )
 
 
 @dataclass
@@ -124,8 +133,13 @@ def _hash_files(dataset: Dataset, failures: list[Failure], cache_dir: Path | Non
     return hashes, index.hits
 
 
-def _topk_table(target_keys: list[str], ref_keys: list[str], indices: np.ndarray, sims: np.ndarray,
-                relevance: dict[str, dict[str, float]] | None) -> pd.DataFrame:
+def _topk_table(
+    target_keys: list[str],
+    ref_keys: list[str],
+    indices: np.ndarray,
+    sims: np.ndarray,
+    relevance: dict[str, dict[str, float]] | None,
+) -> pd.DataFrame:
     rows = []
     for t, target in enumerate(target_keys):
         for rank, (index, sim) in enumerate(zip(indices[t], sims[t]), start=1):
@@ -135,8 +149,9 @@ def _topk_table(target_keys: list[str], ref_keys: list[str], indices: np.ndarray
             if relevance is not None:
                 row["relevant"] = relevance.get(target, {}).get(ref_keys[index], 0.0)
             rows.append(row)
-    return pd.DataFrame(rows, columns=["target", "rank", "reference", "similarity"]
-                        + (["relevant"] if relevance is not None else []))
+    return pd.DataFrame(
+        rows, columns=["target", "rank", "reference", "similarity"] + (["relevant"] if relevance is not None else [])
+    )
 
 
 def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = None) -> RunResult:
@@ -154,8 +169,16 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     embedded = {}
     embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
     for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
-        result = embed_files([f for f in files if f.path in hashes], role, encoder, cache, hashes,
-                             batch_size=config.batch_size, workers=config.workers, progress=progress)
+        result = embed_files(
+            [f for f in files if f.path in hashes],
+            role,
+            encoder,
+            cache,
+            hashes,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            progress=progress,
+        )
         embedded[role] = result.embeddings
         failures.extend(result.failures)
         embed_stats["n_embedded"] += result.stats.embedded
@@ -167,46 +190,73 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     target_files = [f for f in dataset.targets if f.key in embedded["target"]]
     target_keys = [f.key for f in target_files]
     if not ref_keys or not target_keys:
-        raise RunError(f"no {'reference' if not ref_keys else 'target'} could be embedded "
-                       f"({len(failures)} failures; first: {failures[0].message if failures else '-'})", failures)
+        raise RunError(
+            f"no {'reference' if not ref_keys else 'target'} could be embedded "
+            f"({len(failures)} failures; first: {failures[0].message if failures else '-'})",
+            failures,
+        )
 
     tick = time.perf_counter()
     ref_matrix = np.stack([embedded["reference"][k] for k in ref_keys])
     target_matrix = np.stack([embedded["target"][k] for k in target_keys])
     ref_position = {k: i for i, k in enumerate(ref_keys)}
-    exclude = [{ref_position[dataset.refs[i].key] for i in matches if dataset.refs[i].key in ref_position}
-               for matches, t in zip(dataset.self_matches(), dataset.targets) if t.key in embedded["target"]]
+    exclude = [
+        {ref_position[dataset.refs[i].key] for i in matches if dataset.refs[i].key in ref_position}
+        for matches, t in zip(dataset.self_matches(), dataset.targets)
+        if t.key in embedded["target"]
+    ]
     indices, sims = top_k(target_matrix, ref_matrix, config.k, exclude)
     topk = _topk_table(target_keys, ref_keys, indices, sims, dataset.relevance)
-    similarity = (cosine_matrix(target_matrix, ref_matrix)
-                  if len(target_keys) * len(ref_keys) <= HEATMAP_MAX_CELLS else None)
+    similarity = (
+        cosine_matrix(target_matrix, ref_matrix) if len(target_keys) * len(ref_keys) <= HEATMAP_MAX_CELLS else None
+    )
     timings["retrieve_seconds"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    evaluated = evaluation.evaluate(config, prepared.metrics, prepared.skipped, dataset, hashes, topk, target_files,
-                                    (target_matrix, ref_matrix, ref_keys, exclude), progress)
+    evaluated = evaluation.evaluate(
+        config,
+        prepared.metrics,
+        prepared.skipped,
+        dataset,
+        hashes,
+        topk,
+        target_files,
+        (target_matrix, ref_matrix, ref_keys, exclude),
+        progress,
+    )
     failures.extend(evaluated.failures)
     timings["evaluate_seconds"] = time.perf_counter() - tick
     timings["total_seconds"] = time.perf_counter() - started
 
     metrics = dict(evaluated.metrics)
-    metrics.update({"n_refs": len(ref_keys), "n_targets": len(target_keys), "n_failed": len(failures),
-                    "n_embedded": embed_stats["n_embedded"], "n_cached": embed_stats["n_cached"],
-                    "n_hashes_from_index": n_hash_index_hits})
+    metrics.update(
+        {
+            "n_refs": len(ref_keys),
+            "n_targets": len(target_keys),
+            "n_failed": len(failures),
+            "n_embedded": embed_stats["n_embedded"],
+            "n_cached": embed_stats["n_cached"],
+            "n_hashes_from_index": n_hash_index_hits,
+        }
+    )
     if embed_stats["audio_seconds_embedded"] > 0:
         metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
-            timings["embed_seconds"], 1e-9)
+            timings["embed_seconds"], 1e-9
+        )
     metrics.update(timings)
     metrics = {name: float(v) for name, v in metrics.items() if v is not None and np.isfinite(v)}  # never log NaN
     return RunResult(
         config=config,
         encoder_params=encoder.card.as_params(),
-        encoder_tags={"weights_sha256": encoder.weights_sha256 or "none",
-                      "weights_source": encoder.weights_source or "none"},
+        encoder_tags={
+            "weights_sha256": encoder.weights_sha256 or "none",
+            "weights_source": encoder.weights_source or "none",
+        },
         dataset=dataset,
-        dataset_fingerprint=fingerprint({f"ref/{f.key}": hashes[f.path] for f in dataset.refs if f.path in hashes}
-                                        | {f"target/{f.key}": hashes[f.path] for f in dataset.targets
-                                           if f.path in hashes}),
+        dataset_fingerprint=fingerprint(
+            {f"ref/{f.key}": hashes[f.path] for f in dataset.refs if f.path in hashes}
+            | {f"target/{f.key}": hashes[f.path] for f in dataset.targets if f.path in hashes}
+        ),
         target_keys=target_keys,
         ref_keys=ref_keys,
         topk=evaluated.topk,

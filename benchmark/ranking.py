@@ -20,6 +20,7 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
 Memory: one block of similarities (256 × n_refs float32, 100 MB at 100k references) plus the normalised
 references; torch is imported on first use, never at import.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,9 @@ def cosine_matrix(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
     return l2_normalise(queries) @ l2_normalise(refs).T
 
 
-def _similarity_blocks(queries: np.ndarray, refs: np.ndarray,
-                       exclude: Sequence[Iterable[int]] | None) -> Iterator[tuple[int, np.ndarray]]:
+def _similarity_blocks(
+    queries: np.ndarray, refs: np.ndarray, exclude: Sequence[Iterable[int]] | None
+) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, sims)`` for each block of ``BLOCK_QUERIES`` queries: float32 cosines with every reference,
     excluded references set to -inf. The values are bit-identical from call to call (same blocks)."""
     queries, refs = np.asarray(queries, dtype=np.float32), np.asarray(refs, dtype=np.float32)
@@ -96,8 +98,9 @@ def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
     return torch.gather(idx, 1, order).numpy()
 
 
-def top_k(queries: np.ndarray, refs: np.ndarray, k: int,
-          exclude: Sequence[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    queries: np.ndarray, refs: np.ndarray, k: int, exclude: Sequence[set[int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k references per query by cosine similarity.
 
     Returns ``(indices, similarities)``, both ``(n_queries, k')`` with ``k' = min(k, n_refs)``; where a query
@@ -114,13 +117,12 @@ def top_k(queries: np.ndarray, refs: np.ndarray, k: int,
         order = _rank_rows(sims, k_eff)
         values = np.take_along_axis(sims, order, axis=1)
         valid = np.isfinite(values)
-        indices[start:start + len(order)] = np.where(valid, order, -1)
-        sims_out[start:start + len(order)] = np.where(valid, values, np.nan)
+        indices[start : start + len(order)] = np.where(valid, order, -1)
+        sims_out[start : start + len(order)] = np.where(valid, values, np.nan)
     return indices, sims_out
 
 
-def full_ranking(queries: np.ndarray, refs: np.ndarray,
-                 exclude: Sequence[set[int]] | None = None) -> list[list[int]]:
+def full_ranking(queries: np.ndarray, refs: np.ndarray, exclude: Sequence[set[int]] | None = None) -> list[list[int]]:
     """Every reference ranked per query (for IR metrics over the whole ranking), excluded ones removed.
     O(n_queries × n_refs) Python objects: for small libraries and tests; use ``relevant_ranks`` at scale."""
     indices, _ = top_k(queries, refs, refs.shape[0], exclude)
@@ -134,7 +136,7 @@ def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     ranks = np.zeros(len(rows), dtype=np.int64)
     chunk = max(1, _RANK_CELLS // max(1, sims.shape[1]))
     for start in range(0, len(rows), chunk):
-        r, c = rows[start:start + chunk], cols[start:start + chunk]
+        r, c = rows[start : start + chunk], cols[start : start + chunk]
         block = sims if np.array_equal(r, np.arange(sims.shape[0])) else sims[r]
         own = block[np.arange(len(r)), c][:, None]
         at_least = np.count_nonzero(block >= own, axis=1)  # higher, equal, and the reference itself
@@ -145,13 +147,16 @@ def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
             before = np.arange(sims.shape[1])[None, :] < c[tied, None]
             rank[tied] += np.count_nonzero((block[tied] == own[tied]) & before, axis=1)
         rank[np.isneginf(own[:, 0])] = 0
-        ranks[start:start + len(r)] = rank
+        ranks[start : start + len(r)] = rank
     return ranks
 
 
-def relevant_ranks(queries: np.ndarray, refs: np.ndarray,
-                   relevant: Sequence[Mapping[int, float] | Iterable[int]],
-                   exclude: Sequence[set[int]] | None = None) -> list[dict[int, int | None]]:
+def relevant_ranks(
+    queries: np.ndarray,
+    refs: np.ndarray,
+    relevant: Sequence[Mapping[int, float] | Iterable[int]],
+    exclude: Sequence[set[int]] | None = None,
+) -> list[dict[int, int | None]]:
     """For each query, ``{reference index: rank}`` for every reference in ``relevant[i]`` (the keys of a
     mapping ``index -> grade``, or a collection of indices): its 1-based rank in the query's full ranking —
     the order ``top_k`` gives, excluded references removed — or ``None`` when it is excluded for that query.
@@ -178,17 +183,21 @@ def relevant_ranks(queries: np.ndarray, refs: np.ndarray,
     out: list[dict[int, int | None]] = []
     offset = 0
     for query_keys in keys:
-        found = ranks[offset:offset + len(query_keys)].tolist()
+        found = ranks[offset : offset + len(query_keys)].tolist()
         out.append({int(ref): (rank or None) for ref, rank in zip(query_keys, found)})
         offset += len(query_keys)
     return out
 
 
-def ir_from_embeddings(target_matrix: np.ndarray, ref_matrix: np.ndarray,
-                       relevance: Sequence[Mapping[Hashable, float] | Iterable[Hashable]],
-                       exclude: Sequence[set[int]] | None = None, ks: Iterable[int] = (1, 5, 10),
-                       ref_keys: Sequence[Hashable] | None = None,
-                       queries: Sequence[Hashable] | None = None) -> list[dict]:
+def ir_from_embeddings(
+    target_matrix: np.ndarray,
+    ref_matrix: np.ndarray,
+    relevance: Sequence[Mapping[Hashable, float] | Iterable[Hashable]],
+    exclude: Sequence[set[int]] | None = None,
+    ks: Iterable[int] = (1, 5, 10),
+    ref_keys: Sequence[Hashable] | None = None,
+    queries: Sequence[Hashable] | None = None,
+) -> list[dict]:
     """Per-query IR rows (``metrics.ir.per_query_ir``'s columns and values) straight from embeddings, at
     catalogue scale: the rows ``per_query_ir`` would give on the ``full_ranking`` of every query, without
     building any ranking.

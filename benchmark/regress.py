@@ -20,6 +20,7 @@ with no direction is reported, never failed. A metric *drops* when:
 The verdict is set as tags on the candidate run: ``regress.verdict=pass|fail``, ``regress.baseline=<run id>``,
 ``regress.failed_metrics=<m,m>|none``, ``regress.mode``, ``regress.tolerance``.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,9 @@ class Report:
         return [p for p in self.pairs if p.verdict == "fail"]
 
 
-def check_metric(metric: str, baseline: dict[str, float], candidate: dict[str, float], mode: str,
-                 tolerance: float) -> MetricCheck:
+def check_metric(
+    metric: str, baseline: dict[str, float], candidate: dict[str, float], mode: str, tolerance: float
+) -> MetricCheck:
     if metric not in baseline or metric not in candidate:
         where = "baseline" if metric not in baseline else "candidate"
         return MetricCheck(metric, baseline.get(metric), candidate.get(metric), "skipped", f"not in {where}")
@@ -136,8 +138,11 @@ def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, 
         except RunNotFound as error:
             raise RegressError(str(error)) from None
         encoder = encoder_of(base_run)
-        candidates = [r for r in encoder_runs(client, base_run.info.experiment_id)
-                      if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id]
+        candidates = [
+            r
+            for r in encoder_runs(client, base_run.info.experiment_id)
+            if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id
+        ]
         if not candidates:
             raise RegressError(f"no other FINISHED {encoder} run than the baseline {baseline} to check")
         return [(encoder, base_run, candidates[0])], skipped
@@ -174,13 +179,23 @@ def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, 
 
 
 def verdict_tags(pair: Pair, mode: str, tolerance: float) -> dict[str, str]:
-    return {"regress.verdict": pair.verdict, "regress.baseline": pair.baseline.info.run_id,
-            "regress.failed_metrics": ",".join(pair.failed_metrics) or "none",
-            "regress.mode": mode, "regress.tolerance": f"{tolerance:g}"}
+    return {
+        "regress.verdict": pair.verdict,
+        "regress.baseline": pair.baseline.info.run_id,
+        "regress.failed_metrics": ",".join(pair.failed_metrics) or "none",
+        "regress.mode": mode,
+        "regress.tolerance": f"{tolerance:g}",
+    }
 
 
-def regress(baseline: str, tolerance: float = 0.02, mode: str = "absolute", experiment: str = "musicbench",
-            metrics: list[str] | None = None, record_tags: bool = True) -> Report:
+def regress(
+    baseline: str,
+    tolerance: float = 0.02,
+    mode: str = "absolute",
+    experiment: str = "musicbench",
+    metrics: list[str] | None = None,
+    record_tags: bool = True,
+) -> Report:
     if mode not in MODES:
         raise RegressError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if tolerance < 0:
@@ -198,11 +213,16 @@ def regress(baseline: str, tolerance: float = 0.02, mode: str = "absolute", expe
             tracking.set_tags(client, candidate.info.run_id, verdict_tags(pair, mode, tolerance))
     mlflow_run = os.environ.get("MLFLOW_RUN_ID")  # under `mlflow run -e regress`: its own run gets the summary
     if record_tags and mlflow_run:
-        tracking.set_tags(client, mlflow_run, {
-            "regress.verdict": "fail" if report.failed else "pass",
-            "regress.failed_metrics": "; ".join(f"{p.encoder}: {','.join(p.failed_metrics)}"
-                                                for p in report.failed) or "none",
-            "regress.candidates": ",".join(p.candidate.info.run_id for p in report.pairs)})
+        tracking.set_tags(
+            client,
+            mlflow_run,
+            {
+                "regress.verdict": "fail" if report.failed else "pass",
+                "regress.failed_metrics": "; ".join(f"{p.encoder}: {','.join(p.failed_metrics)}" for p in report.failed)
+                or "none",
+                "regress.candidates": ",".join(p.candidate.info.run_id for p in report.pairs),
+            },
+        )
     return report
 
 
@@ -214,18 +234,23 @@ def format_report(report: Report) -> str:
     lines = []
     threshold = "tolerance unused" if report.mode == "ci" else f"tolerance {report.tolerance:g}"
     for pair in report.pairs:
-        lines.append(f"{pair.encoder}: candidate {pair.candidate.info.run_id} vs baseline "
-                     f"{pair.baseline.info.run_id} [{report.mode}, {threshold}]")
+        lines.append(
+            f"{pair.encoder}: candidate {pair.candidate.info.run_id} vs baseline "
+            f"{pair.baseline.info.run_id} [{report.mode}, {threshold}]"
+        )
         lines.append(f"  {'metric':<24} {'baseline':>10} {'candidate':>10} {'delta':>10}  verdict")
         for check in pair.checks:
             delta = "–" if check.delta is None else f"{check.delta:+.4f}"
             verdict = check.verdict + (f" ({check.note})" if check.note else "")
-            lines.append(f"  {check.metric:<24} {_fmt(check.baseline):>10} {_fmt(check.candidate):>10} "
-                         f"{delta:>10}  {verdict}")
+            lines.append(
+                f"  {check.metric:<24} {_fmt(check.baseline):>10} {_fmt(check.candidate):>10} {delta:>10}  {verdict}"
+            )
         for warning in pair.warnings:
             lines.append(f"  warning: {warning}")
-        lines.append(f"  => {pair.verdict.upper()}"
-                     + (f": {', '.join(pair.failed_metrics)} dropped" if pair.failed_metrics else ""))
+        lines.append(
+            f"  => {pair.verdict.upper()}"
+            + (f": {', '.join(pair.failed_metrics)} dropped" if pair.failed_metrics else "")
+        )
     for encoder, why in report.skipped.items():
         lines.append(f"{encoder}: not checked ({why})")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 ``compare``, ``regress`` and the CLI read through here; every write is in ``tracking.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,9 @@ def encoder_runs(mlflow_client, experiment_id: str, status: str | None = "FINISH
         filters.append(f"attributes.status = '{status}'")
     runs, token = [], None
     while True:
-        page = mlflow_client.search_runs([experiment_id], " and ".join(filters), ViewType.ACTIVE_ONLY, 1000,
-                                         ["attributes.start_time DESC"], token)
+        page = mlflow_client.search_runs(
+            [experiment_id], " and ".join(filters), ViewType.ACTIVE_ONLY, 1000, ["attributes.start_time DESC"], token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -67,9 +69,11 @@ def encoder_runs(mlflow_client, experiment_id: str, status: str | None = "FINISH
 
 def child_runs(mlflow_client, parent_run) -> list:
     """The nested runs of ``parent_run``, in the order they were started."""
-    children = latest_first(mlflow_client.search_runs(
-        [parent_run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run.info.run_id}'",
-        max_results=1000))
+    children = latest_first(
+        mlflow_client.search_runs(
+            [parent_run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run.info.run_id}'", max_results=1000
+        )
+    )
     children.reverse()
     return children
 
@@ -82,22 +86,20 @@ class Selection:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (encoder, run id, why)
 
 
-def select_runs(client, parent: str | None = None, experiment: str | None = None,
-                run_ids: list[str] | None = None) -> Selection:
+def select_runs(
+    client, parent: str | None = None, experiment: str | None = None, run_ids: list[str] | None = None
+) -> Selection:
     """Resolve exactly one of parent / run_ids / experiment into the runs to compare."""
-    given = [name for name, value in (("--parent", parent), ("--runs", run_ids), ("--experiment", experiment))
-             if value]
+    given = [name for name, value in (("--parent", parent), ("--runs", run_ids), ("--experiment", experiment)) if value]
     if len(given) != 1:
-        raise SelectionError("give exactly one of --parent, --runs, --experiment "
-                             f"(got {', '.join(given) or 'none'})")
+        raise SelectionError(f"give exactly one of --parent, --runs, --experiment (got {', '.join(given) or 'none'})")
     if parent:
         return _children_of(client, get_run(client, parent, "parent run"))
     if run_ids:
         runs = [get_run(client, run_id) for run_id in run_ids]
         for run in runs:
             if run.info.status != "FINISHED":
-                raise SelectionError(f"run {run.info.run_id} ({encoder_of(run)}) is {run.info.status}, "
-                                     "not FINISHED")
+                raise SelectionError(f"run {run.info.run_id} ({encoder_of(run)}) is {run.info.status}, not FINISHED")
         return Selection(runs, None, runs[0].info.experiment_id)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -124,6 +126,7 @@ def _children_of(client, parent_run) -> Selection:
             reason = child.data.tags.get("failure_reason", "")
             selection.skipped.append((encoder_of(child), child.info.run_id, f"{child.info.status} {reason}"))
     if not selection.runs:
-        raise SelectionError(f"no child of {parent} finished: "
-                             + "; ".join(f"{e} {why}" for e, _, why in selection.skipped))
+        raise SelectionError(
+            f"no child of {parent} finished: " + "; ".join(f"{e} {why}" for e, _, why in selection.skipped)
+        )
     return selection

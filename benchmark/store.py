@@ -3,6 +3,7 @@
 Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts`` (the card's ``mlruns/``
 layout); ``MLFLOW_TRACKING_URI`` overrides.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,7 @@ def _store_lock(uri: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    with open(uri[len("sqlite:///"):] + ".lock", "a") as handle:
+    with open(uri[len("sqlite:///") :] + ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -49,7 +50,7 @@ def configure(experiment: str) -> str:
 
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     with _store_lock(uri):
         found = mlflow.get_experiment_by_name(experiment)
@@ -57,5 +58,5 @@ def configure(experiment: str) -> str:
             return found.experiment_id
         artifact_location = None  # other stores: the server's default artifact root
         if uri.startswith("sqlite:///"):  # keep artifacts beside the database (mlruns/artifacts by default)
-            artifact_location = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / experiment).resolve().as_uri()
+            artifact_location = (Path(uri[len("sqlite:///") :]).parent / "artifacts" / experiment).resolve().as_uri()
         return mlflow.create_experiment(experiment, artifact_location=artifact_location)

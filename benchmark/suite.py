@@ -16,6 +16,7 @@ Rules:
   parent; a comparison error is tagged ``musicbench.comparison.failure_reason`` on the parent and does not turn
   it FAILED (its children's results stand).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -54,9 +55,16 @@ class SuiteResult:
         return not self.failed and self.comparison_error is None
 
 
-def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | None = None, progress: bool = True,
-              run_name: str | None = None, out_dir: Path | None = None,
-              echo: Callable[[str], None] = print, dataset: Dataset | None = None) -> SuiteResult:
+def run_suite(
+    base: RunConfig,
+    encoders: list[str],
+    weights: dict[str, str] | None = None,
+    progress: bool = True,
+    run_name: str | None = None,
+    out_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+    dataset: Dataset | None = None,
+) -> SuiteResult:
     """Run ``encoders`` on ``base``'s dataset as children of one parent run, then compare the finished ones.
 
     Each child goes through ``tracking.run_and_record``, exactly like ``musicbench run``.
@@ -82,8 +90,9 @@ def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | No
         for encoder in encoders:
             config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None, experiment=experiment)
             echo(f"[{encoder}] running (child of {parent_id})")
-            outcome = tracking.run_and_record(config, dataset, progress, nested=True,
-                                              tags={f"{SUITE_TAG}.parent": parent_id})
+            outcome = tracking.run_and_record(
+                config, dataset, progress, nested=True, tags={f"{SUITE_TAG}.parent": parent_id}
+            )
             result.children.append(outcome)
             if outcome.status == "FINISHED":
                 echo(f"[{encoder}] {tracking.summary_line(outcome.result)}  [run {outcome.run_id}]")
@@ -92,11 +101,13 @@ def run_suite(base: RunConfig, encoders: list[str], weights: dict[str, str] | No
 
         tracking.record_suite(result.children, SUITE_TAG)
         if not result.finished:
-            raise SuiteFailed("every encoder failed: " + "; ".join(f"{c.encoder}: {c.failure_reason}"
-                                                                   for c in result.children))
+            raise SuiteFailed(
+                "every encoder failed: " + "; ".join(f"{c.encoder}: {c.failure_reason}" for c in result.children)
+            )
         try:
-            result.comparison = compare.compare(run_ids=[c.run_id for c in result.finished], out_dir=out_dir,
-                                                log_run_id=parent_id)
+            result.comparison = compare.compare(
+                run_ids=[c.run_id for c in result.finished], out_dir=out_dir, log_run_id=parent_id
+            )
         except Exception as error:  # noqa: BLE001 - the children's results stand; say why there is no comparison
             result.comparison_error = f"{type(error).__name__}: {error}"
             tracking.tag_active_run({f"{compare.COMPARISON_TAG}.failure_reason": result.comparison_error})

@@ -6,6 +6,7 @@ written here; reading runs back is ``runs.py``.
 
 Where the store is: ``store.py``. Under ``mlflow run`` the run MLflow started (``MLFLOW_RUN_ID``) is used.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,19 @@ from .pipeline import RunResult
 from .runs import ENCODER_TAG
 from .store import configure, tracking_uri
 
-TRACKED_PACKAGES = ("musicbench", "mlflow", "numpy", "scipy", "librosa", "soundfile", "soxr", "scikit-learn",
-                    "pandas", "torch", "transformers")
+TRACKED_PACKAGES = (
+    "musicbench",
+    "mlflow",
+    "numpy",
+    "scipy",
+    "librosa",
+    "soundfile",
+    "soxr",
+    "scikit-learn",
+    "pandas",
+    "torch",
+    "transformers",
+)
 FAILURE_REASON_TAG = "failure_reason"
 #: MLflow refuses longer tag values; every tag written here is cut to this length
 TAG_LIMIT = 5000
@@ -79,8 +91,9 @@ def _end_run(status: str, reason: str, error: BaseException) -> None:
 
 
 @contextlib.contextmanager
-def started_run(experiment: str, run_name: str | None = None, nested: bool = False,
-                tags: dict[str, str] | None = None) -> Iterator[object]:
+def started_run(
+    experiment: str, run_name: str | None = None, nested: bool = False, tags: dict[str, str] | None = None
+) -> Iterator[object]:
     """Start (or, under ``mlflow run``, resume) a run; end it FAILED/KILLED with the reason on error."""
     import mlflow
 
@@ -130,7 +143,7 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
             continue
         for folder in names:
             if folder.endswith(".dist-info"):
-                name, sep, found = folder[:-len(".dist-info")].partition("-")
+                name, sep, found = folder[: -len(".dist-info")].partition("-")
                 if sep:
                     installed.setdefault(key(name), found)
     out = {}
@@ -163,9 +176,11 @@ def log_params_once(params: dict[str, object]) -> None:
 
 def _manifest(result: RunResult) -> pd.DataFrame:
     hashes = result.dataset.content_hashes
-    rows = [{"role": role, "file": f.key, "sha256": hashes.get(f.path, "")}
-            for role, files in (("reference", result.dataset.refs), ("target", result.dataset.targets))
-            for f in files]
+    rows = [
+        {"role": role, "file": f.key, "sha256": hashes.get(f.path, "")}
+        for role, files in (("reference", result.dataset.refs), ("target", result.dataset.targets))
+        for f in files
+    ]
     return pd.DataFrame(rows)
 
 
@@ -193,14 +208,21 @@ def log_result(result: RunResult) -> None:
 
     config = result.config
     config_params = config.as_params()
-    params = {**config_params, **result.encoder_params, "dataset_fingerprint": result.dataset_fingerprint,
-              "ground_truth_given": result.dataset.relevance is not None}
+    params = {
+        **config_params,
+        **result.encoder_params,
+        "dataset_fingerprint": result.dataset_fingerprint,
+        "ground_truth_given": result.dataset.relevance is not None,
+    }
     log_params_once(params)
     package = result.encoder_params.get("encoder_package")
-    tags = {**package_versions((package,) if package and package != "none" else ()),
-            **{f"encoder.{k}": v for k, v in result.encoder_tags.items()},
-            **{f"skipped.{name}": tag_text(reason) for name, reason in result.skipped_metrics.items()},
-            ENCODER_TAG: config.encoder, "dataset_fingerprint": result.dataset_fingerprint}
+    tags = {
+        **package_versions((package,) if package and package != "none" else ()),
+        **{f"encoder.{k}": v for k, v in result.encoder_tags.items()},
+        **{f"skipped.{name}": tag_text(reason) for name, reason in result.skipped_metrics.items()},
+        ENCODER_TAG: config.encoder,
+        "dataset_fingerprint": result.dataset_fingerprint,
+    }
     metrics = {name: float(value) for name, value in result.metrics.items()}
     dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score
@@ -211,23 +233,37 @@ def log_result(result: RunResult) -> None:
     manifest = _manifest(result)
     with warnings.catch_warnings():  # a local path matches two of MLflow's own (equivalent) source types
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        dataset = mlflow.data.from_pandas(manifest, source=str(Path(config.refs).resolve()),
-                                          name=f"musicbench-{result.dataset_fingerprint}")
+        dataset = mlflow.data.from_pandas(
+            manifest, source=str(Path(config.refs).resolve()), name=f"musicbench-{result.dataset_fingerprint}"
+        )
     mlflow.log_input(dataset, context="benchmark")
 
     tables = {"tables/topk.json": result.topk, "tables/per_target.json": result.per_target}
-    texts = {"tables/topk.csv": result.topk.to_csv(index=False),
-             "tables/per_target.csv": result.per_target.to_csv(index=False),
-             "failures.csv": failures_csv(result.failures),
-             "dataset/manifest.csv": manifest.to_csv(index=False),
-             "config.json": json.dumps({"config": {k: str(v) for k, v in config_params.items()},
-                                        "encoder": result.encoder_params,
-                                        "skipped_metrics": result.skipped_metrics}, indent=2, default=str)}
+    texts = {
+        "tables/topk.csv": result.topk.to_csv(index=False),
+        "tables/per_target.csv": result.per_target.to_csv(index=False),
+        "failures.csv": failures_csv(result.failures),
+        "dataset/manifest.csv": manifest.to_csv(index=False),
+        "config.json": json.dumps(
+            {
+                "config": {k: str(v) for k, v in config_params.items()},
+                "encoder": result.encoder_params,
+                "skipped_metrics": result.skipped_metrics,
+            },
+            indent=2,
+            default=str,
+        ),
+    }
     drawn = {}
     if result.similarity is not None:
         drawn["figures/similarity_heatmap.png"] = figures.similarity_heatmap(
-            result.similarity, result.target_keys, result.ref_keys, result.topk, config.encoder,
-            result.dataset.relevance)
+            result.similarity,
+            result.target_keys,
+            result.ref_keys,
+            result.topk,
+            config.encoder,
+            result.dataset.relevance,
+        )
     drawn["figures/top1_similarity.png"] = figures.top1_bars(result.per_target, config.encoder)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -254,6 +290,7 @@ def summary_line(result: RunResult) -> str:
 
 # --- the one run path -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class RunOutcome:
     """What became of one encoder's run: FINISHED with its result, or FAILED with the error (already recorded)."""
@@ -270,8 +307,13 @@ class RunOutcome:
         return f"{type(self.error).__name__}: {self.error}" if self.error is not None else ""
 
 
-def run_and_record(config: RunConfig, dataset: Dataset | None = None, progress: bool = True,
-                   nested: bool = False, tags: dict[str, str] | None = None) -> RunOutcome:
+def run_and_record(
+    config: RunConfig,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+) -> RunOutcome:
     """Start the MLflow run, prepare the encoder and metrics, run the pipeline, record the result.
 
     The run starts before anything is built, so a failure of any kind (unknown encoder, missing weights, every
@@ -283,8 +325,12 @@ def run_and_record(config: RunConfig, dataset: Dataset | None = None, progress: 
     started = time.perf_counter()
     run_id = None
     try:
-        with started_run(config.experiment, config.run_name or config.encoder, nested=nested,
-                         tags={ENCODER_TAG: config.encoder, **(tags or {})}) as run:
+        with started_run(
+            config.experiment,
+            config.run_name or config.encoder,
+            nested=nested,
+            tags={ENCODER_TAG: config.encoder, **(tags or {})},
+        ) as run:
             run_id = run.info.run_id
             log_params_once({**config.as_params(), "weights": config.weights or "default"})
             prepared = pipeline.prepare(config, dataset)
@@ -300,19 +346,34 @@ def run_and_record(config: RunConfig, dataset: Dataset | None = None, progress: 
 
 # --- writes about runs that already exist: suites, comparisons, regression verdicts, baselines --------------
 
+
 def record_suite(children: list, tag_prefix: str) -> None:
     """On the active suite parent: which children finished or failed (tags, metrics, table)."""
     import mlflow
 
     finished = [c for c in children if c.status == "FINISHED"]
     failed = [c for c in children if c.status != "FINISHED"]
-    mlflow.set_tags({f"{tag_prefix}.finished": ",".join(c.encoder for c in finished) or "none",
-                     f"{tag_prefix}.failed": ",".join(c.encoder for c in failed) or "none",
-                     **{f"{tag_prefix}.child.{c.encoder}": c.run_id or "none" for c in children}})
+    mlflow.set_tags(
+        {
+            f"{tag_prefix}.finished": ",".join(c.encoder for c in finished) or "none",
+            f"{tag_prefix}.failed": ",".join(c.encoder for c in failed) or "none",
+            **{f"{tag_prefix}.child.{c.encoder}": c.run_id or "none" for c in children},
+        }
+    )
     mlflow.log_metrics({"suite_children_finished": len(finished), "suite_children_failed": len(failed)})
-    table = pd.DataFrame([{"encoder": c.encoder, "run_id": c.run_id or "", "status": c.status,
-                           "failure_reason": c.failure_reason, "seconds": round(c.seconds, 3)} for c in children],
-                         columns=["encoder", "run_id", "status", "failure_reason", "seconds"])
+    table = pd.DataFrame(
+        [
+            {
+                "encoder": c.encoder,
+                "run_id": c.run_id or "",
+                "status": c.status,
+                "failure_reason": c.failure_reason,
+                "seconds": round(c.seconds, 3),
+            }
+            for c in children
+        ],
+        columns=["encoder", "run_id", "status", "failure_reason", "seconds"],
+    )
     mlflow.log_table(table, "tables/suite_children.json")
 
 
@@ -340,8 +401,10 @@ def log_comparison(client, run_id: str, comparison, base: str = "comparison") ->
     client.log_text(run_id, comparison.markdown() + "\n", f"{base}/comparison.md")
     for name, figure in comparison.figures.items():
         client.log_figure(run_id, figure, f"{base}/figures/{name}.png")
-    tags = {f"{COMPARISON_TAG}.runs": ",".join(comparison.run_ids),
-            f"{COMPARISON_TAG}.encoders": ",".join(comparison.labels)}
+    tags = {
+        f"{COMPARISON_TAG}.runs": ",".join(comparison.run_ids),
+        f"{COMPARISON_TAG}.encoders": ",".join(comparison.labels),
+    }
     for metric in comparison.metrics:
         best = [label for label in comparison.labels if comparison.table.at[label, f"{metric}_vs_best"] == "best"]
         tags[f"{COMPARISON_TAG}.best.{metric}"] = ",".join(best)

@@ -4,12 +4,14 @@ An encoder turns a batch of mono float32 segments (all at ``card.sample_rate``) 
 per segment. How a file is cut into segments (whole file, or fixed windows) is a ``WindowPolicy``;
 the harness cuts, batches and mean-pools, so every encoder gets the same deterministic treatment.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ class WindowPolicy:
             starts.append(starts[-1] + hop)
         windows = []
         for start in starts:
-            piece = audio[start:start + window]
+            piece = audio[start : start + window]
             if self.pad_last and len(piece) < window:
                 piece = np.pad(piece, (0, window - len(piece)))
             windows.append(piece)
@@ -105,12 +107,13 @@ class ModelCard:
             "encoder_package_version": self.package_version() or "none",
             "encoder_weights_id": self.weights_id or "none",
         }
-        params.update({f"window_{k}" if not k.startswith("window") else k: v
-                       for k, v in self.window.as_params().items()})
+        params.update(
+            {f"window_{k}" if not k.startswith("window") else k: v for k, v in self.window.as_params().items()}
+        )
         params.update({f"encoder_{k}": v for k, v in self.extra.items()})
         return params
 
-    def with_window(self, window: WindowPolicy) -> "ModelCard":
+    def with_window(self, window: WindowPolicy) -> ModelCard:
         return dataclasses.replace(self, window=window)
 
 
@@ -148,7 +151,7 @@ class Encoder(ABC):
         The harness batches windows across files but pools exactly like this.
         """
         windows = self.window.segment(audio, self.sample_rate)
-        rows = np.concatenate([self.embed(windows[i:i + batch_size]) for i in range(0, len(windows), batch_size)])
+        rows = np.concatenate([self.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)])
         return pool(rows)
 
     #: bump when a change to an encoder's code changes its embeddings (invalidates cached ones)
@@ -156,8 +159,11 @@ class Encoder(ABC):
 
     @classmethod
     def make_identity(cls, card: ModelCard, weights_sha256: str | None) -> dict[str, Any]:
-        return {"card": card.as_params(), "weights_sha256": weights_sha256,
-                "implementation_version": cls.implementation_version}
+        return {
+            "card": card.as_params(),
+            "weights_sha256": weights_sha256,
+            "implementation_version": cls.implementation_version,
+        }
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes the embedding: part of the cache key."""
@@ -175,9 +181,10 @@ class Encoder(ABC):
             return cls.card
         floor = cls.card.window.min_seconds
         return cls.card.with_window(
-            dataclasses.replace(options.window, min_seconds=max(options.window.min_seconds, floor)))
+            dataclasses.replace(options.window, min_seconds=max(options.window.min_seconds, floor))
+        )
 
-    def close(self) -> None:  # pragma: no cover - optional hook
+    def close(self) -> None:  # noqa: B027  (an optional hook; most encoders hold nothing)  # pragma: no cover
         """Release model memory."""
 
 

@@ -1,4 +1,5 @@
 """Chroma statistics: a weight-free harmony baseline."""
+
 from __future__ import annotations
 
 import numpy as np

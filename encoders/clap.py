@@ -17,16 +17,16 @@ Per window, preprocessing is the library's own ``get_audio_features`` with the a
 ``get_audio_embedding_from_data(x, use_tensor=True)`` passes (no int16 round trip), followed by one batched
 ``CLAP.get_audio_embedding`` call, which L2-normalises.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
 from unittest import mock
 
 import numpy as np
@@ -49,9 +49,17 @@ _DDP_PREFIX = "module."
 _POSITION_IDS = "text_branch.embeddings.position_ids"
 #: roberta-base's architecture, so the text branch has the shapes the CLAP checkpoints were trained with.
 _ROBERTA_BASE = dict(
-    vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
-    pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_size=768, num_hidden_layers=12,
-    num_attention_heads=12, intermediate_size=3072,
+    vocab_size=50265,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
 )
 #: what ``get_audio_embedding_from_data`` passes for a non-fusion model.
 _TRUNCATING, _FILLING = "rand_trunc", "repeatpad"
@@ -71,7 +79,7 @@ class ClapEncoder(PretrainedEncoder):
         package="laion-clap",
         weights_id=f"{HF_REPO}:630k-audioset-best.pt",
         captures="general audio semantics aligned with text captions (sound sources, instruments, genre, mood); "
-                 "little sensitivity to melody, harmony or key",
+        "little sensitivity to melody, harmony or key",
     )
     weights_spec = WeightsSpec(model="clap", hf_repo=HF_REPO, files=("630k-audioset-best.pt",))
     install = "laion-clap==1.1.7"
@@ -113,12 +121,13 @@ class ClapEncoder(PretrainedEncoder):
         for index, audio in enumerate(batch):
             audio = checked_mono(audio, index)
             for start in window_starts(len(audio)):
-                windows.append(audio[start:start + CLIP_SAMPLES])
+                windows.append(audio[start : start + CLIP_SAMPLES])
                 owners.append(index)
         if not windows:
             return np.empty((0, self.dim), dtype=np.float32)
-        vectors = np.concatenate([self._embed_windows(windows[i:i + self.batch_size])
-                                  for i in range(0, len(windows), self.batch_size)])
+        vectors = np.concatenate(
+            [self._embed_windows(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
+        )
         owners = np.asarray(owners)
         return np.stack([pool(vectors[owners == index]) for index in range(len(batch))])
 
@@ -129,14 +138,25 @@ class ClapEncoder(PretrainedEncoder):
 
         audio_cfg = self.model.model_cfg["audio_cfg"]
         with torch.inference_mode():
-            features = [get_audio_features({}, torch.tensor(window), CLIP_SAMPLES, data_truncating=_TRUNCATING,
-                                           data_filling=_FILLING, audio_cfg=audio_cfg, require_grad=False)
-                        for window in windows]
+            features = [
+                get_audio_features(
+                    {},
+                    torch.tensor(window),
+                    CLIP_SAMPLES,
+                    data_truncating=_TRUNCATING,
+                    data_filling=_FILLING,
+                    audio_cfg=audio_cfg,
+                    require_grad=False,
+                )
+                for window in windows
+            ]
             vectors = self.model.model.get_audio_embedding(features).float().cpu().numpy()
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():
-            raise EncoderError(f"CLAP produced non-finite embeddings for {int(bad.sum())} of {len(windows)} "
-                               f"windows (weights {self.weights_source})")
+            raise EncoderError(
+                f"CLAP produced non-finite embeddings for {int(bad.sum())} of {len(windows)} "
+                f"windows (weights {self.weights_source})"
+            )
         return vectors
 
 
@@ -148,10 +168,10 @@ class ClapMusicEncoder(ClapEncoder):
         ClapEncoder.card,
         name="clap-music",
         description="LAION-CLAP audio encoder, music checkpoint (HTSAT-base, music_audioset_epoch_15_esc_90.14; "
-                    "48 kHz, 10 s windows)",
+        "48 kHz, 10 s windows)",
         weights_id=f"{HF_REPO}:music_audioset_epoch_15_esc_90.14.pt",
         captures="music semantics aligned with text captions (genre, instrumentation, mood), trained with music "
-                 "data; little sensitivity to melody, harmony or key",
+        "data; little sensitivity to melody, harmony or key",
     )
     weights_spec = WeightsSpec(model="clap-music", hf_repo=HF_REPO, files=("music_audioset_epoch_15_esc_90.14.pt",))
 
@@ -184,11 +204,14 @@ def _build_clap_module(amodel: str, device: str):
 
     clap_model_module = importlib.import_module("clap_module.model")  # laion_clap puts its folder on sys.path
     hook_module = importlib.import_module(laion_clap.CLAP_Module.__module__)
-    config_only = SimpleNamespace(from_pretrained=lambda *args, **kwargs: transformers.RobertaModel(
-        transformers.RobertaConfig(**_ROBERTA_BASE)))
+    config_only = SimpleNamespace(
+        from_pretrained=lambda *args, **kwargs: transformers.RobertaModel(transformers.RobertaConfig(**_ROBERTA_BASE))
+    )
     no_tokenizer = SimpleNamespace(from_pretrained=lambda *args, **kwargs: _no_text_tokenizer)
-    with mock.patch.object(clap_model_module, "RobertaModel", config_only), \
-            mock.patch.object(hook_module, "RobertaTokenizer", no_tokenizer):
+    with (
+        mock.patch.object(clap_model_module, "RobertaModel", config_only),
+        mock.patch.object(hook_module, "RobertaTokenizer", no_tokenizer),
+    ):
         return laion_clap.CLAP_Module(enable_fusion=False, device=device, amodel=amodel)
 
 

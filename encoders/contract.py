@@ -24,6 +24,7 @@ is not bit-identical to single rows), which moves values by ~1e-7 relative; 1e-5
 user could see in a cosine similarity, while any real dependence of one item on another (padding, shared
 normalisation, state) moves values by far more.
 """
+
 from __future__ import annotations
 
 import time
@@ -92,8 +93,9 @@ def _vector_ok(vector: np.ndarray, dim: int) -> tuple[bool, str]:
 
 
 def _all_vectors_ok(vectors: dict[str, np.ndarray], dim: int) -> tuple[bool, str]:
-    problems = [f"{label}: {why}" for label, vector in vectors.items()
-                for ok, why in [_vector_ok(vector, dim)] if not ok]
+    problems = [
+        f"{label}: {why}" for label, vector in vectors.items() for ok, why in [_vector_ok(vector, dim)] if not ok
+    ]
     return (not problems), "; ".join(problems) or f"{len(vectors)} inputs ({', '.join(vectors)}) → finite ({dim},)"
 
 
@@ -128,8 +130,12 @@ def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckRe
     def deterministic():
         again = timed.embed(batch)
         same = np.array_equal(whole(), again)
-        return same, "bit-identical on a second call" if same else \
-            f"second call differs by up to {np.abs(whole() - again).max():.3g}"
+        return (
+            same,
+            "bit-identical on a second call"
+            if same
+            else f"second call differs by up to {np.abs(whole() - again).max():.3g}",
+        )
 
     def input_untouched():
         changed = [i for i, (item, copy) in enumerate(zip(batch, copies)) if not np.array_equal(item, copy)]
@@ -166,23 +172,38 @@ def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckRe
         return _all_vectors_ok({f"{seconds:g} s of zeros": timed.embed_audio(quiet)}, dim)
 
     results = []
-    for check in (output_shape_dtype, finite, deterministic, input_untouched, batch_equals_single, sliced_batches,
-                  shorter_than_window, source_sample_rates, silence):
+    for check in (
+        output_shape_dtype,
+        finite,
+        deterministic,
+        input_untouched,
+        batch_equals_single,
+        sliced_batches,
+        shorter_than_window,
+        source_sample_rates,
+        silence,
+    ):
         try:
             passed, detail = check()
         except Exception as error:  # noqa: BLE001 - a crash is a failed check, reported with the others
             passed, detail = False, f"raised {type(error).__name__}: {error}"
         results.append(CheckResult(check.__name__, bool(passed), detail))
     speed = timed.audio_seconds / timed.wall_seconds if timed.wall_seconds > 0 else float("inf")
-    results.append(CheckResult("speed", True, f"{speed:.1f} audio seconds per second over {timed.audio_seconds:.1f} s "
-                                              "of audio (first calls included)", value=speed))
+    results.append(
+        CheckResult(
+            "speed",
+            True,
+            f"{speed:.1f} audio seconds per second over {timed.audio_seconds:.1f} s of audio (first calls included)",
+            value=speed,
+        )
+    )
     return results
 
 
 def measure_speed(encoder, seconds: float = 10.0, rng_seed: int = 0, repeats: int = 1) -> float:
     """Audio seconds per wall-clock second of ``embed_audio`` on one ``seconds``-long clip, after a warm-up call."""
     audio = music(encoder.sample_rate, seconds, rng_seed)
-    encoder.embed_audio(audio[:encoder.sample_rate])  # warm-up: lazy imports, JIT, first-call allocations
+    encoder.embed_audio(audio[: encoder.sample_rate])  # warm-up: lazy imports, JIT, first-call allocations
     start = time.perf_counter()
     for _ in range(repeats):
         encoder.embed_audio(audio)

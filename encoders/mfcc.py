@@ -1,4 +1,5 @@
 """MFCC statistics: a weight-free timbre baseline."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ misleading ``TypeError`` about a missing ``config`` argument. Two defaults of th
 ``strict=True`` (its default ``strict=False`` silently keeps random parameters for keys the file lacks) and an
 explicit ``eval()`` (the safetensors path leaves the model in training mode).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ class MuQEncoder(PretrainedEncoder):
     card = ModelCard(
         name="muq",
         description="MuQ-large (MSD) self-supervised conformer, last hidden state (1024-d, 25 frames/s), "
-                    "mean over time",
+        "mean over time",
         sample_rate=SAMPLE_RATE,
         dim=1024,
         window=WindowPolicy(min_seconds=MIN_SECONDS),
@@ -45,10 +46,11 @@ class MuQEncoder(PretrainedEncoder):
         package="muq",
         weights_id=HF_REPO,
         captures="general music semantics learned from mel tokens (genre, instrumentation, mood); "
-                 "the time mean blurs temporal structure",
+        "the time mean blurs temporal structure",
     )
-    weights_spec = WeightsSpec(model="muq", hf_repo=HF_REPO, files=("config.json", "model.safetensors"),
-                               is_directory=True)
+    weights_spec = WeightsSpec(
+        model="muq", hf_repo=HF_REPO, files=("config.json", "model.safetensors"), is_directory=True
+    )
     install = "muq==0.1.0 'transformers<5'"
     family = "MuQ"
     min_samples = MIN_SAMPLES
@@ -64,8 +66,9 @@ class MuQEncoder(PretrainedEncoder):
         except RuntimeError as error:  # safetensors' strict load names the missing / unexpected keys
             raise EncoderError(f"{directory} does not match the MuQ architecture: {error}") from error
         except (TypeError, KeyError, AttributeError, ValueError) as error:  # config.json is not a MuQ config
-            raise EncoderError(f"{directory}/config.json does not describe a MuQ model: "
-                               f"{type(error).__name__}: {error}") from error
+            raise EncoderError(
+                f"{directory}/config.json does not describe a MuQ model: {type(error).__name__}: {error}"
+            ) from error
         return model.float().to(device).eval()
 
     def _embed_equal_length(self, audio: np.ndarray) -> np.ndarray:
@@ -106,7 +109,13 @@ def _random_config(layers: int):
     from muq import MuQConfig
     from transformers import Wav2Vec2ConformerConfig
 
-    w2v2 = Wav2Vec2ConformerConfig(hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16,
-                                   intermediate_size=4096, position_embeddings_type="relative")
-    return MuQConfig(encoder_dim=1024, encoder_depth=layers, stat=dict(MEL_STAT),
-                     w2v2_config=json.loads(json.dumps(w2v2.to_dict())))
+    w2v2 = Wav2Vec2ConformerConfig(
+        hidden_size=1024,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        position_embeddings_type="relative",
+    )
+    return MuQConfig(
+        encoder_dim=1024, encoder_depth=layers, stat=dict(MEL_STAT), w2v2_config=json.loads(json.dumps(w2v2.to_dict()))
+    )

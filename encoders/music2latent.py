@@ -13,6 +13,7 @@ call and never written to site-packages:
 Embedding calls the package's own ``encode`` (which crops to whole latent frames and splits audio longer than
 60 s into chunks itself), with its fp16 autocast switched off so every device computes in fp32.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,10 +57,9 @@ class Music2LatentEncoder(PretrainedEncoder):
         package="music2latent",
         weights_id=f"SonyCSLParis/music2latent:{CHECKPOINT_FILE}",
         captures="compressed spectral content for reconstruction (timbre, texture, loudness); "
-                 "the time mean keeps little melody, rhythm or structure",
+        "the time mean keeps little melody, rhythm or structure",
     )
-    weights_spec = WeightsSpec(model="music2latent", hf_repo="SonyCSLParis/music2latent",
-                               files=(CHECKPOINT_FILE,))
+    weights_spec = WeightsSpec(model="music2latent", hf_repo="SonyCSLParis/music2latent", files=(CHECKPOINT_FILE,))
     install = "music2latent==0.1.8"
     family = "Music2Latent"
     min_samples = MIN_SAMPLES
@@ -71,8 +71,10 @@ class Music2LatentEncoder(PretrainedEncoder):
         def get_models(model) -> None:
             model.gen = _load_generator(Path(model.load_path_inference), model.device)
 
-        with mock.patch.object(inference, "download_model", lambda: None), \
-                mock.patch.object(inference.EncoderDecoder, "get_models", get_models):
+        with (
+            mock.patch.object(inference, "download_model", lambda: None),
+            mock.patch.object(inference.EncoderDecoder, "get_models", get_models),
+        ):
             return inference.EncoderDecoder(load_path_inference=str(path), device=device)
 
     def _embed_equal_length(self, audio: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ package builds and loads it (``_load``), one forward pass (``_embed_equal_length
 ``read_torch_checkpoint`` and ``load_state_strict`` are the shared, safe and strict way to read a ``torch.save``
 checkpoint and load it into a module, naming what does not match.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -73,8 +74,9 @@ class PretrainedEncoder(Encoder):
     @classmethod
     def require_package(cls) -> None:
         if importlib.util.find_spec(cls.import_name()) is None:
-            raise EncoderUnavailable(f"encoder '{cls.card.name}' needs the '{cls.card.package}' package: "
-                                     f"pip install {cls.install}")
+            raise EncoderUnavailable(
+                f"encoder '{cls.card.name}' needs the '{cls.card.package}' package: pip install {cls.install}"
+            )
 
     @classmethod
     def _resolve(cls, options) -> ResolvedWeights:
@@ -131,8 +133,11 @@ def load_state_strict(module, state: Mapping, what: str, family: str) -> None:
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
-        problems = [f"{label} keys ({len(keys)}): {_key_list(keys)}"
-                    for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        problems = [
+            f"{label} keys ({len(keys)}): {_key_list(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
         raise EncoderError(f"{what} does not match the {family} architecture: " + "; ".join(problems))
     try:
         module.load_state_dict(state, strict=True)

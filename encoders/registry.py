@@ -4,6 +4,7 @@ Adding an encoder = one file in ``encoders/`` defining an ``Encoder`` subclass +
 The encoder module itself must import heavy packages (torch models, laion_clap, …) only inside
 methods, so that ``card``/``weights_spec`` can be read cheaply.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -89,16 +90,18 @@ def describe_all(options: EncoderOptions | None = None) -> list[dict[str, Any]]:
     for name in ENCODERS:
         model_card = card(name)
         ok, detail = availability(name, options)
-        rows.append({
-            "name": name,
-            "description": model_card.description,
-            "sample_rate": model_card.sample_rate,
-            "dim": model_card.dim,
-            "window": model_card.window.describe(),
-            "package": model_card.package or "-",
-            "weights": model_card.weights_id or "none (weight-free)",
-            "license": model_card.license,
-            "runs_here": ok,
-            "detail": detail,
-        })
+        rows.append(
+            {
+                "name": name,
+                "description": model_card.description,
+                "sample_rate": model_card.sample_rate,
+                "dim": model_card.dim,
+                "window": model_card.window.describe(),
+                "package": model_card.package or "-",
+                "weights": model_card.weights_id or "none (weight-free)",
+                "license": model_card.license,
+                "runs_here": ok,
+                "detail": detail,
+            }
+        )
     return rows

@@ -20,6 +20,7 @@ measured in ../shared/ENVIRONMENT.md:
   only uses CLAP's audio branch, so a tokenizer that is not in the local cache becomes a placeholder that
   raises if text is ever tokenized.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,6 @@
 """Small pieces every neural encoder shares: device choice, random-init seeding, input checks, equal-length
 batching. Torch is imported inside the functions, never at module import."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,10 @@ def pick_device(requested: str):
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise EncoderUnavailable("device 'cuda' was requested but CUDA is not available here: "
-                                 "use --device cpu, or --device auto (CUDA when present, else CPU)")
+        raise EncoderUnavailable(
+            "device 'cuda' was requested but CUDA is not available here: "
+            "use --device cpu, or --device auto (CUDA when present, else CPU)"
+        )
     return torch.device(requested)
 
 
@@ -65,8 +68,9 @@ def pad_to(audio: np.ndarray, min_samples: int) -> np.ndarray:
     return np.pad(audio, (0, min_samples - len(audio))) if len(audio) < min_samples else audio
 
 
-def equal_length_groups(batch: Sequence[np.ndarray], min_samples: int,
-                        group_size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+def equal_length_groups(
+    batch: Sequence[np.ndarray], min_samples: int, group_size: int
+) -> Iterator[tuple[list[int], np.ndarray]]:
     """Yield (batch indices, stacked audio) for items of equal length, zero-padded to ``min_samples``.
 
     Only equal lengths are stacked: padding a shorter item to a common length would change its embedding.
@@ -77,5 +81,5 @@ def equal_length_groups(batch: Sequence[np.ndarray], min_samples: int,
         by_length[len(audio)].append(index)
     for indices in by_length.values():
         for start in range(0, len(indices), group_size):
-            chunk = indices[start:start + group_size]
+            chunk = indices[start : start + group_size]
             yield chunk, np.stack([padded[i] for i in chunk])

@@ -13,6 +13,7 @@ Pinning: ``resolve_weights(..., expected_sha256=...)`` or ``$MUSICBENCH_WEIGHTS_
 comma-separated, e.g. ``clap=3a1f…,muq=9bc0…``) makes a found file whose sha256 differs an error
 (``WeightsHashMismatch``, naming both hashes) before anything unpickles it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -134,7 +135,8 @@ def verify_sha256(spec: WeightsSpec, resolved: ResolvedWeights, expected: str) -
         raise WeightsHashMismatch(
             f"weights for '{spec.model}' at {resolved.path} have sha256 {actual}, but {expected.strip().lower()} "
             f"was expected; refusing to load them. Replace the file with the expected one "
-            f"({spec.download_url}) or update the pinned hash (${SHA256_ENV} / expected_sha256).")
+            f"({spec.download_url}) or update the pinned hash (${SHA256_ENV} / expected_sha256)."
+        )
 
 
 def _complete(spec: WeightsSpec, candidate: Path) -> Path | None:
@@ -180,8 +182,12 @@ def _download(spec: WeightsSpec) -> Path:
     return paths[0].parent if spec.is_directory else paths[0]
 
 
-def resolve_weights(spec: WeightsSpec, explicit: str | os.PathLike | None = None,
-                    allow_download: bool = False, expected_sha256: str | None = None) -> ResolvedWeights:
+def resolve_weights(
+    spec: WeightsSpec,
+    explicit: str | os.PathLike | None = None,
+    allow_download: bool = False,
+    expected_sha256: str | None = None,
+) -> ResolvedWeights:
     """Find ``spec``'s weights offline, or raise ``WeightsNotFound`` with the fix.
 
     With ``expected_sha256`` (else the model's pin in ``$MUSICBENCH_WEIGHTS_SHA256``), weights whose sha256
@@ -202,7 +208,8 @@ def _locate(spec: WeightsSpec, explicit: str | os.PathLike | None, allow_downloa
         hit = _complete(spec, candidate)
         if hit is None:
             raise WeightsNotFound(
-                f"--weights path {candidate} does not hold {', '.join(spec.files)}. " + spec.help_text())
+                f"--weights path {candidate} does not hold {', '.join(spec.files)}. " + spec.help_text()
+            )
         return ResolvedWeights(hit, "explicit")
     env_root = os.environ.get(WEIGHTS_ENV)
     if env_root:
@@ -244,6 +251,7 @@ def load_torch_checkpoint(path: Path, model: str, safe_globals: tuple = ()):
             raise EncoderUnavailable(
                 f"{path} cannot be loaded safely (torch.load weights_only=True refused it: {reason}). Loading it "
                 f"would unpickle arbitrary objects. If you trust this file, pin its sha256 "
-                f"(${SHA256_ENV}={model}={sha256_file(path)}) or set ${PICKLE_ENV}=1.") from None
+                f"(${SHA256_ENV}={model}={sha256_file(path)}) or set ${PICKLE_ENV}=1."
+            ) from None
     # The user vouched for this file (pinned hash or explicit opt-in): the format needs a full unpickle.
     return torch.load(path, map_location="cpu", weights_only=False)

@@ -32,6 +32,7 @@ What this module adds around the predictor, and why (measured on audiobox-aesthe
 * ``AesMultiOutput``'s ``precision`` setting is inert in 0.0.4: ``__post_init__`` maps it to a ``torch.dtype``
   before testing ``str(precision) in {"16", "bf16"}``, so autocast is never enabled; inference is float32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,6 +47,8 @@ from unittest import mock
 import numpy as np
 
 from encoders.base import EncoderUnavailable
+from encoders.runtime import package_version
+from encoders.torch_utils import pick_device
 from encoders.weights import ResolvedWeights, WeightsSpec, resolve_weights
 
 from .base import Measure, MetricUnavailable, PairMetric
@@ -60,8 +63,17 @@ WINDOW_SECONDS = 10  # AesPredictor.forward: make_inference_batch(wavs, 10, 10, 
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 AXES = ("CE", "CU", "PC", "PQ")  # audiobox_aesthetics.infer.AXES_NAME
 #: the model_cfg keys AesPredictor.setup_model reads from a checkpoint
-MODEL_CFG_KEYS = ("proj_num_layer", "proj_ln", "proj_act_fn", "proj_dropout", "nth_layer",
-                  "use_weighted_layer_sum", "precision", "normalize_embed", "output_dim")
+MODEL_CFG_KEYS = (
+    "proj_num_layer",
+    "proj_ln",
+    "proj_act_fn",
+    "proj_dropout",
+    "nth_layer",
+    "use_weighted_layer_sum",
+    "precision",
+    "normalize_embed",
+    "output_dim",
+)
 
 
 def _value_name(axis: str) -> str:
@@ -76,8 +88,9 @@ class Aesthetics(PairMetric):
     file_value_names = tuple(_value_name(axis) for axis in AXES)
     columns = tuple(f"{_value_name(axis)}_{kind}" for axis in AXES for kind in ("target", "ref", "delta"))
     #: a score is better higher; a target − reference difference has no better direction
-    measures = tuple(Measure(f"{_value_name(axis)}_delta", None, description=f"{axis} of target minus reference")
-                     for axis in AXES)
+    measures = tuple(
+        Measure(f"{_value_name(axis)}_delta", None, description=f"{axis} of target minus reference") for axis in AXES
+    )
     weights_spec = WeightsSpec(model="aesthetics", hf_repo=HF_REPO, files=(CHECKPOINT_FILE,))
     implementation_version = 1
 
@@ -92,16 +105,16 @@ class Aesthetics(PairMetric):
     def _weights(self) -> ResolvedWeights:
         if self._resolved is None:
             try:
-                self._resolved = resolve_weights(self.weights_spec, self.options.weights.get(self.name),
-                                                 self.options.allow_download)
+                self._resolved = resolve_weights(
+                    self.weights_spec, self.options.weights.get(self.name), self.options.allow_download
+                )
             except EncoderUnavailable as error:  # WeightsNotFound: names the file and where to put it
                 raise MetricUnavailable(str(error)) from None
         return self._resolved
 
     def check_available(self) -> str:
         if importlib.util.find_spec(MODULE) is None:
-            raise MetricUnavailable(f"metric '{self.name}' needs the {PACKAGE} package: "
-                                    f"pip install {PACKAGE}==0.0.4")
+            raise MetricUnavailable(f"metric '{self.name}' needs the {PACKAGE} package: pip install {PACKAGE}==0.0.4")
         resolved = self._weights()
         return f"weights: {resolved.path} ({resolved.source})"
 
@@ -116,11 +129,11 @@ class Aesthetics(PairMetric):
             "sample_rate": self.sample_rate,
             "version": self.implementation_version,
             "package": PACKAGE,
-            "package_version": _package_version(),
+            "package_version": package_version(PACKAGE),
             "weights_sha256": self.weights_sha256(),
             "axes": list(AXES),
             "windowing": f"AesPredictor.forward, {WINDOW_SECONDS} s windows hop {WINDOW_SECONDS} s, "
-                         "length-weighted mean",
+            "length-weighted mean",
         }
 
     # ---- model -----------------------------------------------------------------------------------------------
@@ -133,21 +146,23 @@ class Aesthetics(PairMetric):
         from encoders.runtime import prepare_torch_stack
 
         prepare_torch_stack()  # torchaudio's CUDA-linked extension; offline hub defaults
-        import torch
         from audiobox_aesthetics import infer
 
-        if self.options.device == "cuda" and not torch.cuda.is_available():
-            raise MetricUnavailable("device 'cuda' was requested but CUDA is not available here")
+        try:
+            device = pick_device(self.options.device or "auto")
+        except EncoderUnavailable as error:
+            raise MetricUnavailable(str(error)) from error
         try:
             with _local_weights_only(infer, path):
                 predictor = infer.AesPredictor(checkpoint_pth=str(path), data_col="wav")
         except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError, EOFError, OSError) as error:
-            raise MetricUnavailable(f"cannot load the Audiobox Aesthetics checkpoint {path}: "
-                                    f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                                    ) from error
+            raise MetricUnavailable(
+                f"cannot load the Audiobox Aesthetics checkpoint {path}: "
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            ) from error
         if self.options.device not in ("auto", None):
-            predictor.device = torch.device(self.options.device)
-            predictor.model.to(predictor.device)
+            predictor.device = device
+            predictor.model.to(device)
         self._predictor = predictor
         return predictor
 
@@ -170,12 +185,14 @@ class Aesthetics(PairMetric):
         chunk = WINDOW_SAMPLES * max(1, int(self.options.batch_size))
         total, weight = np.zeros(len(AXES)), 0.0
         for start in range(0, audio.size, chunk):
-            piece = np.ascontiguousarray(audio[start:start + chunk])
+            piece = np.ascontiguousarray(audio[start : start + chunk])
             row = predictor.forward([{"wav": torch.from_numpy(piece).unsqueeze(0), "sample_rate": SAMPLE_RATE}])[0]
             scores = np.array([row[axis] for axis in AXES], dtype=np.float64)
             if not np.isfinite(scores).all():
-                raise ValueError(f"Audiobox Aesthetics produced non-finite scores "
-                                 f"{dict(zip(AXES, scores.tolist()))} (checkpoint {self._weights().path})")
+                raise ValueError(
+                    f"Audiobox Aesthetics produced non-finite scores "
+                    f"{dict(zip(AXES, scores.tolist()))} (checkpoint {self._weights().path})"
+                )
             total += piece.size * scores
             weight += piece.size
         return total / weight
@@ -220,15 +237,6 @@ class Aesthetics(PairMetric):
         return path
 
 
-def _package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return None
-
-
 class _WeightsOnlyTorch(types.ModuleType):
     """``torch`` as seen by ``audiobox_aesthetics.infer`` while it loads: ``load`` is always weights-only."""
 
@@ -251,10 +259,14 @@ def _local_weights_only(infer_module, path: Path):
 
     def local_only(checkpoint_pth):
         if checkpoint_pth is None or not Path(checkpoint_pth).is_file():
-            raise MetricUnavailable(f"Audiobox Aesthetics checkpoint {checkpoint_pth} is not a local file "
-                                    "(the package would fetch it from the hub; musicbench does not)")
+            raise MetricUnavailable(
+                f"Audiobox Aesthetics checkpoint {checkpoint_pth} is not a local file "
+                "(the package would fetch it from the hub; musicbench does not)"
+            )
         return checkpoint_pth
 
-    with mock.patch.object(infer_module, "load_model", local_only), \
-            mock.patch.object(infer_module, "torch", _WeightsOnlyTorch(torch)):
+    with (
+        mock.patch.object(infer_module, "load_model", local_only),
+        mock.patch.object(infer_module, "torch", _WeightsOnlyTorch(torch)),
+    ):
         yield

@@ -9,6 +9,7 @@ Logged names (one scheme, documented in README):
 * every pair column ``c`` → ``c_top1_mean`` (rank-1 pairs) and ``c_topk_mean`` (all top-k pairs);
 * every file value ``v`` → ``v_target_mean`` (over targets) and ``v_ref_top1_mean`` (over rank-1 references).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -36,10 +37,10 @@ class Measure:
     headline: bool = False
     description: str = ""
 
-    def named(self, name: str) -> "Measure":
+    def named(self, name: str) -> Measure:
         return Measure(name, self.higher_is_better, self.headline, self.description)
 
-    def not_headline(self) -> "Measure":
+    def not_headline(self) -> Measure:
         return Measure(self.name, self.higher_is_better, False, self.description)
 
 
@@ -85,7 +86,7 @@ class PairMetric(ABC):
     def file_values(self, features: np.ndarray) -> dict[str, float]:
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook)
         """Release model memory."""
 
     @classmethod
@@ -98,6 +99,8 @@ class PairMetric(ABC):
             out += [base.named(f"{column}_top1_mean"), base.named(f"{column}_topk_mean").not_headline()]
         for value in cls.file_value_names:
             base = declared.get(value, Measure(value))
-            out += [base.named(f"{value}_target_mean").not_headline(),
-                    base.named(f"{value}_ref_top1_mean").not_headline()]
+            out += [
+                base.named(f"{value}_target_mean").not_headline(),
+                base.named(f"{value}_ref_top1_mean").not_headline(),
+            ]
         return out

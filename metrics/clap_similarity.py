@@ -10,6 +10,7 @@ identity: a file CLAP already embedded for retrieval is not embedded again here,
 holds the weights' sha256, which ``ClapEncoder.identity_for`` computes without building the model, so a run
 whose files are all cached never loads CLAP. The constructor and ``check_available()`` load nothing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,12 @@ class ClapSimilarity(PairMetric):
     def encoder_options(self):
         from encoders.registry import EncoderOptions
 
-        return EncoderOptions(weights=self.options.weights.get(ENCODER), allow_download=self.options.allow_download,
-                              device=self.options.device, batch_size=self.options.batch_size)
+        return EncoderOptions(
+            weights=self.options.weights.get(ENCODER),
+            allow_download=self.options.allow_download,
+            device=self.options.device,
+            batch_size=self.options.batch_size,
+        )
 
     def check_available(self) -> str:
         from encoders.registry import availability
@@ -61,8 +66,10 @@ class ClapSimilarity(PairMetric):
             except EncoderUnavailable as error:
                 raise MetricUnavailable(str(error)) from None
             if self._encoder.sample_rate != self.sample_rate:  # pragma: no cover - guards a card change
-                raise MetricUnavailable(f"encoder '{ENCODER}' runs at {self._encoder.sample_rate} Hz, "
-                                        f"this metric decodes at {self.sample_rate} Hz")
+                raise MetricUnavailable(
+                    f"encoder '{ENCODER}' runs at {self._encoder.sample_rate} Hz, "
+                    f"this metric decodes at {self.sample_rate} Hz"
+                )
         return self._encoder
 
     def _encoder_identity(self) -> dict[str, Any]:
@@ -74,8 +81,7 @@ class ClapSimilarity(PairMetric):
             raise MetricUnavailable(str(error)) from None
 
     def identity(self) -> dict[str, Any]:
-        return {"metric": self.name, "sample_rate": self.sample_rate, "version": 1,
-                "encoder": self._encoder_identity()}
+        return {"metric": self.name, "sample_rate": self.sample_rate, "version": 1, "encoder": self._encoder_identity()}
 
     def cache_identity(self) -> dict[str, Any]:
         return {"kind": "embedding", **self._encoder_identity()}  # = the built encoder's cache_identity()

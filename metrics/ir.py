@@ -31,6 +31,7 @@ instead of a ranking — e.g. from ``benchmark.ranking.relevant_ranks``, which c
 gives *exactly* (bit for bit) the rows ``per_query_ir`` gives on the full rankings: vectorised over queries,
 with the sums taken in the same order as the list-based functions (which stay the reference implementation).
 """
+
 from __future__ import annotations
 
 import math
@@ -197,8 +198,11 @@ def _check_queries(rankings: Mapping, relevance: Mapping) -> None:
         raise ValueError(f"{len(missing)} queries have ground truth but no ranking: {shown}")
 
 
-def per_query_ir(rankings: Mapping[Hashable, Sequence[Hashable]], relevance: Mapping[Hashable, Relevance],
-                 ks: Iterable[int] = (1, 5, 10)) -> list[dict]:
+def per_query_ir(
+    rankings: Mapping[Hashable, Sequence[Hashable]],
+    relevance: Mapping[Hashable, Relevance],
+    ks: Iterable[int] = (1, 5, 10),
+) -> list[dict]:
     """One row per evaluated query (those with ≥ 1 relevant item), in ``rankings`` order:
     ``{"query", "n_relevant", "average_precision", "reciprocal_rank", "first_relevant_rank",
     "recall_at_{k}", "hit_rate_at_{k}", "precision_at_{k}", "ndcg_at_{k}"}``. A query absent from
@@ -223,7 +227,7 @@ def _sequential_sums(group: np.ndarray, position: np.ndarray, terms: np.ndarray,
         order = np.argsort(position, kind="stable")
         bounds = np.searchsorted(position[order], np.arange(int(position.max()) + 2))
         for p in range(int(position.max()) + 1):
-            sel = order[bounds[p]:bounds[p + 1]]
+            sel = order[bounds[p] : bounds[p + 1]]
             out[group[sel]] += terms[sel]
     return out
 
@@ -236,8 +240,12 @@ def _check_rank(rank) -> int:
     return int(rank)
 
 
-def per_query_from_ranks(ranks: Sequence[Mapping[Hashable, int | None]], relevance: Sequence[Relevance],
-                         ks: Iterable[int] = (1, 5, 10), queries: Sequence[Hashable] | None = None) -> list[dict]:
+def per_query_from_ranks(
+    ranks: Sequence[Mapping[Hashable, int | None]],
+    relevance: Sequence[Relevance],
+    ks: Iterable[int] = (1, 5, 10),
+    queries: Sequence[Hashable] | None = None,
+) -> list[dict]:
     """``per_query_ir``'s rows — the same keys and bit-identical values — from the ranks of the relevant items
     instead of whole rankings.
 
@@ -270,12 +278,18 @@ def per_query_from_ranks(ranks: Sequence[Mapping[Hashable, int | None]], relevan
         pair_rank += [_check_rank(query_ranks.get(item)) for item in grades]
         pair_grade += grades.values()
         labels.append(query)
-    return _rows_from_pairs(labels, np.array(pair_query, dtype=np.int64), np.array(pair_rank, dtype=np.int64),
-                            np.array(pair_grade, dtype=np.float64), ks)
+    return _rows_from_pairs(
+        labels,
+        np.array(pair_query, dtype=np.int64),
+        np.array(pair_rank, dtype=np.int64),
+        np.array(pair_grade, dtype=np.float64),
+        ks,
+    )
 
 
-def _rows_from_pairs(labels: list[Hashable], query: np.ndarray, rank: np.ndarray, grade: np.ndarray,
-                     ks: tuple[int, ...]) -> list[dict]:
+def _rows_from_pairs(
+    labels: list[Hashable], query: np.ndarray, rank: np.ndarray, grade: np.ndarray, ks: tuple[int, ...]
+) -> list[dict]:
     """The rows of ``per_query_from_ranks`` from one entry per (query, relevant item): the query's position in
     ``labels``, the item's rank (0: not ranked) and grade (> 0). Every query has ≥ 1 entry."""
     n = len(labels)
@@ -297,9 +311,12 @@ def _rows_from_pairs(labels: list[Hashable], query: np.ndarray, rank: np.ndarray
     first[f_query[f_pos == 0]] = f_rank[f_pos == 0]
     reciprocal = np.where(n_found > 0, 1.0 / np.maximum(first, 1), 0.0)
 
-    columns: dict[str, list] = {"n_relevant": n_relevant.tolist(), "average_precision": average_precision.tolist(),
-                                "reciprocal_rank": reciprocal.tolist(),
-                                "first_relevant_rank": [int(r) if r else None for r in first.tolist()]}
+    columns: dict[str, list] = {
+        "n_relevant": n_relevant.tolist(),
+        "average_precision": average_precision.tolist(),
+        "reciprocal_rank": reciprocal.tolist(),
+        "first_relevant_rank": [int(r) if r else None for r in first.tolist()],
+    }
     log2 = np.array([0.0] + [math.log2(r + 1) for r in range(1, max(ks, default=0) + 1)])  # math's, as _dcg's
     ideal = np.lexsort((-grade, query))  # per query: grades in decreasing order
     i_query, i_grade, i_pos = query[ideal], grade[ideal], position  # position: the same per-query layout
@@ -339,8 +356,11 @@ def aggregate_ir(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10)) -> dict[s
     return out
 
 
-def ir_metrics(rankings: Mapping[Hashable, Sequence[Hashable]], relevance: Mapping[Hashable, Relevance],
-               ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
+def ir_metrics(
+    rankings: Mapping[Hashable, Sequence[Hashable]],
+    relevance: Mapping[Hashable, Relevance],
+    ks: Iterable[int] = (1, 5, 10),
+) -> dict[str, float]:
     """Mean IR metrics over the queries of ``rankings`` that have ≥ 1 relevant item (see ``aggregate_ir`` for
     the names), plus ``n_queries_without_relevant`` (queries excluded for having none).
     Raises ``ValueError`` if no query can be evaluated or a query of ``relevance`` has no ranking."""
@@ -394,8 +414,9 @@ def _interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean of ``values`` (one value per query).
 
     ``n_resamples`` resamples of ``len(values)`` values drawn with replacement by
@@ -410,8 +431,13 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 1000, 
     return _interval(_resampled_means([values], n_resamples, seed)[0], confidence)
 
 
-def ir_confidence_intervals(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10), n_resamples: int = 1000,
-                            confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+def ir_confidence_intervals(
+    rows: Sequence[dict],
+    ks: Iterable[int] = (1, 5, 10),
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
     """``{metric}_ci_low`` / ``{metric}_ci_high`` for every aggregate of ``aggregate_ir``, bootstrapped over
     the rows of ``per_query_ir`` (each metric with the same seed, so the same resamples for equal-length
     inputs). ``mean_first_relevant_rank`` uses only queries with a retrieved relevant item and is omitted

@@ -61,6 +61,7 @@ Input convention for the pure functions: floating-point audio, either mono ``(T,
 rejected as probably channels-last. ``MelodyAccuracy.file_features`` receives what the harness decodes:
 mono float32 at 44.1 kHz.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -110,8 +111,8 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
     elif audio.ndim == 2:
         if audio.shape[0] > audio.shape[1]:
             raise ValueError(
-                f"expected channels-first audio (C, T); got shape {audio.shape}, which looks like (T, C) — "
-                "pass audio.T")
+                f"expected channels-first audio (C, T); got shape {audio.shape}, which looks like (T, C) — pass audio.T"
+            )
         # the harness decoder's mean: same dtype as the input (float32 stays float32)
         mono = audio[0] if audio.shape[0] == 1 else audio.mean(axis=0, dtype=audio.dtype)
     else:
@@ -125,7 +126,7 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
 
 def _check_finite(mono: np.ndarray) -> None:
     for start in range(0, mono.size, 1 << 20):  # no whole-file boolean temporary
-        if not np.isfinite(mono[start:start + (1 << 20)]).all():
+        if not np.isfinite(mono[start : start + (1 << 20)]).all():
             raise ValueError("audio contains NaN or infinite samples")
 
 
@@ -143,8 +144,9 @@ class _HighPass:
     def __init__(self, x: np.ndarray, sample_rate: int, block: int):
         from scipy import signal
 
-        self.b, self.a = signal.butter(HIGHPASS_ORDER, HIGHPASS_CUTOFF_HZ / (0.5 * sample_rate), btype="high",
-                                       analog=False)
+        self.b, self.a = signal.butter(
+            HIGHPASS_ORDER, HIGHPASS_CUTOFF_HZ / (0.5 * sample_rate), btype="high", analog=False
+        )
         self.zi = signal.lfilter_zi(self.b, self.a)
         n = x.shape[-1]
         pad = 3 * max(len(self.a), len(self.b))  # scipy's default padlen
@@ -153,7 +155,7 @@ class _HighPass:
         self.x, self.n, self.pad, self.block = x, n, pad, block
         # scipy.signal.odd_ext, in x's dtype
         self.left = 2 * x[:1] - x[pad:0:-1]
-        self.right = 2 * x[-1:] - x[-2:-(pad + 2):-1]
+        self.right = 2 * x[-1:] - x[-2 : -(pad + 2) : -1]
         self.starts = list(range(0, n + 2 * pad, block))
         self.states = []
         self.forward: dict[int, np.ndarray] = {}  # forward outputs kept (≤ _FORWARD_CACHE_BYTES), used once
@@ -173,11 +175,11 @@ class _HighPass:
         stop = min(stop, n + 2 * pad)
         pieces = []
         if start < pad:
-            pieces.append(self.left[start:min(stop, pad)])
+            pieces.append(self.left[start : min(stop, pad)])
         if stop > pad and start < pad + n:
-            pieces.append(self.x[max(start - pad, 0):min(stop - pad, n)])
+            pieces.append(self.x[max(start - pad, 0) : min(stop - pad, n)])
         if stop > pad + n:
-            pieces.append(self.right[max(start - pad - n, 0):stop - pad - n])
+            pieces.append(self.right[max(start - pad - n, 0) : stop - pad - n])
         return (pieces[0] if len(pieces) == 1 else np.concatenate(pieces)).astype(np.float64)
 
     def blocks(self, resume: tuple[int, np.ndarray] | None = None):
@@ -194,7 +196,7 @@ class _HighPass:
             backward, state = signal.lfilter(self.b, self.a, forward[::-1], zi=state)
             backward = backward[::-1]
             lo, hi = max(start, self.pad), min(start + len(backward), self.pad + self.n)  # drop the extension
-            yield lo - self.pad, backward[lo - start:hi - start], (j - 1, state)
+            yield lo - self.pad, backward[lo - start : hi - start], (j - 1, state)
 
 
 def _highpass(y: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -202,7 +204,7 @@ def _highpass(y: np.ndarray, sample_rate: int) -> np.ndarray:
     highpass = _HighPass(y, sample_rate, CHROMA_HOP_LENGTH * _BLOCK_FRAMES)
     out = np.empty(y.shape[-1])
     for start, samples, _ in highpass.blocks():
-        out[start:start + len(samples)] = samples
+        out[start : start + len(samples)] = samples
     return out
 
 
@@ -237,15 +239,15 @@ class _Spectrogram:
             if start == 0:
                 samples, lo = np.concatenate([np.zeros(half), samples]), 0
             padded = np.concatenate([samples, carry])  # the padded signal from index lo; it ends where
-            t_lo = min(-(-lo // hop), t_hi)              # frame t_hi - 1 ends
-            carry = padded[:t_lo * hop + CHROMA_N_FFT - hop - lo].copy()  # what frames < t_lo still need
+            t_lo = min(-(-lo // hop), t_hi)  # frame t_hi - 1 ends
+            carry = padded[: t_lo * hop + CHROMA_N_FFT - hop - lo].copy()  # what frames < t_lo still need
             if t_lo == t_hi:  # a sliver of a block: no whole frame starts in it
                 continue
-            frames = np.lib.stride_tricks.sliding_window_view(padded, CHROMA_N_FFT)[t_lo * hop - lo::hop]
+            frames = np.lib.stride_tricks.sliding_window_view(padded, CHROMA_N_FFT)[t_lo * hop - lo :: hop]
             power = np.empty((t_hi - t_lo, CHROMA_N_FFT // 2 + 1))
             for first in range(0, len(power), _FFT_FRAMES):  # cache-sized pieces: ~25 % faster
                 rows = slice(first, min(first + _FFT_FRAMES, len(power)))
-                piece = np.multiply(self.window, frames[rows], out=windowed[:rows.stop - rows.start])
+                piece = np.multiply(self.window, frames[rows], out=windowed[: rows.stop - rows.start])
                 np.abs(scipy.fft.rfft(piece, axis=-1), out=power[rows])
                 np.square(power[rows], out=power[rows])  # librosa's np.abs(stft) ** 2
             t_hi = t_lo
@@ -281,7 +283,7 @@ class _TuningPeaks:
 
         lo, hi = self.lo, self.hi
         ref = _PIPTRACK_THRESHOLD * power.max(axis=1, keepdims=True)
-        band = power[:, lo - 1:hi + 1]
+        band = power[:, lo - 1 : hi + 1]
         kept = band * (band > ref)
         centre = kept[:, 1:-1]
         frame, offset = np.nonzero((centre > kept[:, :-2]) & (centre >= kept[:, 2:]))
@@ -309,7 +311,7 @@ class _TuningPeaks:
         mag, bins, filled = np.empty(n), np.empty(n, dtype=np.int8), 0
         while self.mags:  # gather without holding two copies (order is irrelevant to a median and a histogram)
             m, b = self.mags.pop(), self.bins.pop()
-            mag[filled:filled + len(m)], bins[filled:filled + len(m)] = m, b
+            mag[filled : filled + len(m)], bins[filled : filled + len(m)] = m, b
             filled += len(m)
         counts = np.bincount(bins[mag >= np.median(mag)], minlength=len(self.edges) - 1)
         return float(self.edges[np.argmax(counts)])
@@ -364,10 +366,11 @@ def melody_pitch_classes(audio: np.ndarray, sample_rate: int, mark_silence: bool
             resume = previous_token or "start"
         previous_token = token
 
-    filterbank = librosa.filters.chroma(sr=MELODY_SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=peaks.tuning(),
-                                        n_chroma=N_CHROMA)
+    filterbank = librosa.filters.chroma(
+        sr=MELODY_SAMPLE_RATE, n_fft=CHROMA_N_FFT, tuning=peaks.tuning(), n_chroma=N_CHROMA
+    )
     # Parseval for a real FFT: sum_n |w x|^2 = (|X_0|^2 + |X_N/2|^2 + 2 sum_k |X_k|^2) / N
-    silence_power = SILENCE_RMS ** 2 * float(np.sum(spectrogram.window ** 2)) * CHROMA_N_FFT
+    silence_power = SILENCE_RMS**2 * float(np.sum(spectrogram.window**2)) * CHROMA_N_FFT
     out = np.empty(spectrogram.n_frames, dtype=np.int8)
 
     filterbank_t = filterbank.T.astype(np.float64)  # what chroma_stft's einsum multiplies the power with
@@ -379,7 +382,7 @@ def melody_pitch_classes(audio: np.ndarray, sample_rate: int, mark_silence: bool
         if mark_silence:
             frame_power = power[:, 0] + power[:, -1] + 2.0 * power[:, 1:-1].sum(axis=1)
             classes[frame_power < silence_power] = NO_PITCH
-        out[t_lo:t_lo + len(classes)] = classes
+        out[t_lo : t_lo + len(classes)] = classes
 
     for t_lo, power in kept:
         classify(t_lo, power)
@@ -425,8 +428,9 @@ def pitch_class_accuracy_key_invariant(pcs_a: np.ndarray, pcs_b: np.ndarray) -> 
 
 def melody_accuracy(audio_a: np.ndarray, sample_rate_a: int, audio_b: np.ndarray, sample_rate_b: int) -> float:
     """The report's melody accuracy of two recordings (see the module docstring)."""
-    return pitch_class_accuracy(melody_pitch_classes(audio_a, sample_rate_a),
-                                melody_pitch_classes(audio_b, sample_rate_b))
+    return pitch_class_accuracy(
+        melody_pitch_classes(audio_a, sample_rate_a), melody_pitch_classes(audio_b, sample_rate_b)
+    )
 
 
 def _parameters() -> dict[str, Any]:
@@ -456,8 +460,13 @@ class MelodyAccuracy(PairMetric):
         # features do not depend on the comparison: variants with the same mark_silence share one cache.
         # version 3: the streaming pass (same argmax as chroma_stft; its chroma product is blocked differently
         # from version 2's, so a frame tied to the last bit could differ: not mixed with version 2's cache)
-        return {"metric": "melody", "sample_rate": self.sample_rate, "version": 3,
-                "mark_silence": self.mark_silence, **_parameters()}
+        return {
+            "metric": "melody",
+            "sample_rate": self.sample_rate,
+            "version": 3,
+            "mark_silence": self.mark_silence,
+            **_parameters(),
+        }
 
     def file_features(self, audio: np.ndarray) -> np.ndarray:
         """Pitch classes of the file; ``ValueError("no frames ...")`` for empty audio, so the file is a

@@ -3,6 +3,7 @@
 Adding a metric = one file in ``metrics/`` defining a ``PairMetric`` subclass + one entry below.
 A metric's constructor must be cheap (no model loading): models load on first use.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,7 +1,8 @@
 """Audiobox Aesthetics on CPU: seconds of compute per minute of audio (random-init weights, same architecture).
 
-    python perf/aesthetics_throughput.py [--seconds 60] [--repeats 2]
+python perf/aesthetics_throughput.py [--seconds 60] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,11 @@ def main() -> None:
             metric.file_features(audio)
             times.append(time.perf_counter() - started)
     per_minute = min(times) * 60.0 / args.seconds
-    print(f"aesthetics: best of {args.repeats}: {min(times):.1f} s for {args.seconds:g} s of audio "
-          f"= {per_minute:.1f} s per minute of audio; peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"aesthetics: best of {args.repeats}: {min(times):.1f} s for {args.seconds:g} s of audio "
+        f"= {per_minute:.1f} s per minute of audio; peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

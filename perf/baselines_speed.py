@@ -23,6 +23,7 @@ decode, mix down and resample to 22.05 kHz, as with real music files; one file i
 
     python perf/baselines_speed.py [--files 40] [--seconds 30] [--rounds 3] [--encoders mfcc,chroma]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ TARGET_CLI_SECONDS = 2.0
 RATE, CHANNELS = 44100, 2
 
 #: The loop the issue names, as one script: argv = encoder, refs folder, targets folder, output .npz.
-LOOP_SCRIPT = '''\
+LOOP_SCRIPT = """\
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ Rn = R / np.linalg.norm(R, axis=1, keepdims=True)
 Tn = T / np.linalg.norm(T, axis=1, keepdims=True)
 top5 = np.argsort(-(Tn @ Rn.T), axis=1, kind="stable")[:, :5]
 np.savez(out, names=[p.name for p in ref_paths + target_paths], embeddings=np.concatenate([R, T]), top5=top5)
-'''
+"""
 
 
 def build_data(root: Path, n_files: int, seconds: float) -> tuple[Path, Path]:
@@ -161,8 +162,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--encoders", default="mfcc,chroma")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
-                        help="skip the runs on 5 one-second files that measure what each side costs at no audio")
+    parser.add_argument(
+        "--no-fixed-cost",
+        dest="fixed_cost",
+        action="store_false",
+        help="skip the runs on 5 one-second files that measure what each side costs at no audio",
+    )
     parser.add_argument("--data", type=Path, help="data folder [default: $MUSICBENCH_HOME/perf/baselines-...]")
     args = parser.parse_args()
 
@@ -171,16 +176,19 @@ def main() -> None:
 
     minutes = args.files * args.seconds / 60
     home = musicbench_home() / "perf"
-    datasets = {"big": build_data(args.data or home / f"baselines-{args.files}x{args.seconds:g}s", args.files,
-                                  args.seconds)}
+    datasets = {
+        "big": build_data(args.data or home / f"baselines-{args.files}x{args.seconds:g}s", args.files, args.seconds)
+    }
     if args.fixed_cost:
         datasets["tiny"] = build_data(home / "baselines-5x1s", 5, 1.0)
     sizes = {"big": minutes, "tiny": 5 / 60}
     refs, targets = datasets["big"]
     encoders = [e for e in args.encoders.split(",") if e]
-    print(f"data: {args.files} files × {args.seconds:g} s = {minutes:.1f} min of {RATE} Hz {CHANNELS}-ch 16-bit WAV "
-          f"({len(list(refs.glob('*.wav')))} refs, {len(list(targets.glob('*.wav')))} targets) in {refs.parent}",
-          flush=True)
+    print(
+        f"data: {args.files} files × {args.seconds:g} s = {minutes:.1f} min of {RATE} Hz {CHANNELS}-ch 16-bit WAV "
+        f"({len(list(refs.glob('*.wav')))} refs, {len(list(targets.glob('*.wav')))} targets) in {refs.parent}",
+        flush=True,
+    )
     if minutes < 20:
         print("warning: less than the target's 20 minutes of audio", flush=True)
 
@@ -194,15 +202,44 @@ def main() -> None:
 
         def loop(encoder: str, size: str, tag: str) -> tuple[float, float, str]:
             refs, targets = datasets[size]
-            return timed([sys.executable, str(loop_script), encoder, str(refs), str(targets),
-                          str(tmp / f"loop-{encoder}-{size}-{tag}.npz")], env, tmp)
+            return timed(
+                [
+                    sys.executable,
+                    str(loop_script),
+                    encoder,
+                    str(refs),
+                    str(targets),
+                    str(tmp / f"loop-{encoder}-{size}-{tag}.npz"),
+                ],
+                env,
+                tmp,
+            )
 
         def musicbench(encoder: str, size: str, tag: str) -> tuple[float, float, str]:
             refs, targets = datasets[size]
-            return timed(mb + ["run", "--encoder", encoder, "--refs", str(refs), "--targets", str(targets),
-                               "--cache-dir", str(tmp / f"cache-{encoder}-{size}-{tag}"), "--metrics", "none",
-                               "--no-progress", "--workers", str(args.workers), "--experiment", "perf-baselines"],
-                         env, tmp)
+            return timed(
+                mb
+                + [
+                    "run",
+                    "--encoder",
+                    encoder,
+                    "--refs",
+                    str(refs),
+                    "--targets",
+                    str(targets),
+                    "--cache-dir",
+                    str(tmp / f"cache-{encoder}-{size}-{tag}"),
+                    "--metrics",
+                    "none",
+                    "--no-progress",
+                    "--workers",
+                    str(args.workers),
+                    "--experiment",
+                    "perf-baselines",
+                ],
+                env,
+                tmp,
+            )
 
         sides = {"loop": loop, "musicbench": musicbench}
         # (encoder, size, side) → [(wall, cpu)]; run ids of the timed big musicbench runs per encoder
@@ -217,7 +254,7 @@ def main() -> None:
         for r in range(args.rounds):
             for encoder in encoders:
                 for size in datasets:
-                    for side in (("loop", "musicbench") if r % 2 == 0 else ("musicbench", "loop")):
+                    for side in ("loop", "musicbench") if r % 2 == 0 else ("musicbench", "loop"):
                         wall, cpu, out = sides[side](encoder, size, str(r))
                         times.setdefault((encoder, size, side), []).append((wall, cpu))
                         if side == "musicbench" and size == "big":
@@ -226,47 +263,67 @@ def main() -> None:
                 cli[name].append(timed(command, env, tmp)[0])
             loads.append(os.getloadavg()[0])
             last = {(e, side): times[e, "big", side][-1][0] for e in encoders for side in sides}
-            print(f"round {r + 1}: " + ", ".join(
-                f"{e} loop {last[e, 'loop']:.2f} s / musicbench {last[e, 'musicbench']:.2f} s" for e in encoders)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(
+                    f"{e} loop {last[e, 'loop']:.2f} s / musicbench {last[e, 'musicbench']:.2f} s" for e in encoders
+                )
                 + f"; --help {cli['--help'][-1]:.2f} s, encoders {cli['encoders'][-1]:.2f} s (load {loads[-1]:.1f})",
-                flush=True)
+                flush=True,
+            )
 
         def median(encoder: str, size: str, side: str, what: int) -> float:
             return statistics.median(t[what] for t in times[encoder, size, side])
 
-        print(f"\n{minutes:.1f} min of audio in {args.files} files; {args.rounds} interleaved rounds; "
-              f"1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores\n")
-        print("| encoder | loop s | musicbench s | ratio loop/musicbench | target | verdict | CPU s loop / musicbench "
-              "| 2-core ceiling 2·loop/CPU(musicbench) | embeddings vs loop | pipeline s: hash / embed / retrieve / "
-              "total |")
+        print(
+            f"\n{minutes:.1f} min of audio in {args.files} files; {args.rounds} interleaved rounds; "
+            f"1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores\n"
+        )
+        print(
+            "| encoder | loop s | musicbench s | ratio loop/musicbench | target | verdict | CPU s loop / musicbench "
+            "| 2-core ceiling 2·loop/CPU(musicbench) | embeddings vs loop | pipeline s: hash / embed / retrieve / "
+            "total |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for encoder in encoders:
             pairs = list(zip(times[encoder, "big", "loop"], times[encoder, "big", "musicbench"]))
             ratio = statistics.median(a[0] / b[0] for a, b in pairs)
             ceiling = statistics.median(2 * a[0] / b[1] for a, b in pairs)
-            cosine, diff = compare_embeddings(tmp / f"loop-{encoder}-big-0.npz", tmp / f"cache-{encoder}-big-0",
-                                              datasets["big"])
+            cosine, diff = compare_embeddings(
+                tmp / f"loop-{encoder}-big-0.npz", tmp / f"cache-{encoder}-big-0", datasets["big"]
+            )
             same = "same" if cosine >= 0.9999 else "DIFFERENT"
             logged = logged_timings(store, runs[encoder])
-            phases = " / ".join(f"{logged[k]:.2f}" for k in ("hash_seconds", "embed_seconds", "retrieve_seconds",
-                                                               "total_seconds") if k in logged)
+            phases = " / ".join(
+                f"{logged[k]:.2f}"
+                for k in ("hash_seconds", "embed_seconds", "retrieve_seconds", "total_seconds")
+                if k in logged
+            )
             walls = f"{median(encoder, 'big', 'loop', 0):.2f} | {median(encoder, 'big', 'musicbench', 0):.2f}"
             verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-            print(f"| {encoder} | {walls} | {ratio:.2f} | ≥ {TARGET_RATIO} | {verdict} | "
-                  f"{median(encoder, 'big', 'loop', 1):.1f} / {median(encoder, 'big', 'musicbench', 1):.1f} | "
-                  f"{ceiling:.2f} | {same} (min cosine {cosine:.6f}, max abs diff {diff:.2g}) | {phases} |")
+            print(
+                f"| {encoder} | {walls} | {ratio:.2f} | ≥ {TARGET_RATIO} | {verdict} | "
+                f"{median(encoder, 'big', 'loop', 1):.1f} / {median(encoder, 'big', 'musicbench', 1):.1f} | "
+                f"{ceiling:.2f} | {same} (min cosine {cosine:.6f}, max abs diff {diff:.2g}) | {phases} |"
+            )
         for name, values in cli.items():
             value = statistics.median(values)
-            print(f"| musicbench {name} | | {value:.2f} | | < {TARGET_CLI_SECONDS:g} s | "
-                  f"{'PASS' if value < TARGET_CLI_SECONDS else 'FAIL'} | | | | |")
+            print(
+                f"| musicbench {name} | | {value:.2f} | | < {TARGET_CLI_SECONDS:g} s | "
+                f"{'PASS' if value < TARGET_CLI_SECONDS else 'FAIL'} | | | | |"
+            )
         if not args.fixed_cost:
             return
-        print("\nWhat a run costs at (almost) no audio (median wall s on 5 × 1 s files), what each side pays per "
-              "minute of audio ((big − tiny) / minutes; musicbench's is noisy: a difference of two ~15 s runs), the "
-              "ratio that leaves as the audio grows, and the audio 1.9× needs at these costs, and in the best case "
-              "(musicbench's cost per minute half the loop's: a perfect 2-core split):\n")
-        print("| encoder | fixed s loop / musicbench | s per min of audio loop / musicbench | ratio as audio → ∞ | "
-              "minutes for 1.9× | minutes for 1.9×, best case |")
+        print(
+            "\nWhat a run costs at (almost) no audio (median wall s on 5 × 1 s files), what each side pays per "
+            "minute of audio ((big − tiny) / minutes; musicbench's is noisy: a difference of two ~15 s runs), the "
+            "ratio that leaves as the audio grows, and the audio 1.9× needs at these costs, and in the best case "
+            "(musicbench's cost per minute half the loop's: a perfect 2-core split):\n"
+        )
+        print(
+            "| encoder | fixed s loop / musicbench | s per min of audio loop / musicbench | ratio as audio → ∞ | "
+            "minutes for 1.9× | minutes for 1.9×, best case |"
+        )
         print("|---|---|---|---|---|---|")
 
         def minutes_for(fixed: dict[str, float], loop_rate: float, mb_rate: float) -> str:
@@ -279,12 +336,15 @@ def main() -> None:
 
         for encoder in encoders:
             fixed = {side: median(encoder, "tiny", side, 0) for side in sides}
-            rate = {side: (median(encoder, "big", side, 0) - fixed[side]) / (sizes["big"] - sizes["tiny"])
-                    for side in sides}
+            rate = {
+                side: (median(encoder, "big", side, 0) - fixed[side]) / (sizes["big"] - sizes["tiny"]) for side in sides
+            }
             limit = rate["loop"] / rate["musicbench"] if rate["musicbench"] > 0 else float("inf")
-            print(f"| {encoder} | {fixed['loop']:.2f} / {fixed['musicbench']:.2f} | {rate['loop']:.3f} / "
-                  f"{rate['musicbench']:.3f} | {limit:.2f} | {minutes_for(fixed, rate['loop'], rate['musicbench'])} | "
-                  f"{minutes_for(fixed, rate['loop'], rate['loop'] / 2)} |")
+            print(
+                f"| {encoder} | {fixed['loop']:.2f} / {fixed['musicbench']:.2f} | {rate['loop']:.3f} / "
+                f"{rate['musicbench']:.3f} | {limit:.2f} | {minutes_for(fixed, rate['loop'], rate['musicbench'])} | "
+                f"{minutes_for(fixed, rate['loop'], rate['loop'] / 2)} |"
+            )
 
 
 if __name__ == "__main__":

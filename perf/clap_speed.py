@@ -8,6 +8,7 @@ mono=True)``, one public-API call ``CLAP_Module.get_audio_embedding_from_data`` 
 
     python perf/clap_speed.py [--files 8] [--seconds 30] [--rounds 3] [--warm-minutes 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def loop(weights: str, folder: str, out: str) -> None:
     embeddings = {}
     for path in paths:
         y, _ = librosa.load(path, sr=48000, mono=True)
-        windows = np.stack([y[s:s + CLIP_SAMPLES] for s in window_starts(len(y))]) if len(y) >= CLIP_SAMPLES \
-            else y[None]
+        windows = (
+            np.stack([y[s : s + CLIP_SAMPLES] for s in window_starts(len(y))]) if len(y) >= CLIP_SAMPLES else y[None]
+        )
         vectors = model.get_audio_embedding_from_data(x=windows, use_tensor=False)
         embeddings[str(path)] = np.asarray(vectors, dtype=np.float64).mean(axis=0)
     refs = [p for p in embeddings if "/refs/" in p]
@@ -96,29 +98,60 @@ def main(argv: list[str] | None = None) -> list[Target]:
         def run(precision: str):
             def go():
                 cache = tmp / f"cache-{precision}-{next(counter)}"
-                seconds = timed([MUSICBENCH, "run", "--encoder", "clap", "--weights", str(weights), "--refs",
-                                 str(data / "refs"), "--targets", str(data / "targets"), "--metrics", "none",
-                                 "--precision", precision, "--cache-dir", str(cache), "--no-progress"], env)
+                seconds = timed(
+                    [
+                        MUSICBENCH,
+                        "run",
+                        "--encoder",
+                        "clap",
+                        "--weights",
+                        str(weights),
+                        "--refs",
+                        str(data / "refs"),
+                        "--targets",
+                        str(data / "targets"),
+                        "--metrics",
+                        "none",
+                        "--precision",
+                        precision,
+                        "--cache-dir",
+                        str(cache),
+                        "--no-progress",
+                    ],
+                    env,
+                )
                 (tmp / f"last-{precision}").write_text(str(cache))
                 return seconds
+
             return go
 
         loop_out = tmp / "loop.npz"
-        medians = interleaved({
-            "loop": lambda: timed([PYTHON, __file__, "--loop", str(weights), str(data), str(loop_out)]),
-            "fp32": run("fp32"), "bf16": run("bf16")}, args.rounds)
+        medians = interleaved(
+            {
+                "loop": lambda: timed([PYTHON, __file__, "--loop", str(weights), str(data), str(loop_out)]),
+                "fp32": run("fp32"),
+                "bf16": run("bf16"),
+            },
+            args.rounds,
+        )
         reference = np.load(loop_out)
         paths = [str(p) for p in reference["paths"]]
-        for precision, wanted, goal in (("fp32", 1.3, "CLAP fp32 cold vs report loop"),
-                                        ("bf16", 1.8, "CLAP --precision bf16 vs report loop")):
-            mine = musicbench_embeddings(Path((tmp / f"last-{precision}").read_text()), str(weights), paths,
-                                         precision)
+        for precision, wanted, goal in (
+            ("fp32", 1.3, "CLAP fp32 cold vs report loop"),
+            ("bf16", 1.8, "CLAP --precision bf16 vs report loop"),
+        ):
+            mine = musicbench_embeddings(Path((tmp / f"last-{precision}").read_text()), str(weights), paths, precision)
             agree = float(_cosines(mine, reference["vectors"]).min())
             ratio = medians["loop"] / medians[precision]
-            targets.append(Target(f"{goal} (≥ {wanted}×, cosine ≥ 0.9999)", f"{ratio:.2f}× (min cos {agree:.6f})",
-                                  ratio >= wanted and agree >= 0.9999,
-                                  f"loop {medians['loop']:.1f} s, musicbench {medians[precision]:.1f} s, "
-                                  f"{args.files} × {args.seconds:g} s, {args.rounds} rounds"))
+            targets.append(
+                Target(
+                    f"{goal} (≥ {wanted}×, cosine ≥ 0.9999)",
+                    f"{ratio:.2f}× (min cos {agree:.6f})",
+                    ratio >= wanted and agree >= 0.9999,
+                    f"loop {medians['loop']:.1f} s, musicbench {medians[precision]:.1f} s, "
+                    f"{args.files} × {args.seconds:g} s, {args.rounds} rounds",
+                )
+            )
         if args.warm_minutes > 0:
             targets.append(warm_rerun(weights, args.warm_minutes, tmp))
     return targets
@@ -135,19 +168,45 @@ def warm_rerun(weights: Path, minutes: float, tmp: Path) -> Target:
     uri = f"sqlite:///{tmp}/warm.db"
     stages = []
     for _ in range(2):
-        timed([MUSICBENCH, "run", "--encoder", "clap", "--weights", str(weights), "--refs", str(data / "refs"),
-               "--targets", str(data / "targets"), "--metrics", "none", "--cache-dir", str(tmp / "warm-cache"),
-               "--no-progress", "--experiment", "warm"], {"MLFLOW_TRACKING_URI": uri})
+        timed(
+            [
+                MUSICBENCH,
+                "run",
+                "--encoder",
+                "clap",
+                "--weights",
+                str(weights),
+                "--refs",
+                str(data / "refs"),
+                "--targets",
+                str(data / "targets"),
+                "--metrics",
+                "none",
+                "--cache-dir",
+                str(tmp / "warm-cache"),
+                "--no-progress",
+                "--experiment",
+                "warm",
+            ],
+            {"MLFLOW_TRACKING_URI": uri},
+        )
         import mlflow
 
         mlflow.set_tracking_uri(uri)
         client = MlflowClient()
-        run = client.search_runs([client.get_experiment_by_name("warm").experiment_id],
-                                 order_by=["attributes.start_time DESC"], max_results=1)[0]
+        run = client.search_runs(
+            [client.get_experiment_by_name("warm").experiment_id],
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )[0]
         stages.append(run.data.metrics["hash_seconds"] + run.data.metrics["embed_seconds"])
     ratio = stages[0] / max(stages[1], 1e-9)
-    return Target("warm re-run, hash + embed (≥ 50×)", f"{ratio:.0f}×", ratio >= 50,
-                  f"cold {stages[0]:.1f} s, warm {stages[1]:.2f} s, {files} × 120 s = {files * 2} min")
+    return Target(
+        "warm re-run, hash + embed (≥ 50×)",
+        f"{ratio:.0f}×",
+        ratio >= 50,
+        f"cold {stages[0]:.1f} s, warm {stages[1]:.2f} s, {files} × 120 s = {files * 2} min",
+    )
 
 
 if __name__ == "__main__":

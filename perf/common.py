@@ -4,6 +4,7 @@ Every script exposes ``main(argv) -> list[Target]``; ``perf/bench.py`` runs them
 one table. Timings are wall times of whole processes or stages, measured side by side in interleaved rounds on the
 same machine; the ratios are what to read, since absolute times drift on shared 2-core machines.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ def synth_music(seconds: float, sample_rate: int, seed: int, channels: int = 1):
     return np.stack([y, np.roll(y, 7)], axis=1) if channels == 2 else y
 
 
-def write_files(folder: Path, count: int, seconds: float, sample_rate: int, channels: int = 1,
-                prefix: str = "track") -> list[Path]:
+def write_files(
+    folder: Path, count: int, seconds: float, sample_rate: int, channels: int = 1, prefix: str = "track"
+) -> list[Path]:
     """``count`` wav files of generated audio in ``folder`` (kept when already there)."""
     import soundfile as sf
 
@@ -73,8 +75,9 @@ def timed(command: list[str], env: dict | None = None) -> float:
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                           f"{done.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
     return elapsed
 
 
@@ -101,5 +104,7 @@ def print_table(targets: list[Target]) -> None:
     width = max([len(t.name) for t in targets] + [6])
     print(f"{'target':<{width}}  {'measured':<28}  result")
     for target in targets:
-        print(f"{target.name:<{width}}  {target.measured:<28}  {'PASS' if target.passed else 'FAIL'}"
-              + (f"  ({target.detail})" if target.detail else ""))
+        print(
+            f"{target.name:<{width}}  {target.measured:<28}  {'PASS' if target.passed else 'FAIL'}"
+            + (f"  ({target.detail})" if target.detail else "")
+        )

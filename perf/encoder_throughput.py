@@ -7,6 +7,7 @@ embedding step (decode excluded) and the process's peak RSS.
 
     python perf/encoder_throughput.py [--encoders mfcc,chroma,crepe,clap,music2latent,muq] [--files 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,7 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         options = registry.EncoderOptions(batch_size=batch_size)
         if hasattr(cls, "write_random_weights"):
-            options = registry.EncoderOptions(weights=str(cls.write_random_weights(Path(tmp))),
-                                              batch_size=batch_size)
+            options = registry.EncoderOptions(weights=str(cls.write_random_weights(Path(tmp))), batch_size=batch_size)
         started = time.perf_counter()
         encoder = registry.build(name, options)
         build_seconds = time.perf_counter() - started
@@ -50,10 +50,15 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
         vectors = [encoder.embed_audio(a, batch_size) for a in audio]
         embed_seconds = time.perf_counter() - started
     assert all(np.isfinite(v).all() for v in vectors)
-    return {"encoder": name, "files": len(files), "audio_seconds": round(seconds, 1),
-            "build_seconds": round(build_seconds, 1), "embed_seconds": round(embed_seconds, 2),
-            "audio_seconds_per_second": round(seconds / embed_seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {
+        "encoder": name,
+        "files": len(files),
+        "audio_seconds": round(seconds, 1),
+        "build_seconds": round(build_seconds, 1),
+        "embed_seconds": round(embed_seconds, 2),
+        "audio_seconds_per_second": round(seconds / embed_seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def main() -> None:
@@ -68,20 +73,36 @@ def main() -> None:
         return
     rows = []
     for name in [n for n in args.encoders.split(",") if n]:
-        done = subprocess.run([sys.executable, __file__, "--child", name, "--files", str(args.files),
-                               "--batch-size", str(args.batch_size)], capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--files",
+                str(args.files),
+                "--batch-size",
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             rows.append({"encoder": name, "error": done.stderr.strip().splitlines()[-1:]})
         else:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| encoder | files | audio s | build s | embed s | audio-s / s | peak RSS MB |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| encoder | files | audio s | build s | embed s | audio-s / s | peak RSS MB |\n|---|---|---|---|---|---|---|"
+    )
     for row in rows:
         if "error" in row:
             print(f"| {row['encoder']} | error: {row['error']} | | | | | |")
         else:
-            print(f"| {row['encoder']} | {row['files']} | {row['audio_seconds']} | {row['build_seconds']} | "
-                  f"{row['embed_seconds']} | {row['audio_seconds_per_second']} | {row['peak_rss_mb']} |")
+            print(
+                f"| {row['encoder']} | {row['files']} | {row['audio_seconds']} | {row['build_seconds']} | "
+                f"{row['embed_seconds']} | {row['audio_seconds_per_second']} | {row['peak_rss_mb']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ data, imports its libraries (torch included: the pipeline has it loaded), resets
 Checks: new top-k indices and similarities equal the old ones exactly (all queries); the new IR rows equal the
 old path's rows exactly on the subsample. Targets: top-10 ≤ 0.7 s; IR ≤ 2 s more; ≤ 1 GB extra peak RSS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from perf.common import Target, print_table
+from perf.common import Target, print_table  # noqa: E402  (after the sys.path set-up above)
 
 KS = (1, 5, 10)
 TOPK_TARGET_S, IR_TARGET_S, RSS_TARGET_MB = 0.7, 2.0, 1024
@@ -75,21 +76,26 @@ def _methods(args, refs, queries, relevance):
     def plain():
         q, r = torch.from_numpy(l2_normalise(queries)), torch.from_numpy(l2_normalise(refs))
         for start in range(0, len(q), 256):
-            torch.topk(torch.mm(q[start:start + 256], r.T), 10, dim=1)
+            torch.topk(torch.mm(q[start : start + 256], r.T), 10, dim=1)
         return {}
 
     def new_ir():
         rows = ir_from_embeddings(queries, refs, relevance, None, KS)
         ir_confidence_intervals(rows, KS)
-        return {"means": aggregate_ir(rows, KS), "rows": rows[:args.old_queries]}
+        return {"means": aggregate_ir(rows, KS), "rows": rows[: args.old_queries]}
 
     def old_ir():
         n = args.old_queries
         rankings = dict(enumerate(full_ranking(queries[:n], refs)))
         return {"rows": per_query_ir(rankings, dict(enumerate(relevance[:n])), KS)}
 
-    return {"plain": plain, "new_topk": lambda: top_k(queries, refs, 10),
-            "old_topk": lambda: _reference_top_k(queries, refs, 10), "new_ir": new_ir, "old_ir": old_ir}
+    return {
+        "plain": plain,
+        "new_topk": lambda: top_k(queries, refs, 10),
+        "old_topk": lambda: _reference_top_k(queries, refs, 10),
+        "new_ir": new_ir,
+        "old_ir": old_ir,
+    }
 
 
 def run_child(stage: str, args, out_dir: Path) -> None:
@@ -106,9 +112,12 @@ def run_child(stage: str, args, out_dir: Path) -> None:
                 outputs[name] = methods[name]()
                 best[name] = min(best.get(name, np.inf), time.perf_counter() - tick)
         old, new = outputs["old_topk"], outputs["new_topk"]
-        result = {"seconds": best, "means": outputs["new_ir"]["means"], "rows": outputs["new_ir"]["rows"],
-                  "topk_equal": bool(np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1],
-                                                                                        equal_nan=True))}
+        result = {
+            "seconds": best,
+            "means": outputs["new_ir"]["means"],
+            "rows": outputs["new_ir"]["rows"],
+            "topk_equal": bool(np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1], equal_nan=True)),
+        }
     else:  # one method, for its peak memory (and, for old_ir, its time)
         Path("/proc/self/clear_refs").write_text("5")
         before = _status_kb("VmRSS")
@@ -121,9 +130,24 @@ def run_child(stage: str, args, out_dir: Path) -> None:
 
 
 def _spawn(stage: str, args, out_dir: Path) -> dict:
-    cmd = [sys.executable, __file__, "--stage", stage, "--out", str(out_dir), "--refs", str(args.refs),
-           "--queries", str(args.queries), "--dim", str(args.dim), "--old-queries", str(args.old_queries),
-           "--rounds", str(args.rounds)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--stage",
+        stage,
+        "--out",
+        str(out_dir),
+        "--refs",
+        str(args.refs),
+        "--queries",
+        str(args.queries),
+        "--dim",
+        str(args.dim),
+        "--old-queries",
+        str(args.old_queries),
+        "--rounds",
+        str(args.rounds),
+    ]
     subprocess.run(cmd, check=True)
     return json.loads((out_dir / f"{stage}.json").read_text())
 
@@ -142,8 +166,10 @@ def main(argv: list[str] | None = None) -> list[Target]:
         run_child(args.stage, args, Path(args.out))
         return []
 
-    print(f"{args.refs} refs × {args.queries} queries, dim {args.dim}, one relevant per query, k = {KS}; "
-          f"best of {args.rounds} interleaved rounds")
+    print(
+        f"{args.refs} refs × {args.queries} queries, dim {args.dim}, one relevant per query, k = {KS}; "
+        f"best of {args.rounds} interleaved rounds"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         res = {stage: _spawn(stage, args, Path(tmp)) for stage in ("timing", "new_topk", "new_ir", "old_ir")}
     seconds = res["timing"]["seconds"]
@@ -152,38 +178,70 @@ def main(argv: list[str] | None = None) -> list[Target]:
     old_ir_full = res["old_ir"]["seconds"] * scale
 
     print(f"\n{'method':<48}{'seconds':>9}{'extra peak RSS MB':>19}")
-    rows = (("plain", "torch mm+topk (baseline, no tie rule)", None), ("old_topk", "old top_k (numpy)", None),
-            ("new_topk", "new top_k", res["new_topk"]["extra_peak_mb"]),
-            ("new_ir", "new IR: ir_from_embeddings + means + CIs", res["new_ir"]["extra_peak_mb"]))
+    rows = (
+        ("plain", "torch mm+topk (baseline, no tie rule)", None),
+        ("old_topk", "old top_k (numpy)", None),
+        ("new_topk", "new top_k", res["new_topk"]["extra_peak_mb"]),
+        ("new_ir", "new IR: ir_from_embeddings + means + CIs", res["new_ir"]["extra_peak_mb"]),
+    )
     for key, label, peak in rows:
         print(f"{label:<48}{seconds[key]:>9.3f}{'-' if peak is None else f'{peak:.0f}':>19}")
-    print(f"{f'old IR: full_ranking + per_query_ir ({args.old_queries} q)':<48}{res['old_ir']['seconds']:>9.3f}"
-          f"{res['old_ir']['extra_peak_mb']:>19.0f}")
-    print(f"{f'  extrapolated to {args.queries} queries':<48}{old_ir_full:>9.1f}"
-          f"{res['old_ir']['extra_peak_mb'] * scale:>19.0f}")
+    print(
+        f"{f'old IR: full_ranking + per_query_ir ({args.old_queries} q)':<48}{res['old_ir']['seconds']:>9.3f}"
+        f"{res['old_ir']['extra_peak_mb']:>19.0f}"
+    )
+    print(
+        f"{f'  extrapolated to {args.queries} queries':<48}{old_ir_full:>9.1f}"
+        f"{res['old_ir']['extra_peak_mb'] * scale:>19.0f}"
+    )
     means = res["timing"]["means"]
-    print("\nmeans: " + ", ".join(f"{k}={means[k]:.4f}" for k in ("map", "mrr", "recall_at_10", "ndcg_at_10",
-                                                                 "mean_first_relevant_rank")))
-    print(f"\nratios: new top_k = {seconds['old_topk'] / new_topk:.2f}× faster than the old top_k, "
-          f"{new_topk / plain:.2f}× the plain torch time; new IR ≈ {old_ir_full / new_ir:.0f}× faster than the "
-          f"old path (extrapolated)")
+    print(
+        "\nmeans: "
+        + ", ".join(
+            f"{k}={means[k]:.4f}" for k in ("map", "mrr", "recall_at_10", "ndcg_at_10", "mean_first_relevant_rank")
+        )
+    )
+    print(
+        f"\nratios: new top_k = {seconds['old_topk'] / new_topk:.2f}× faster than the old top_k, "
+        f"{new_topk / plain:.2f}× the plain torch time; new IR ≈ {old_ir_full / new_ir:.0f}× faster than the "
+        f"old path (extrapolated)"
+    )
     print(f"machine load factor (baseline {plain:.2f} s / {PLAIN_QUIET_S} s quiet): {plain / PLAIN_QUIET_S:.2f}\n")
     topk_rss, ir_rss = res["new_topk"]["extra_peak_mb"], res["new_ir"]["extra_peak_mb"]
     quiet = f"quiet-machine equivalent {PLAIN_QUIET_S} s × ratio"
     targets = [
-        Target(f"exact top-10, {args.refs} × {args.queries} × {args.dim} (≤ {TOPK_TARGET_S} s)",
-               f"{new_topk:.2f} s", new_topk <= TOPK_TARGET_S, "absolute: moved by the machine's load"),
-        Target(f"  same, ≤ {TOPK_TARGET_S / PLAIN_QUIET_S:.3f}× torch mm+topk", f"{new_topk / plain:.3f}×",
-               new_topk / plain <= TOPK_TARGET_S / PLAIN_QUIET_S, f"{quiet}: {PLAIN_QUIET_S * new_topk / plain:.2f} s"),
-        Target(f"IR measures + CIs (≤ {IR_TARGET_S} s more)", f"{new_ir:.2f} s", new_ir <= IR_TARGET_S,
-               "absolute: moved by the machine's load"),
-        Target(f"  same, ≤ {IR_TARGET_S / PLAIN_QUIET_S:.2f}× torch mm+topk", f"{new_ir / plain:.2f}×",
-               new_ir / plain <= IR_TARGET_S / PLAIN_QUIET_S, f"{quiet}: {PLAIN_QUIET_S * new_ir / plain:.2f} s"),
+        Target(
+            f"exact top-10, {args.refs} × {args.queries} × {args.dim} (≤ {TOPK_TARGET_S} s)",
+            f"{new_topk:.2f} s",
+            new_topk <= TOPK_TARGET_S,
+            "absolute: moved by the machine's load",
+        ),
+        Target(
+            f"  same, ≤ {TOPK_TARGET_S / PLAIN_QUIET_S:.3f}× torch mm+topk",
+            f"{new_topk / plain:.3f}×",
+            new_topk / plain <= TOPK_TARGET_S / PLAIN_QUIET_S,
+            f"{quiet}: {PLAIN_QUIET_S * new_topk / plain:.2f} s",
+        ),
+        Target(
+            f"IR measures + CIs (≤ {IR_TARGET_S} s more)",
+            f"{new_ir:.2f} s",
+            new_ir <= IR_TARGET_S,
+            "absolute: moved by the machine's load",
+        ),
+        Target(
+            f"  same, ≤ {IR_TARGET_S / PLAIN_QUIET_S:.2f}× torch mm+topk",
+            f"{new_ir / plain:.2f}×",
+            new_ir / plain <= IR_TARGET_S / PLAIN_QUIET_S,
+            f"{quiet}: {PLAIN_QUIET_S * new_ir / plain:.2f} s",
+        ),
         Target(f"top_k extra peak RSS (≤ {RSS_TARGET_MB} MB)", f"{topk_rss:.0f} MB", topk_rss <= RSS_TARGET_MB),
         Target(f"IR extra peak RSS (≤ {RSS_TARGET_MB} MB)", f"{ir_rss:.0f} MB", ir_rss <= RSS_TARGET_MB),
         Target("top-10 identical to the old top_k", "all queries", res["timing"]["topk_equal"]),
-        Target("IR rows identical to full_ranking + per_query_ir", f"first {args.old_queries} queries",
-               res["timing"]["rows"] == res["old_ir"]["rows"]),
+        Target(
+            "IR rows identical to full_ranking + per_query_ir",
+            f"first {args.old_queries} queries",
+            res["timing"]["rows"] == res["old_ir"]["rows"],
+        ),
     ]
     return targets
 

@@ -19,6 +19,7 @@ time for each variant and on CPU time for the single worker (the measure other l
 ``--hour``: a 1-hour 44.1 kHz stereo wav, decoded and scored in a fresh subprocess; peak RSS (VmHWM) of the
 decode and of ``file_features``, each against "well under 2 GB" (PASS below 1.5 GB).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.common import Target, print_table
+from perf.common import Target, print_table  # noqa: E402  (after the sys.path set-up above)
 
 SR_FILES = 22050
 SR = 44100
@@ -56,8 +57,13 @@ def synth(seconds: float, sr: int, seed: int) -> np.ndarray:
         return amp * np.sin(2 * np.pi * np.cumsum(freq) / sr)
 
     chords = sum(voice(max(1, int(seconds / 2)), 196.0, 12, 0.08) for _ in range(3))
-    y = (voice(int(seconds * 4), 261.63, 24, 0.25) + chords + voice(int(seconds), 55.0, 12, 0.1)
-         + 0.05 * rng.standard_normal(n) + 0.02 * np.sin(2 * np.pi * 50 * t))
+    y = (
+        voice(int(seconds * 4), 261.63, 24, 0.25)
+        + chords
+        + voice(int(seconds), 55.0, 12, 0.1)
+        + 0.05 * rng.standard_normal(n)
+        + 0.02 * np.sin(2 * np.pi * 50 * t)
+    )
     return (y / max(1.0, 2 * np.abs(y).max())).astype(np.float32)
 
 
@@ -81,6 +87,7 @@ def new_path(path: str) -> np.ndarray:
 def _warm(_=None) -> int:
     import benchmark.data  # noqa: F401
     import metrics.melody  # noqa: F401
+
     return os.getpid()
 
 
@@ -109,12 +116,23 @@ def hour_memory_child(path: str) -> None:
     classes = metric.file_features(audio)
     scored = time.perf_counter() - tick
     features_peak = _status_kb("VmHWM")
-    print(f"  imports + warm-up: {base / 1024:.0f} MB; decode ({decoded:.1f} s): peak {decode_peak / 1024:.0f} MB "
-          f"(holds {audio.nbytes / 2**20:.0f} MB of mono float32)")
-    print(f"  file_features ({scored:.1f} s, {classes.size} frames): peak {features_peak / 1024:.0f} MB, "
-          f"{(features_peak - before) / 1024:.0f} MB above the decoded audio")
-    print(json.dumps({"decode_peak_mb": decode_peak / 1024, "features_peak_mb": features_peak / 1024,
-                      "features_extra_mb": (features_peak - before) / 1024}))
+    print(
+        f"  imports + warm-up: {base / 1024:.0f} MB; decode ({decoded:.1f} s): peak {decode_peak / 1024:.0f} MB "
+        f"(holds {audio.nbytes / 2**20:.0f} MB of mono float32)"
+    )
+    print(
+        f"  file_features ({scored:.1f} s, {classes.size} frames): peak {features_peak / 1024:.0f} MB, "
+        f"{(features_peak - before) / 1024:.0f} MB above the decoded audio"
+    )
+    print(
+        json.dumps(
+            {
+                "decode_peak_mb": decode_peak / 1024,
+                "features_peak_mb": features_peak / 1024,
+                "features_extra_mb": (features_peak - before) / 1024,
+            }
+        )
+    )
 
 
 def write_hour(path: Path, seconds: int = 3600) -> None:
@@ -145,8 +163,10 @@ def main(argv: list[str] | None = None) -> list[Target]:
         for i in range(args.files):
             paths.append(str(Path(tmp, f"song{i:02d}.wav")))
             sf.write(paths[-1], synth(args.seconds, SR_FILES, seed=i), SR_FILES, subtype="PCM_16")
-        print(f"{args.files} files × {args.seconds:g} s at {SR_FILES} Hz (16-bit wav), scored at {SR} Hz; "
-              f"best of {args.rounds} interleaved rounds")
+        print(
+            f"{args.files} files × {args.seconds:g} s at {SR_FILES} Hz (16-bit wav), scored at {SR} Hz; "
+            f"best of {args.rounds} interleaved rounds"
+        )
         report_formula(paths[0]), new_path(paths[0])  # imports, numba JIT, caches
 
         threads = ThreadPoolExecutor(2)
@@ -160,8 +180,10 @@ def main(argv: list[str] | None = None) -> list[Target]:
         report, one = "report formula, file by file", "new, 1 worker"
         per_file = {name: np.full((args.rounds, args.files, 2), np.inf) for name in (report, one)}
         results: dict[str, list[np.ndarray]] = {report: [None] * args.files, one: [None] * args.files}
-        pools = {"new, 2 threads": lambda: list(threads.map(new_path, paths)),
-                 "new, 2 processes": lambda: list(processes.map(new_path, paths))}
+        pools = {
+            "new, 2 threads": lambda: list(threads.map(new_path, paths)),
+            "new, 2 processes": lambda: list(processes.map(new_path, paths)),
+        }
         pool_wall: dict[str, list[float]] = {name: [] for name in pools}
         for r in range(args.rounds):
             for i, path in enumerate(paths):
@@ -184,36 +206,67 @@ def main(argv: list[str] | None = None) -> list[Target]:
         for name in (report, one, *pools):
             cpu_text = f"{cpu[name]:>8.2f}" if name in cpu else f"{'-':>8}"
             print(f"{name:<32}{wall[name]:>9.2f}{audio_seconds / wall[name]:>11.1f}{cpu_text}")
-        identical = all(all(np.array_equal(a, b) for a, b in zip(results[report], results[name]))
-                        for name in (one, *pools))
-        targets = [Target(f"{name}, wall time (≥ {TARGET:g}× the report's formula)",
-                          f"{wall[report] / wall[name]:.2f}×", wall[report] / wall[name] >= TARGET)
-                   for name in (one, *pools)]
+        identical = all(
+            all(np.array_equal(a, b) for a, b in zip(results[report], results[name])) for name in (one, *pools)
+        )
+        targets = [
+            Target(
+                f"{name}, wall time (≥ {TARGET:g}× the report's formula)",
+                f"{wall[report] / wall[name]:.2f}×",
+                wall[report] / wall[name] >= TARGET,
+            )
+            for name in (one, *pools)
+        ]
         cpu_ratio = cpu[report] / cpu[one]
-        targets.append(Target(f"{one}, CPU time (≥ {TARGET:g}×)", f"{cpu_ratio:.2f}×", cpu_ratio >= TARGET,
-                              "the measure other load moves least"))
-        targets.append(Target("identical per-frame pitch classes", f"{sum(len(r) for r in results[report])} frames",
-                              identical, "every file, every variant"))
-        print(f"pools over 1 worker: threads {wall[one] / wall['new, 2 threads']:.2f}×, "
-              f"processes {wall[one] / wall['new, 2 processes']:.2f}× (2 cores)\n")
+        targets.append(
+            Target(
+                f"{one}, CPU time (≥ {TARGET:g}×)",
+                f"{cpu_ratio:.2f}×",
+                cpu_ratio >= TARGET,
+                "the measure other load moves least",
+            )
+        )
+        targets.append(
+            Target(
+                "identical per-frame pitch classes",
+                f"{sum(len(r) for r in results[report])} frames",
+                identical,
+                "every file, every variant",
+            )
+        )
+        print(
+            f"pools over 1 worker: threads {wall[one] / wall['new, 2 threads']:.2f}×, "
+            f"processes {wall[one] / wall['new, 2 processes']:.2f}× (2 cores)\n"
+        )
 
         if args.hour:
             hour = Path(tmp, "hour.wav")
             tick = time.perf_counter()
             write_hour(hour)
-            print(f"1-hour 44.1 kHz stereo wav written ({hour.stat().st_size / 2**20:.0f} MB, "
-                  f"{time.perf_counter() - tick:.0f} s); scoring it in a fresh process:")
-            done = subprocess.run([sys.executable, __file__, "--hour-child", str(hour)], check=True,
-                                  capture_output=True, text=True)
+            print(
+                f"1-hour 44.1 kHz stereo wav written ({hour.stat().st_size / 2**20:.0f} MB, "
+                f"{time.perf_counter() - tick:.0f} s); scoring it in a fresh process:"
+            )
+            done = subprocess.run(
+                [sys.executable, __file__, "--hour-child", str(hour)], check=True, capture_output=True, text=True
+            )
             *lines, last = done.stdout.strip().splitlines()
             print("\n".join(lines) + "\n")
             peaks = json.loads(last)
-            for what, key in (("decode (benchmark.data.decode)", "decode_peak_mb"),
-                              ("file_features", "features_peak_mb")):
-                targets.append(Target(f"1-hour stereo file, {what}: peak RSS (< {LIMIT_MB} MB)",
-                                      f"{peaks[key]:.0f} MB", peaks[key] < LIMIT_MB,
-                                      f"{peaks['features_extra_mb']:.0f} MB above the decoded audio"
-                                      if key == "features_peak_mb" else "holds its pieces and their concatenation"))
+            for what, key in (
+                ("decode (benchmark.data.decode)", "decode_peak_mb"),
+                ("file_features", "features_peak_mb"),
+            ):
+                targets.append(
+                    Target(
+                        f"1-hour stereo file, {what}: peak RSS (< {LIMIT_MB} MB)",
+                        f"{peaks[key]:.0f} MB",
+                        peaks[key] < LIMIT_MB,
+                        f"{peaks['features_extra_mb']:.0f} MB above the decoded audio"
+                        if key == "features_peak_mb"
+                        else "holds its pieces and their concatenation",
+                    )
+                )
     return targets
 
 

@@ -3,6 +3,7 @@
 Importable from any test module (``from audio_factory import tone``): tests/conftest.py puts ``tests/`` on
 ``sys.path``. Sample counts are ``round(seconds * sr)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ def _time(seconds: float, sr: int) -> np.ndarray:
     return np.arange(int(round(seconds * sr))) / sr
 
 
-def tone(freq: float, seconds: float, sr: int = SR, harmonics: int = 3, noise: float = 0.0,
-         seed: int = 0) -> np.ndarray:
+def tone(
+    freq: float, seconds: float, sr: int = SR, harmonics: int = 3, noise: float = 0.0, seed: int = 0
+) -> np.ndarray:
     """A harmonic tone (partial h at 1/h), plus optional seeded white noise, scaled to a peak of 0.3."""
     t = _time(seconds, sr)
     y = sum(np.sin(2 * np.pi * freq * h * t) / h for h in range(1, harmonics + 1))
@@ -24,8 +26,7 @@ def tone(freq: float, seconds: float, sr: int = SR, harmonics: int = 3, noise: f
     return (0.3 * y / max(np.max(np.abs(y)), 1e-9)).astype(np.float32)
 
 
-def sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5, noise: float = 0.0,
-         seed: int = 0) -> np.ndarray:
+def sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     """``amp · sin(2π freq t)`` plus optional seeded white noise of standard deviation ``noise`` (not rescaled)."""
     t = _time(seconds, sr)
     y = amp * np.sin(2 * np.pi * freq * t)

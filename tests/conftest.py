@@ -5,6 +5,7 @@ Synthetic audio for any test: ``from audio_factory import tone, sine, melody`` (
 Heavy libraries (torch, mlflow, model packages) are imported inside fixtures and tests, never at module level:
 collection stays fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,16 +89,34 @@ def no_weights(tmp_path, monkeypatch, network_calls):
 
 @pytest.fixture
 def run_on_tiny(tiny_dataset):
-    """``run_on_tiny(experiment, encoder="mfcc", metrics="none")`` → the id of a finished CLI run on ``tiny_dataset``."""
+    """``run_on_tiny(experiment, encoder="mfcc", metrics="none")`` → the id of a finished CLI run on
+    ``tiny_dataset``."""
     from click.testing import CliRunner
 
     from benchmark.cli import main
 
     def run(experiment: str, encoder: str = "mfcc", metrics: str = "none") -> str:
-        result = CliRunner().invoke(main, [
-            "run", "--encoder", encoder, "--refs", str(tiny_dataset["refs"]), "--targets",
-            str(tiny_dataset["targets"]), "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", metrics,
-            "--cache-dir", str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--encoder",
+                encoder,
+                "--refs",
+                str(tiny_dataset["refs"]),
+                "--targets",
+                str(tiny_dataset["targets"]),
+                "--ground-truth",
+                str(tiny_dataset["ground_truth"]),
+                "--metrics",
+                metrics,
+                "--cache-dir",
+                str(tiny_dataset["root"] / "cache"),
+                "--experiment",
+                experiment,
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
         return result.output.split("MLflow run ")[1].split()[0]
 

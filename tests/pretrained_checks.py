@@ -1,5 +1,6 @@
 """Checks of the behaviour every ``PretrainedEncoder`` shares (input checks, equal-length batching), called with a
 random-init encoder by the neural encoders' tests (``test_encoder_pretrained.py``). Imports no torch."""
+
 from __future__ import annotations
 
 import numpy as np

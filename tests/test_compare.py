@@ -1,4 +1,5 @@
 """`musicbench compare`: runs read back from MLflow → table (= logged metrics), side-by-side top-1, figures."""
+
 import uuid
 
 import numpy as np
@@ -33,11 +34,14 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
 
     client, experiment, runs = two_runs
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(main, ["compare", "--runs", f"{runs['mfcc'].info.run_id},{runs['chroma'].info.run_id}",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["compare", "--runs", f"{runs['mfcc'].info.run_id},{runs['chroma'].info.run_id}", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
-    assert "| encoder | map | mrr | recall_at_5 | ndcg_at_5 | hit_rate_at_1 | sim_top1_mean | melody_acc_top1_mean |" \
+    assert (
+        "| encoder | map | mrr | recall_at_5 | ndcg_at_5 | hit_rate_at_1 | sim_top1_mean | melody_acc_top1_mean |"
         in result.output
+    )
 
     for name in FIGURES:
         with Image.open(out / "figures" / f"{name}.png") as image:
@@ -46,8 +50,18 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
     assert list(table.index) == ["mfcc", "chroma"]
     for encoder, run in runs.items():
         assert table.at[encoder, "run_id"] == run.info.run_id
-        for metric in ("map", "mrr", "recall_at_5", "ndcg_at_5", "hit_rate_at_1", "sim_top1_mean",
-                       "melody_acc_top1_mean", "map_ci_low", "map_ci_high", "sim_top1_mean_ci_low"):
+        for metric in (
+            "map",
+            "mrr",
+            "recall_at_5",
+            "ndcg_at_5",
+            "hit_rate_at_1",
+            "sim_top1_mean",
+            "melody_acc_top1_mean",
+            "map_ci_low",
+            "map_ci_high",
+            "sim_top1_mean_ci_low",
+        ):
             assert table.at[encoder, metric] == pytest.approx(run.data.metrics[metric], abs=1e-12), metric
         assert np.isnan(table.at[encoder, "melody_acc_top1_mean_ci_low"])  # no CI logged: none invented
     assert set(table["sim_top1_mean_vs_best"]) <= {"best", "tied", "below"}
@@ -74,11 +88,18 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
     logged = comparison_runs[0]
     assert logged.data.tags["musicbench.comparison.runs"] == f"{runs['mfcc'].info.run_id},{runs['chroma'].info.run_id}"
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id, "comparison")}
-    assert {"comparison/comparison.json", "comparison/comparison.csv", "comparison/comparison.md",
-            "comparison/per_target_top1.json", "comparison/per_target_summary.json", "comparison/figures"} <= artifacts
+    assert {
+        "comparison/comparison.json",
+        "comparison/comparison.csv",
+        "comparison/comparison.md",
+        "comparison/per_target_top1.json",
+        "comparison/per_target_summary.json",
+        "comparison/figures",
+    } <= artifacts
     logged_table = client.load_table(logged.info.experiment_id, "comparison/comparison.json", [logged.info.run_id])
     assert logged_table.set_index("encoder")["map"].to_dict() == pytest.approx(
-        {e: r.data.metrics["map"] for e, r in runs.items()})
+        {e: r.data.metrics["map"] for e, r in runs.items()}
+    )
 
 
 @pytest.mark.slow
@@ -98,8 +119,11 @@ def test_compare_experiment_takes_the_latest_run_per_encoder_and_parent_its_chil
     parent = client.create_run(experiment_id, run_name="suite", tags={"musicbench.suite": "true"})
     for run in runs.values():
         client.set_tag(run.info.run_id, "mlflow.parentRunId", parent.info.run_id)
-    failed = client.create_run(experiment_id, run_name="clap", tags={
-        "mlflow.parentRunId": parent.info.run_id, "musicbench.encoder": "clap", "failure_reason": "no weights"})
+    failed = client.create_run(
+        experiment_id,
+        run_name="clap",
+        tags={"mlflow.parentRunId": parent.info.run_id, "musicbench.encoder": "clap", "failure_reason": "no weights"},
+    )
     client.set_terminated(failed.info.run_id, "FAILED")
     client.set_terminated(parent.info.run_id, "FINISHED")
     result = CliRunner().invoke(main, ["compare", "--parent", parent.info.run_id])
@@ -129,19 +153,31 @@ def _table(rows):
 def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
     from benchmark import compare
 
-    table = _table([
-        {"encoder": "a", "map": 0.80, "map_ci_low": 0.70, "map_ci_high": 0.90},
-        {"encoder": "b", "map": 0.75, "map_ci_low": 0.65, "map_ci_high": 0.85},  # overlaps a's CI
-        {"encoder": "c", "map": 0.40, "map_ci_low": 0.30, "map_ci_high": 0.50},  # disjoint
-        {"encoder": "d", "map": 0.70, "map_ci_low": np.nan, "map_ci_high": np.nan},
-    ])
+    table = _table(
+        [
+            {"encoder": "a", "map": 0.80, "map_ci_low": 0.70, "map_ci_high": 0.90},
+            {"encoder": "b", "map": 0.75, "map_ci_low": 0.65, "map_ci_high": 0.85},  # overlaps a's CI
+            {"encoder": "c", "map": 0.40, "map_ci_low": 0.30, "map_ci_high": 0.50},  # disjoint
+            {"encoder": "d", "map": 0.70, "map_ci_low": np.nan, "map_ci_high": np.nan},
+        ]
+    )
     assert compare._vs_best(table, "map").to_dict() == {"a": "best", "b": "tied", "c": "below", "d": "no CI"}
-    lower = _table([
-        {"encoder": "a", "mean_first_relevant_rank": 1.2, "mean_first_relevant_rank_ci_low": 1.0,
-         "mean_first_relevant_rank_ci_high": 1.5},
-        {"encoder": "b", "mean_first_relevant_rank": 3.0, "mean_first_relevant_rank_ci_low": 2.0,
-         "mean_first_relevant_rank_ci_high": 4.0},
-    ])
+    lower = _table(
+        [
+            {
+                "encoder": "a",
+                "mean_first_relevant_rank": 1.2,
+                "mean_first_relevant_rank_ci_low": 1.0,
+                "mean_first_relevant_rank_ci_high": 1.5,
+            },
+            {
+                "encoder": "b",
+                "mean_first_relevant_rank": 3.0,
+                "mean_first_relevant_rank_ci_low": 2.0,
+                "mean_first_relevant_rank_ci_high": 4.0,
+            },
+        ]
+    )
     assert compare._vs_best(lower, "mean_first_relevant_rank").to_dict() == {"a": "best", "b": "below"}
     table["map_vs_best"] = compare._vs_best(table, "map")
     text = compare.markdown_table(table, ["map"])
@@ -161,8 +197,12 @@ def test_heatmap_normalises_each_metric_and_annotates_raw_values():
     assert data[0, 1] == data[1, 1] == 1.0  # a constant column: all equal best
     assert {t.get_text() for t in ax.texts} == {"0.200", "0.600", "0.500"}
     figure.clf()
-    ranks = _table([{"encoder": "a", "mean_first_relevant_rank": 1.0, "n_failed": 0},
-                    {"encoder": "b", "mean_first_relevant_rank": 3.0, "n_failed": 0}])
+    ranks = _table(
+        [
+            {"encoder": "a", "mean_first_relevant_rank": 1.0, "n_failed": 0},
+            {"encoder": "b", "mean_first_relevant_rank": 3.0, "n_failed": 0},
+        ]
+    )
     data = figures.metrics_heatmap(ranks, ["mean_first_relevant_rank", "n_failed"]).axes[0].images[0].get_array()
     assert data[0, 0] == 1.0 and data[1, 0] == 0.0  # lower is better: the lowest rank is the best colour
     assert data[0, 1] == data[1, 1] == 1.0

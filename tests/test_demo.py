@@ -1,4 +1,5 @@
 """The embedded demo dataset: built offline from the music21 corpus + pretty_midi's soundfont."""
+
 from __future__ import annotations
 
 import csv

@@ -3,6 +3,7 @@
 The oracle is the library's own path: ``CLAP_Module`` + ``load_ckpt`` + ``get_audio_embedding_from_data``.
 torch and laion_clap are imported inside fixtures and tests; tests that build CLAP are marked ``slow``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 
 from encoders import clap
-from encoders.runtime import import_laion_clap
-from encoders.base import EncoderUnavailable, EncoderError, WindowPolicy, pool
+from encoders.base import EncoderError, EncoderUnavailable, WindowPolicy, pool
 from encoders.clap import CLIP_SAMPLES, SAMPLE_RATE, ClapEncoder, ClapMusicEncoder, window_starts
 from encoders.registry import EncoderOptions, build, encoder_class
+from encoders.runtime import import_laion_clap
 from encoders.weights import WeightsNotFound, sha256_file
 
 CKPT = ClapEncoder.weights_spec.files[0]
@@ -47,8 +48,9 @@ def oracle(ckpt):
     laion_clap = import_laion_clap()
     config = transformers.RobertaConfig(**clap._ROBERTA_BASE)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transformers.RobertaModel, "from_pretrained",
-                      classmethod(lambda cls, *args, **kwargs: cls(config)))
+        patch.setattr(
+            transformers.RobertaModel, "from_pretrained", classmethod(lambda cls, *args, **kwargs: cls(config))
+        )
         patch.setattr(transformers.RobertaTokenizer, "from_pretrained", classmethod(lambda cls, *args, **kwargs: None))
         module = laion_clap.CLAP_Module(enable_fusion=False, amodel="HTSAT-tiny", device="cpu")
     module.load_ckpt(ckpt=str(ckpt), verbose=False)
@@ -64,8 +66,10 @@ def library_embedding(oracle, clips: list[np.ndarray]) -> np.ndarray:
 
 def test_cards_and_registry():
     assert encoder_class("clap") is ClapEncoder and encoder_class("clap-music") is ClapMusicEncoder
-    for cls, name, ckpt_name in ((ClapEncoder, "clap", CKPT),
-                                 (ClapMusicEncoder, "clap-music", "music_audioset_epoch_15_esc_90.14.pt")):
+    for cls, name, ckpt_name in (
+        (ClapEncoder, "clap", CKPT),
+        (ClapMusicEncoder, "clap-music", "music_audioset_epoch_15_esc_90.14.pt"),
+    ):
         card = cls.card
         assert (card.name, card.sample_rate, card.dim) == (name, 48000, 512)
         assert card.window == WindowPolicy(window_seconds=10.0, hop_seconds=10.0, pad_last=False)
@@ -123,16 +127,19 @@ def test_long_audio_is_windowed_deterministically(encoder, monkeypatch):
     np.random.seed(2)
     second = encoder.embed([audio])
     assert np.array_equal(first, second)
-    windows = [audio[start:start + CLIP_SAMPLES] for start in window_starts(audio.size)]
+    windows = [audio[start : start + CLIP_SAMPLES] for start in window_starts(audio.size)]
     np.testing.assert_allclose(first[0], pool(encoder.embed(windows)), atol=1e-6)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("audio, problem", [
-    (np.full(4800, np.nan, dtype=np.float32), "NaN"),
-    (np.zeros((2, 4800), dtype=np.float32), "mono"),
-    (np.zeros(0, dtype=np.float32), "empty"),
-])
+@pytest.mark.parametrize(
+    "audio, problem",
+    [
+        (np.full(4800, np.nan, dtype=np.float32), "NaN"),
+        (np.zeros((2, 4800), dtype=np.float32), "mono"),
+        (np.zeros(0, dtype=np.float32), "empty"),
+    ],
+)
 def test_bad_input_is_refused(encoder, audio, problem):
     with pytest.raises(EncoderError, match=problem):
         encoder.embed([tone(1.0), audio])
@@ -160,8 +167,13 @@ def test_checkpoint_reading_mirrors_the_library(tmp_path, caplog):
     tensor = torch.ones(1)
     # released checkpoints pickle numpy scalars: they must load with weights_only=True, without a warning
     with_numpy = tmp_path / "numpy.pt"
-    torch.save({"state_dict": {"module.a": tensor, "module." + clap._POSITION_IDS: tensor},
-                "optimizer": {"param_groups": [{"lr": np.float64(1e-4)}]}}, with_numpy)
+    torch.save(
+        {
+            "state_dict": {"module.a": tensor, "module." + clap._POSITION_IDS: tensor},
+            "optimizer": {"param_groups": [{"lr": np.float64(1e-4)}]},
+        },
+        with_numpy,
+    )
     bare = tmp_path / "bare.pt"
     torch.save({"a": tensor}, bare)  # no wrapper, no prefix, no position_ids: still readable
     with caplog.at_level(logging.WARNING, logger=clap.log.name):

@@ -4,6 +4,7 @@ Adding an encoder = one file + one registry entry + passing this test. The invar
 ``encoders.contract`` (``run_checks``), so a user can run them on any built encoder; this test runs them on every
 registered encoder, plus the harness's own path (decode → embed_files) on odd files.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,11 @@ def options_for(tmp_path_factory):
     def get(name: str, **overrides) -> registry.EncoderOptions:
         if name not in written:
             cls = registry.encoder_class(name)
-            written[name] = (str(cls.write_random_weights(root / name, **QUICK_WEIGHTS.get(name, {})))
-                             if hasattr(cls, "write_random_weights") else None)
+            written[name] = (
+                str(cls.write_random_weights(root / name, **QUICK_WEIGHTS.get(name, {})))
+                if hasattr(cls, "write_random_weights")
+                else None
+            )
         return registry.EncoderOptions(weights=written[name], batch_size=4, **overrides)
 
     return get
@@ -87,23 +91,36 @@ def test_encoder_contract(name, encoder, odd_files):
         np.testing.assert_array_equal(first.embeddings[key], second.embeddings[key], err_msg=key)
 
     rng = np.random.default_rng(1)
-    batch = [rng.standard_normal(int(1.0 * encoder.sample_rate)).astype(np.float32) * 0.1,
-             rng.standard_normal(int(0.3 * encoder.sample_rate)).astype(np.float32) * 0.1]
+    batch = [
+        rng.standard_normal(int(1.0 * encoder.sample_rate)).astype(np.float32) * 0.1,
+        rng.standard_normal(int(0.3 * encoder.sample_rate)).astype(np.float32) * 0.1,
+    ]
     windows = [w for audio in batch for w in encoder.window.segment(audio, encoder.sample_rate)]
     out = encoder.embed(windows)
     assert out.shape == (len(windows), card.dim) and np.all(np.isfinite(out))
 
     results = run_checks(encoder, rng_seed=0, seconds=CHECK_SECONDS)
     assert {result.name for result in results} >= {
-        "output_shape_dtype", "finite", "deterministic", "input_untouched", "batch_equals_single", "sliced_batches",
-        "shorter_than_window", "source_sample_rates", "silence", "speed"}
+        "output_shape_dtype",
+        "finite",
+        "deterministic",
+        "input_untouched",
+        "batch_equals_single",
+        "sliced_batches",
+        "shorter_than_window",
+        "source_sample_rates",
+        "silence",
+        "speed",
+    }
     assert not failures(results), "\n".join(f"{r.name}: {r.detail}" for r in failures(results))
     speed = next(result for result in results if result.name == "speed")
     assert speed.value is not None and speed.value > 0
 
 
-@pytest.mark.parametrize("name", [_marked(name) for name in registry.names()
-                                  if not issubclass(registry.encoder_class(name), WeightFreeEncoder)])
+@pytest.mark.parametrize(
+    "name",
+    [_marked(name) for name in registry.names() if not issubclass(registry.encoder_class(name), WeightFreeEncoder)],
+)
 def test_cuda_without_cuda_is_refused_with_the_fix(name, options_for):
     import torch
 

@@ -6,6 +6,7 @@ forward) is tested for that one. Random-init weights are written once per module
 MuQ with ``small=True`` (MuQ-large's widths, 2 conformer layers instead of 12), loaded through the real
 ``MuQ.from_pretrained`` path; Music2Latent as the package's ``{"gen_state_dict": …}`` checkpoint.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -74,21 +75,34 @@ class Spec:
 
 
 SPECS = {
-    "muq": Spec(MuQEncoder, muq_module.MIN_SAMPLES, muq_module.MIN_SECONDS,
-                lambda sr: np.zeros(muq_module.MIN_SAMPLES - 1, dtype=np.float32), 1e-4, _break_muq,
-                ("config.json", "model.safetensors", "OpenMuQ/MuQ-large-msd-iter", "$MUSICBENCH_WEIGHTS"),
-                weights_kwargs={"small": True}),
-    "music2latent": Spec(Music2LatentEncoder, m2l_module.MIN_SAMPLES, m2l_module.MIN_SECONDS,
-                         lambda sr: music(sr, 0.1), 1e-5, _break_music2latent,
-                         ("music2latent.pt", "SonyCSLParis/music2latent", "$MUSICBENCH_WEIGHTS"),
-                         downloader=("music2latent.utils", "hf_hub_download")),
+    "muq": Spec(
+        MuQEncoder,
+        muq_module.MIN_SAMPLES,
+        muq_module.MIN_SECONDS,
+        lambda sr: np.zeros(muq_module.MIN_SAMPLES - 1, dtype=np.float32),
+        1e-4,
+        _break_muq,
+        ("config.json", "model.safetensors", "OpenMuQ/MuQ-large-msd-iter", "$MUSICBENCH_WEIGHTS"),
+        weights_kwargs={"small": True},
+    ),
+    "music2latent": Spec(
+        Music2LatentEncoder,
+        m2l_module.MIN_SAMPLES,
+        m2l_module.MIN_SECONDS,
+        lambda sr: music(sr, 0.1),
+        1e-5,
+        _break_music2latent,
+        ("music2latent.pt", "SonyCSLParis/music2latent", "$MUSICBENCH_WEIGHTS"),
+        downloader=("music2latent.utils", "hf_hub_download"),
+    ),
 }
 
 
 def _param(name: str):
     module = SPECS[name].cls.import_name()
-    return pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
-                                                       reason=f"{module} is not installed"))
+    return pytest.param(
+        name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
+    )
 
 
 @pytest.fixture(params=[_param(name) for name in SPECS])
@@ -263,8 +277,9 @@ def test_muq_matches_the_package_forward(written, built, network_calls):
 
 
 # ---- Music2Latent ------------------------------------------------------------------------------------------------
-m2l_installed = pytest.mark.skipif(importlib.util.find_spec("music2latent") is None,
-                                   reason="music2latent is not installed")
+m2l_installed = pytest.mark.skipif(
+    importlib.util.find_spec("music2latent") is None, reason="music2latent is not installed"
+)
 
 
 @m2l_installed

@@ -1,4 +1,5 @@
 """The demo with a baseline encoder, end to end into a temporary MLflow store, read back with the client."""
+
 import json
 
 import numpy as np
@@ -12,9 +13,17 @@ from metrics.ir import ir_metrics
 
 pytestmark = pytest.mark.slow  # builds the demo set, then a whole CLI run on it
 
-EXPECTED_ARTIFACTS = {"tables/topk.csv", "tables/topk.json", "tables/per_target.csv", "tables/per_target.json",
-                      "failures.csv", "config.json", "dataset/manifest.csv", "figures/similarity_heatmap.png",
-                      "figures/top1_similarity.png"}
+EXPECTED_ARTIFACTS = {
+    "tables/topk.csv",
+    "tables/topk.json",
+    "tables/per_target.csv",
+    "tables/per_target.json",
+    "failures.csv",
+    "config.json",
+    "dataset/manifest.csv",
+    "figures/similarity_heatmap.png",
+    "figures/top1_similarity.png",
+}
 
 
 def _artifacts(client, run_id, path=None):
@@ -33,9 +42,25 @@ def demo_run(demo_set, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:  # no weights anywhere: the neural metrics must be skipped, and say why
         patch.delenv("MUSICBENCH_WEIGHTS", raising=False)
         patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hf")))
-        result = CliRunner().invoke(main, ["run", "--encoder", "mfcc", "--refs", str(demo_set.refs), "--targets",
-                                           str(demo_set.targets), "--ground-truth", str(demo_set.ground_truth),
-                                           "--cache-dir", str(cache), "--experiment", "e2e", "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--encoder",
+                "mfcc",
+                "--refs",
+                str(demo_set.refs),
+                "--targets",
+                str(demo_set.targets),
+                "--ground-truth",
+                str(demo_set.ground_truth),
+                "--cache-dir",
+                str(cache),
+                "--experiment",
+                "e2e",
+                "--no-progress",
+            ],
+        )
     assert result.exit_code == 0, result.output
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
@@ -51,9 +76,22 @@ def test_run_records_params_tags_metrics_and_artifacts(demo_run):
         assert key in params, key
     assert params["encoder"] == "mfcc" and params["k"] == "5"
     assert tags["version.mlflow"] and tags["version.librosa"]
-    for key in ("map", "mrr", "mean_first_relevant_rank", "recall_at_5", "hit_rate_at_5", "ndcg_at_5",
-                "sim_top1_mean", "sim_top1_median", "sim_topk_mean", "melody_acc_top1_mean",
-                "melody_acc_topk_mean", "map_ci_low", "map_ci_high", "n_failed"):
+    for key in (
+        "map",
+        "mrr",
+        "mean_first_relevant_rank",
+        "recall_at_5",
+        "hit_rate_at_5",
+        "ndcg_at_5",
+        "sim_top1_mean",
+        "sim_top1_median",
+        "sim_topk_mean",
+        "melody_acc_top1_mean",
+        "melody_acc_topk_mean",
+        "map_ci_low",
+        "map_ci_high",
+        "n_failed",
+    ):
         assert key in metrics, key
     assert 0 < metrics["map"] < 1 and 0 < metrics["mrr"] <= 1
     assert metrics["map_ci_low"] <= metrics["map"] <= metrics["map_ci_high"]
@@ -82,8 +120,14 @@ def test_baseline_beats_shuffled_embeddings(demo_run, demo_set):
     from benchmark import pipeline
     from benchmark.config import RunConfig
 
-    config = RunConfig(encoder="mfcc", refs=demo_set.refs, targets=demo_set.targets,
-                       ground_truth=demo_set.ground_truth, cache_dir=cache, metrics="none")
+    config = RunConfig(
+        encoder="mfcc",
+        refs=demo_set.refs,
+        targets=demo_set.targets,
+        ground_truth=demo_set.ground_truth,
+        cache_dir=cache,
+        metrics="none",
+    )
     result = pipeline.run(config, progress=False)
     assert result.metrics["n_embedded"] == 0  # all from the cache of the CLI run
     from benchmark.cache import ArrayCache

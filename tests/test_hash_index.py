@@ -1,4 +1,5 @@
 """The stat index: an unchanged file is not read again; a touched or replaced one is re-hashed and re-embedded."""
+
 from __future__ import annotations
 
 import os
@@ -116,9 +117,25 @@ def run_cli(tmp_path):
     from benchmark.cli import main
 
     def run(refs, targets, cache):
-        result = CliRunner().invoke(main, ["run", "--encoder", "mfcc", "--refs", str(refs), "--targets", str(targets),
-                                           "--metrics", "none", "--cache-dir", str(cache), "--experiment",
-                                           "hash-index", "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--encoder",
+                "mfcc",
+                "--refs",
+                str(refs),
+                "--targets",
+                str(targets),
+                "--metrics",
+                "none",
+                "--cache-dir",
+                str(cache),
+                "--experiment",
+                "hash-index",
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
         run_id = result.output.split("MLflow run ")[1].split()[0]
         return MlflowClient().get_run(run_id).data.metrics

@@ -1,4 +1,5 @@
 """Audiobox Aesthetics metric: the package's own predictor on a random-init checkpoint in the package's format."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -68,8 +69,6 @@ def clips():
 @pytest.fixture(scope="module")
 def features(metric, clips):
     return {name: metric.file_features(audio) for name, audio in clips.items()}
-
-
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """CLAP similarity metric: cosine of the CLAP encoder's file embeddings (random-init CLAP checkpoint)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,8 +40,10 @@ def encoder(weights):
 
 @pytest.fixture(scope="module")
 def clips():
-    return {"a": sine(440.0, 3.0, SR, amp=0.3, noise=0.05, seed=1),
-            "b": sine(220.0, 12.0, SR, amp=0.3, noise=0.05, seed=2)}
+    return {
+        "a": sine(440.0, 3.0, SR, amp=0.3, noise=0.05, seed=1),
+        "b": sine(220.0, 12.0, SR, amp=0.3, noise=0.05, seed=2),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,6 @@ def test_unembeddable_file_is_a_value_error(metric):
 
 def test_zero_vector_gives_nan_not_a_number():
     assert np.isnan(ClapSimilarity().pair_scores(np.zeros(4), np.ones(4))["clap_sim"])
-
-
 
 
 def test_unavailable_without_weights(no_weights, tmp_path):

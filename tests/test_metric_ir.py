@@ -1,5 +1,6 @@
 """IR metrics (metrics/ir.py): hand-computed cases, scikit-learn agreement, the rank-based path against the
 list-based reference, bootstrap intervals."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ from metrics.ir import (
     reciprocal_rank,
 )
 
-
 # --- hand-computed cases --------------------------------------------------------------------------------------
+
 
 def test_hand_computed_two_relevant():
     ranking, relevant = ["a", "b", "c", "d"], {"b", "d"}
@@ -36,19 +37,21 @@ def test_hand_computed_two_relevant():
     assert average_precision(ranking, relevant) == pytest.approx(0.5)
     assert first_relevant_rank(ranking, relevant) == 2
     assert reciprocal_rank(ranking, relevant) == pytest.approx(1 / 2)
-    assert recall_at_k(ranking, relevant, 1) == 0.0          # top1 {a}: 0 of 2
-    assert recall_at_k(ranking, relevant, 2) == 0.5          # top2 {a,b}: 1 of 2
+    assert recall_at_k(ranking, relevant, 1) == 0.0  # top1 {a}: 0 of 2
+    assert recall_at_k(ranking, relevant, 2) == 0.5  # top2 {a,b}: 1 of 2
     assert recall_at_k(ranking, relevant, 4) == 1.0
     assert hit_rate_at_k(ranking, relevant, 1) == 0.0
     assert hit_rate_at_k(ranking, relevant, 2) == 1.0
     assert precision_at_k(ranking, relevant, 1) == 0.0
-    assert precision_at_k(ranking, relevant, 2) == 0.5       # 1/2
+    assert precision_at_k(ranking, relevant, 2) == 0.5  # 1/2
     assert precision_at_k(ranking, relevant, 3) == pytest.approx(1 / 3)
     assert precision_at_k(ranking, relevant, 10) == pytest.approx(2 / 10)  # always / k
     # nDCG@2: DCG = 0/log2(2) + 1/log2(3); IDCG = 1/log2(2) + 1/log2(3)
     assert ndcg_at_k(ranking, relevant, 2) == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
     # nDCG@4: DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3)
-    assert ndcg_at_k(ranking, relevant, 4) == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+    assert ndcg_at_k(ranking, relevant, 4) == pytest.approx(
+        (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    )
 
 
 def test_hand_computed_first_is_relevant():
@@ -103,12 +106,13 @@ def test_undefined_cases_raise():
 
 # --- aggregation ----------------------------------------------------------------------------------------------
 
+
 def test_ir_metrics_means_and_exclusions():
     rankings = {
-        "q1": ["a", "b", "c", "d"],   # relevant {b, d}: AP 0.5, RR 1/2, first rank 2
-        "q2": ["c", "a", "b", "d"],   # relevant {c}:    AP 1,   RR 1,   first rank 1
-        "q3": ["a", "b", "c", "d"],   # no relevant items → excluded
-        "q4": ["d", "c", "b", "a"],   # relevant only graded 0 → excluded
+        "q1": ["a", "b", "c", "d"],  # relevant {b, d}: AP 0.5, RR 1/2, first rank 2
+        "q2": ["c", "a", "b", "d"],  # relevant {c}:    AP 1,   RR 1,   first rank 1
+        "q3": ["a", "b", "c", "d"],  # no relevant items → excluded
+        "q4": ["d", "c", "b", "a"],  # relevant only graded 0 → excluded
     }
     relevance = {"q1": {"b": 1, "d": 1}, "q2": {"c": 2}, "q4": {"a": 0}}
     out = ir_metrics(rankings, relevance, ks=(1, 2))
@@ -123,9 +127,14 @@ def test_ir_metrics_means_and_exclusions():
     assert out["precision_at_2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert out["ndcg_at_1"] == pytest.approx((0 + 1) / 2)
     assert not any("@" in key for key in out)
-    expected_keys = {"map", "mrr", "mean_first_relevant_rank", "n_queries_evaluated", "n_queries_without_relevant",
-                     "n_queries_relevant_not_retrieved"} | {
-        f"{m}_at_{k}" for m in ("recall", "hit_rate", "precision", "ndcg") for k in (1, 2)}
+    expected_keys = {
+        "map",
+        "mrr",
+        "mean_first_relevant_rank",
+        "n_queries_evaluated",
+        "n_queries_without_relevant",
+        "n_queries_relevant_not_retrieved",
+    } | {f"{m}_at_{k}" for m in ("recall", "hit_rate", "precision", "ndcg") for k in (1, 2)}
     assert set(out) == expected_keys
 
     rows = per_query_ir(rankings, relevance, ks=(1, 2))
@@ -156,6 +165,7 @@ def test_ir_metrics_errors():
 
 # --- agreement with scikit-learn on random cases --------------------------------------------------------------
 
+
 def _random_cases(seed: int, n_queries: int = 40, n_refs: int = 30):
     """Full rankings (random permutations) and graded relevance (0–3, ≥ 1 relevant per query)."""
     rng = np.random.default_rng(seed)
@@ -183,10 +193,11 @@ def test_average_precision_matches_sklearn(seed):
     y_true = np.array([[relevance[q][r] > 0 for r in refs] for q in rankings], dtype=int)
     y_score = np.array([_scores_from_ranking(rankings[q], refs) for q in rankings])
     ours = [average_precision(rankings[q], relevance[q]) for q in rankings]
-    for i, q in enumerate(rankings):
+    for i in range(len(rankings)):
         assert ours[i] == pytest.approx(average_precision_score(y_true[i], y_score[i]), abs=1e-12)
     assert ir_metrics(rankings, relevance, ks=(5,))["map"] == pytest.approx(
-        label_ranking_average_precision_score(y_true, y_score), abs=1e-12)
+        label_ranking_average_precision_score(y_true, y_score), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -199,9 +210,11 @@ def test_ndcg_matches_sklearn(seed, k):
     y_score = np.array([_scores_from_ranking(rankings[q], refs) for q in rankings])
     for i, q in enumerate(rankings):
         assert ndcg_at_k(rankings[q], relevance[q], k) == pytest.approx(
-            ndcg_score(y_true[i:i + 1], y_score[i:i + 1], k=k), abs=1e-12)
+            ndcg_score(y_true[i : i + 1], y_score[i : i + 1], k=k), abs=1e-12
+        )
     assert ir_metrics(rankings, relevance, ks=(k,))[f"ndcg_at_{k}"] == pytest.approx(
-        ndcg_score(y_true, y_score, k=k), abs=1e-12)
+        ndcg_score(y_true, y_score, k=k), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -223,6 +236,7 @@ def test_recall_precision_rr_against_brute_force(seed):
 
 
 # --- bootstrap ------------------------------------------------------------------------------------------------
+
 
 def test_bootstrap_deterministic_and_contains_mean():
     values = np.random.default_rng(0).random(50)
@@ -278,13 +292,21 @@ def test_ir_confidence_intervals():
     rows = per_query_ir(rankings, relevance, ks=(1, 5))
     means = aggregate_ir(rows, ks=(1, 5))
     cis = ir_confidence_intervals(rows, ks=(1, 5), n_resamples=300, seed=0)
-    for metric in ("map", "mrr", "mean_first_relevant_rank", "recall_at_5", "ndcg_at_1", "hit_rate_at_1",
-                   "precision_at_5"):
+    for metric in (
+        "map",
+        "mrr",
+        "mean_first_relevant_rank",
+        "recall_at_5",
+        "ndcg_at_1",
+        "hit_rate_at_1",
+        "precision_at_5",
+    ):
         assert cis[f"{metric}_ci_low"] <= means[metric] <= cis[f"{metric}_ci_high"], metric
     assert cis == ir_confidence_intervals(rows, ks=(1, 5), n_resamples=300, seed=0)
 
 
 # --- from ranks: bit-identical to the list-based functions (the reference) ---------------------------------------
+
 
 def _ranks_of(rankings, relevance):
     """What ``benchmark.ranking.relevant_ranks`` gives: each relevant item's 1-based rank, or None if unranked."""
@@ -298,8 +320,9 @@ def _ranks_of(rankings, relevance):
 
 def _assert_from_ranks_equals_reference(rankings, relevance, ks):
     expected = per_query_ir(rankings, relevance, ks)
-    got = per_query_from_ranks(_ranks_of(rankings, relevance), [relevance.get(q, ()) for q in rankings], ks,
-                               queries=list(rankings))
+    got = per_query_from_ranks(
+        _ranks_of(rankings, relevance), [relevance.get(q, ()) for q in rankings], ks, queries=list(rankings)
+    )
     assert got == expected  # same keys, same order of rows, values equal bit for bit
     assert [list(row) for row in got] == [list(row) for row in expected]  # same column order
     return got
@@ -311,11 +334,10 @@ def test_from_ranks_hand_computed_cases():
         "q2": ["c", "a", "b", "d"],
         "q3": ["a", "b", "c", "d"],
         "q4": ["d", "c", "b", "a"],
-        "q5": ["a", "b"],           # truncated: relevant q never ranked (e.g. excluded)
+        "q5": ["a", "b"],  # truncated: relevant q never ranked (e.g. excluded)
         "q6": ["x", "y", "z", "w", "v"],
     }
-    relevance = {"q1": {"b": 1, "d": 1}, "q2": {"c": 2}, "q4": {"a": 0}, "q5": {"b", "q"},
-                 "q6": ["x", "z", "v"]}
+    relevance = {"q1": {"b": 1, "d": 1}, "q2": {"c": 2}, "q4": {"a": 0}, "q5": {"b", "q"}, "q6": ["x", "z", "v"]}
     rows = _assert_from_ranks_equals_reference(rankings, relevance, ks=(1, 2, 4, 10))
     assert [row["query"] for row in rows] == ["q1", "q2", "q5", "q6"]
     assert rows[2]["average_precision"] == pytest.approx(0.25) and rows[2]["n_relevant"] == 2

@@ -1,4 +1,5 @@
 """Melody accuracy (metrics/melody.py): the report's formula, its edge cases and an independent transcription."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,6 +39,7 @@ def a_classes() -> np.ndarray:
 
 # --- the formula on clear cases -------------------------------------------------------------------------------
 
+
 def test_pure_tones_have_their_pitch_class(a_classes):
     c_classes = melody_pitch_classes(sine(C5, 2.0, SR), SR)
     assert a_classes.dtype == np.int8
@@ -71,10 +73,13 @@ def test_compared_over_the_shorter_length(a_classes):
     assert pitch_class_accuracy(short, a_classes) == 1.0
     # sequence level: only the first min(len) frames count
     assert pitch_class_accuracy(np.array([0, 1, 2, 3], np.int8), np.array([0, 1], np.int8)) == 1.0
-    assert pitch_class_accuracy(np.array([0, 1, 2], np.int8), np.array([0, 5, 2, 2, 2], np.int8)) == pytest.approx(2 / 3)
+    assert pitch_class_accuracy(np.array([0, 1, 2], np.int8), np.array([0, 5, 2, 2, 2], np.int8)) == pytest.approx(
+        2 / 3
+    )
 
 
 # --- input conventions ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rate", [22050, 48000])
 def test_other_sample_rates_give_the_same_classes(rate, a_classes):
@@ -105,6 +110,7 @@ def test_bad_inputs_are_rejected():
 
 # --- silence, short and empty audio ---------------------------------------------------------------------------
 
+
 def test_report_formula_lets_silence_match_as_c(a_classes):
     silent = melody_pitch_classes(np.zeros(2 * SR, np.float32), SR)
     assert len(silent) == 345 and np.all(silent == 0)  # all-zero chroma: argmax 0 = "C", as in the report
@@ -121,12 +127,11 @@ def test_voiced_variant_silence_has_no_pitch_and_never_matches(a_classes):
 
 
 def test_tone_then_silence(a_classes):
-    half = melody_pitch_classes(np.concatenate([sine(A4, 1.0, SR), np.zeros(SR, np.float32)]), SR,
-                                mark_silence=True)
+    half = melody_pitch_classes(np.concatenate([sine(A4, 1.0, SR), np.zeros(SR, np.float32)]), SR, mark_silence=True)
     # frames whose 2048-sample window lies wholly in the silent half (centre ≥ 44100 + 1024) have no pitch
     first_silent = -(-(44100 + 1024) // 256)  # = 177
     assert np.all(half[first_silent:] == NO_PITCH)
-    assert np.all(half[:first_silent - 8] == 9)
+    assert np.all(half[: first_silent - 8] == 9)
     matches = pitch_class_accuracy(half, a_classes) * 345
     assert abs(matches - 173) <= 4, matches  # still counted over all 345 frames
 
@@ -164,6 +169,7 @@ def test_empty_audio_has_no_frames_and_accuracy_refuses():
 
 # --- independent transcription of the formula -----------------------------------------------------------------
 
+
 def _report_formula(y: np.ndarray, sr: int) -> np.ndarray:
     """The report's steps written out: filtfilt(butter(2, 261.2 Hz, high)) → librosa chroma_stft → argmax."""
     import librosa
@@ -198,6 +204,7 @@ def test_matches_the_formula_after_resampling():
 
 # --- the streaming implementation equals the formula's steps, bit for bit ------------------------------------
 
+
 def _filtfilt(y: np.ndarray) -> np.ndarray:
     from scipy.signal import butter, filtfilt
 
@@ -227,8 +234,15 @@ def _signals() -> dict[str, np.ndarray]:
         "chord": chord.astype(np.float32),
         "noise": (0.3 * rng.standard_normal(5 * SR)).astype(np.float32),
         "quiet noise": (1e-4 * rng.standard_normal(SR)).astype(np.float32),
-        "silences": np.concatenate([np.zeros(30000, np.float32), tone(C5, 1.0, SR), np.zeros(70001, np.float32),
-                                    melody_clip(2.0, SR, seed=3), np.zeros(5000, np.float32)]),
+        "silences": np.concatenate(
+            [
+                np.zeros(30000, np.float32),
+                tone(C5, 1.0, SR),
+                np.zeros(70001, np.float32),
+                melody_clip(2.0, SR, seed=3),
+                np.zeros(5000, np.float32),
+            ]
+        ),
         "float64": melody_clip(2.5, SR, seed=9).astype(np.float64),
         "one block + 3": (0.3 * rng.standard_normal(256 * 1024 + 3)).astype(np.float32),
         "short": (0.3 * rng.standard_normal(3000)).astype(np.float32),
@@ -259,7 +273,7 @@ def test_streaming_pass_equals_librosa_bit_for_bit(name, setting):
     np.testing.assert_array_equal(melody._highpass(y, SR), y_hp)  # the blockwise filtfilt, exactly
     got_power = np.full_like(power, np.nan)
     for first, block, _ in melody._Spectrogram(y, SR).blocks():
-        got_power[:, first:first + len(block)] = block.T
+        got_power[:, first : first + len(block)] = block.T
     np.testing.assert_array_equal(got_power, power)  # every frame once, librosa.stft's numbers exactly
     assert melody._estimate_tuning(y, SR) == tuning  # estimate_tuning(S=power), exactly
     np.testing.assert_array_equal(melody_pitch_classes(y, SR), classes)  # chroma_stft + argmax
@@ -270,7 +284,7 @@ def test_voiced_variant_equals_its_definition(name, setting):
     y = SIGNALS[name]
     _, power, _, classes = _librosa_steps(y)
     window = np.hanning(2049)[:-1]  # the periodic Hann window librosa uses
-    silence_power = melody.SILENCE_RMS ** 2 * float(np.sum(window ** 2)) * 2048
+    silence_power = melody.SILENCE_RMS**2 * float(np.sum(window**2)) * 2048
     frame_power = power[0] + power[-1] + 2 * power[1:-1].sum(axis=0)  # Parseval: n_fft × Σ (w x)²
     expected = np.where(frame_power < silence_power, NO_PITCH, classes)
     np.testing.assert_array_equal(melody_pitch_classes(y, SR, mark_silence=True), expected)
@@ -324,6 +338,7 @@ print((status('VmHWM') - before) / 1024)
 
 # --- the pair metric ------------------------------------------------------------------------------------------
 
+
 def test_pair_metric_protocol():
     metric = MelodyAccuracy()
     assert isinstance(metric, PairMetric)
@@ -355,9 +370,11 @@ def test_key_invariant_variant_is_separate_and_opt_in():
 
 
 def test_library_imports_no_harness():
-    code = ("import sys, metrics.melody, metrics.ir; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmark', 'mlflow', 'click', 'torch')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, metrics.melody, metrics.ir; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('benchmark', 'mlflow', 'click', 'torch')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

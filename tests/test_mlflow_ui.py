@@ -13,6 +13,7 @@ The same server's REST API confirms the runs' statuses and that the figure is se
 to the test's temp folder, or to ``docs/`` with ``MUSICBENCH_UPDATE_DOCS=1`` (how ``docs/mlflow_ui_*.png`` were
 made). Skipped when Chromium is not installed (``apt-get install -y chromium``).
 """
+
 import json
 import os
 import shutil
@@ -32,9 +33,18 @@ from benchmark.cli import main
 
 pytestmark = pytest.mark.slow  # a suite, an MLflow server and three Chromium renders
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--virtual-time-budget=15000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=15000",
+)
 MAX_SCREENSHOT_BYTES = 500_000
 SERVER_READY_SECONDS = 60
 
@@ -63,11 +73,29 @@ def suite_store(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = "sqlite:///" + str(tmp_path / "ui-store" / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    result = CliRunner().invoke(main, [
-        "suite", "--encoders", "mfcc,chroma,clap", "--weights", "clap=/nonexistent/clap.pt",
-        "--refs", str(tiny_dataset["refs"]), "--targets", str(tiny_dataset["targets"]),
-        "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", "none", "--experiment", "ui-suite",
-        "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "suite",
+            "--encoders",
+            "mfcc,chroma,clap",
+            "--weights",
+            "clap=/nonexistent/clap.pt",
+            "--refs",
+            str(tiny_dataset["refs"]),
+            "--targets",
+            str(tiny_dataset["targets"]),
+            "--ground-truth",
+            str(tiny_dataset["ground_truth"]),
+            "--metrics",
+            "none",
+            "--experiment",
+            "ui-suite",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1, result.output  # clap fails for its missing weights, the others finish
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("ui-suite")
@@ -81,8 +109,18 @@ def mlflow_server(suite_store, tmp_path):
     uri = suite_store[0]
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "server", "--backend-store-uri", uri,
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log_path = tmp_path / "mlflow-server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers needed
     with open(log_path, "wb") as log:
@@ -110,8 +148,7 @@ def mlflow_server(suite_store, tmp_path):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not ready after {SERVER_READY_SECONDS} s:\n"
-                            f"{log_path.read_text()[-3000:]}")
+                pytest.fail(f"mlflow server not ready after {SERVER_READY_SECONDS} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         yield base
     finally:
@@ -120,8 +157,15 @@ def mlflow_server(suite_store, tmp_path):
 
 def _browse(chromium: str, url: str, screenshot: Path, profile: Path, size: str = "1600,900") -> str:
     """Render ``url`` headless; returns the DOM after the virtual-time budget and writes a PNG screenshot."""
-    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={size}", "--dump-dom",
-               f"--screenshot={screenshot}", url]
+    command = [
+        chromium,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        f"--window-size={size}",
+        "--dump-dom",
+        f"--screenshot={screenshot}",
+        url,
+    ]
     done = subprocess.run(command, capture_output=True, timeout=120, cwd=screenshot.parent)
     dom = done.stdout.decode("utf-8", "replace")
     assert done.returncode == 0 and dom, f"chromium failed ({done.returncode}): {done.stderr.decode()[-2000:]}"
@@ -130,8 +174,11 @@ def _browse(chromium: str, url: str, screenshot: Path, profile: Path, size: str 
 
 
 def _api(base: str, path: str, body: dict | None = None) -> bytes:
-    request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read()
 
@@ -147,32 +194,47 @@ def test_suite_runs_metric_and_figure_show_in_the_mlflow_ui(suite_store, mlflow_
     experiment_url = f"{mlflow_server}/#/experiments/{experiment.experiment_id}"
 
     # 1. the runs table: every run of the suite, listed flat (sorted by map), metric columns shown
-    view = {"orderByKey": "metrics.`map`", "orderByAsc": False, "searchFilter": "",
-            "selectedColumns": ["metrics.`map`", "metrics.`mrr`", "metrics.`sim_top1_mean`",
-                                "tags.`musicbench.suite.parent`"]}
+    view = {
+        "orderByKey": "metrics.`map`",
+        "orderByAsc": False,
+        "searchFilter": "",
+        "selectedColumns": [
+            "metrics.`map`",
+            "metrics.`mrr`",
+            "metrics.`sim_top1_mean`",
+            "tags.`musicbench.suite.parent`",
+        ],
+    }
     client.set_experiment_tag(experiment.experiment_id, "mlflow.sharedViewState.musicbench", json.dumps(view))
-    dom = _browse(chromium, f"{experiment_url}/runs?viewStateShareKey=musicbench", shots / "mlflow_ui_runs.png",
-                  profile)
+    dom = _browse(
+        chromium, f"{experiment_url}/runs?viewStateShareKey=musicbench", shots / "mlflow_ui_runs.png", profile
+    )
     for name in ("suite", "mfcc", "chroma", "clap"):
         assert f">{name}<" in dom, f"run {name} not in the runs table"
     assert "sim_top1_mean" in dom
 
     # 2. a child run's page: its name and a metric with the exact logged value
-    dom = _browse(chromium, f"{experiment_url}/runs/{child.info.run_id}", shots / "mlflow_ui_run.png", profile,
-                  size="1600,1700")
+    dom = _browse(
+        chromium, f"{experiment_url}/runs/{child.info.run_id}", shots / "mlflow_ui_run.png", profile, size="1600,1700"
+    )
     value = child.data.metrics["sim_top1_mean"]
     assert ">mfcc<" in dom and "sim_top1_mean" in dom
     assert repr(value) in dom or f"{value:.6g}" in dom, f"sim_top1_mean={value} not shown"
 
     # 3. the parent's artifact view renders the logged comparison heatmap as an image
     figure = "comparison/figures/metrics_heatmap.png"
-    dom = _browse(chromium, f"{experiment_url}/runs/{parent.info.run_id}/artifacts/{figure}",
-                  shots / "mlflow_ui_figure.png", profile)
+    dom = _browse(
+        chromium,
+        f"{experiment_url}/runs/{parent.info.run_id}/artifacts/{figure}",
+        shots / "mlflow_ui_figure.png",
+        profile,
+    )
     assert f'alt="{figure}"' in dom and 'src="blob:' in dom, "the figure is not rendered as an image"
 
     # the same server's REST API: the runs and their statuses, and the figure served as a PNG
-    found = json.loads(_api(mlflow_server, "/api/2.0/mlflow/runs/search",
-                            {"experiment_ids": [experiment.experiment_id]}))["runs"]
+    found = json.loads(
+        _api(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment.experiment_id]})
+    )["runs"]
     statuses = {r["info"]["run_name"]: r["info"]["status"] for r in found}
     assert statuses == {"suite": "FINISHED", "mfcc": "FINISHED", "chroma": "FINISHED", "clap": "FAILED"}
     query = urllib.parse.urlencode({"path": figure, "run_uuid": parent.info.run_id})

@@ -1,4 +1,5 @@
 """One fact in one place: conda.yaml's pip list equals setup.cfg's install_requires; the CLI starts light."""
+
 import configparser
 import subprocess
 import sys
@@ -30,8 +31,10 @@ def test_mlproject_entry_point_runs_the_cli():
 
 
 def test_importing_the_packages_and_listing_encoders_imports_no_model():
-    code = ("import sys, encoders, metrics, benchmark.cli; from encoders import registry; "
-            "registry.describe_all(); from metrics import registry as m; m.select('auto'); "
-            "heavy = [n for n in ('torch', 'laion_clap', 'muq', 'music2latent', 'audiobox_aesthetics', 'mlflow') "
-            "if n in sys.modules]; print(heavy); assert not heavy, heavy")
+    code = (
+        "import sys, encoders, metrics, benchmark.cli; from encoders import registry; "
+        "registry.describe_all(); from metrics import registry as m; m.select('auto'); "
+        "heavy = [n for n in ('torch', 'laion_clap', 'muq', 'music2latent', 'audiobox_aesthetics', 'mlflow') "
+        "if n in sys.modules]; print(heavy); assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,6 +1,7 @@
 """Weight-free encoders embedded in worker processes give exactly what the threaded path gives: the same embeddings
 (bit for bit), failures (same stage, same message, same order), cache entries, statistics and progress; a worker
 that dies takes only its own file with it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,8 +91,18 @@ def _embed(files, encoder, cache_dir, processes, monkeypatch, batch_size=3, **kw
     Progress.bars = []
     found, hashes = files
     cache = ArrayCache(cache_dir, encoder.cache_identity())
-    result = embedding.embed_files(found, "reference", encoder, cache, hashes, batch_size=batch_size, workers=2,
-                                   progress=True, processes=processes, **kw)
+    result = embedding.embed_files(
+        found,
+        "reference",
+        encoder,
+        cache,
+        hashes,
+        batch_size=batch_size,
+        workers=2,
+        progress=True,
+        processes=processes,
+        **kw,
+    )
     (bar,) = Progress.bars
     return result, cache, (bar.kwargs, bar.updates, bar.closed)
 
@@ -100,11 +111,15 @@ def _entries(cache):
     return {p.relative_to(cache.folder).as_posix(): np.load(p) for p in sorted(cache.folder.rglob("*.npy"))}
 
 
-@pytest.mark.parametrize("encoder", [
-    PoisonedMFCC(),
-    ChromaStats(),
-    PoisonedMFCC(EncoderOptions(window=WindowPolicy(window_seconds=0.5, hop_seconds=0.25))),
-], ids=["mfcc", "chroma", "mfcc-windows"])
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        PoisonedMFCC(),
+        ChromaStats(),
+        PoisonedMFCC(EncoderOptions(window=WindowPolicy(window_seconds=0.5, hop_seconds=0.25))),
+    ],
+    ids=["mfcc", "chroma", "mfcc-windows"],
+)
 def test_processes_give_exactly_what_threads_give(files, encoder, tmp_path, monkeypatch):
     threads, thread_cache, thread_bar = _embed(files, encoder, tmp_path / "threads", False, monkeypatch)
     processes, process_cache, process_bar = _embed(files, encoder, tmp_path / "processes", True, monkeypatch)
@@ -146,10 +161,28 @@ def test_a_worker_killed_by_one_file_fails_that_file_only(files, folder, tmp_pat
     encoder = PoisonedMFCC()
     encoder.kill = True
     order = found[:3] + [killer] + found[3:]
-    result = embedding.embed_files(order, "reference", encoder, ArrayCache(None, {}), hashes, batch_size=3,
-                                   workers=2, progress=False, processes=True)
-    threads = embedding.embed_files(found, "reference", PoisonedMFCC(), ArrayCache(None, {}), hashes, batch_size=3,
-                                    workers=2, progress=False, processes=False)
+    result = embedding.embed_files(
+        order,
+        "reference",
+        encoder,
+        ArrayCache(None, {}),
+        hashes,
+        batch_size=3,
+        workers=2,
+        progress=False,
+        processes=True,
+    )
+    threads = embedding.embed_files(
+        found,
+        "reference",
+        PoisonedMFCC(),
+        ArrayCache(None, {}),
+        hashes,
+        batch_size=3,
+        workers=2,
+        progress=False,
+        processes=False,
+    )
     (died,) = [f for f in result.failures if f.key == "killer.wav"]
     assert died.stage == "embed" and "worker process decoding and embedding it died" in died.message
     assert [f for f in result.failures if f.key != "killer.wav"] == threads.failures
@@ -167,16 +200,23 @@ def test_warnings_raised_in_workers_are_shown_by_the_parent(files, tmp_path, mon
 
 @pytest.mark.slow  # two pipeline runs (ranking imports torch, so the second pool starts a forkserver): ~10 s
 def test_the_pipeline_gives_the_same_run_either_way(tiny_dataset, tmp_path, monkeypatch):
-    config = RunConfig(encoder="mfcc", refs=tiny_dataset["refs"], targets=tiny_dataset["targets"],
-                       ground_truth=tiny_dataset["ground_truth"], metrics="none", cache_dir=tmp_path / "threads")
+    config = RunConfig(
+        encoder="mfcc",
+        refs=tiny_dataset["refs"],
+        targets=tiny_dataset["targets"],
+        ground_truth=tiny_dataset["ground_truth"],
+        metrics="none",
+        cache_dir=tmp_path / "threads",
+    )
     threads = pipeline.run(config, progress=False)
     monkeypatch.setattr(embedding, "PROCESS_MIN_BYTES", 0)
     processes = pipeline.run(config.replace(cache_dir=tmp_path / "processes"), progress=False)
     assert processes.topk.equals(threads.topk) and processes.per_target.equals(threads.per_target)
     assert np.array_equal(processes.similarity, threads.similarity)
     timing = ("_seconds", "_per_second")
-    assert {k: v for k, v in processes.metrics.items() if not k.endswith(timing)} == \
-        {k: v for k, v in threads.metrics.items() if not k.endswith(timing)}
+    assert {k: v for k, v in processes.metrics.items() if not k.endswith(timing)} == {
+        k: v for k, v in threads.metrics.items() if not k.endswith(timing)
+    }
 
 
 def test_who_uses_processes(files, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The embedding cache, proven by counting encoder calls (not by timing)."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -21,8 +22,15 @@ def counted(monkeypatch):
 
 
 def _config(data, cache, **kw):
-    return RunConfig(encoder="mfcc", refs=data["refs"], targets=data["targets"],
-                     ground_truth=data["ground_truth"], cache_dir=cache, metrics="none", **kw)
+    return RunConfig(
+        encoder="mfcc",
+        refs=data["refs"],
+        targets=data["targets"],
+        ground_truth=data["ground_truth"],
+        cache_dir=cache,
+        metrics="none",
+        **kw,
+    )
 
 
 def test_second_run_embeds_nothing_and_changed_file_alone_is_reembedded(tiny_dataset, tmp_path, counted):

@@ -3,6 +3,7 @@
 The torch-backed ``top_k`` is checked against the previous numpy implementation (kept below as the reference),
 and ``relevant_ranks`` / ``ir_from_embeddings`` against ``full_ranking`` + the list-based ``per_query_ir``.
 """
+
 import subprocess
 import sys
 
@@ -81,6 +82,7 @@ def test_k_must_be_positive():
 
 # --- the previous implementation, kept as the reference --------------------------------------------------------
 
+
 def _reference_rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
     n = sims.shape[1]
     if k >= n:
@@ -103,16 +105,16 @@ def _reference_top_k(queries, refs, k, exclude=None):
     indices = np.full((q.shape[0], k_eff), -1, dtype=np.int64)
     sims_out = np.full((q.shape[0], k_eff), np.nan, dtype=np.float32)
     for start in range(0, q.shape[0], 256):
-        sims = q[start:start + 256] @ r.T
+        sims = q[start : start + 256] @ r.T
         if exclude is not None:
-            for offset, excluded in enumerate(exclude[start:start + 256]):
+            for offset, excluded in enumerate(exclude[start : start + 256]):
                 if excluded:
                     sims[offset, list(excluded)] = -np.inf
         order = _reference_rank_rows(sims, k_eff)
         values = np.take_along_axis(sims, order, axis=1)
         valid = np.isfinite(values)
-        indices[start:start + len(order)] = np.where(valid, order, -1)
-        sims_out[start:start + len(order)] = np.where(valid, values, np.nan)
+        indices[start : start + len(order)] = np.where(valid, order, -1)
+        sims_out[start : start + len(order)] = np.where(valid, values, np.nan)
     return indices, sims_out
 
 
@@ -134,8 +136,9 @@ def _library(seed: int, kind: str, n_refs: int = 900, n_queries: int = 300, dim:
 @pytest.mark.parametrize("with_exclusions", [False, True])
 def test_top_k_equals_the_reference_implementation(kind, with_exclusions):
     refs, queries, rng = _library(3, kind)
-    exclude = ([set(rng.integers(0, len(refs), rng.integers(0, 5)).tolist()) for _ in queries]
-               if with_exclusions else None)
+    exclude = (
+        [set(rng.integers(0, len(refs), rng.integers(0, 5)).tolist()) for _ in queries] if with_exclusions else None
+    )
     for k in (1, 2, 5, 10, 64, 200, 224, 225, 899, 900, 1000):  # topk path, full-sort path (> n/4), k ≥ n
         expected = _reference_top_k(queries, refs, k, exclude)
         got = top_k(queries, refs, k, exclude)
@@ -187,18 +190,23 @@ def test_import_does_not_load_torch():
 
 # --- ranks of relevant references: counted, never sorted --------------------------------------------------------
 
+
 def _brute_force_ranks(queries, refs, relevant, exclude):
     rankings = full_ranking(queries, refs, exclude)
-    return [{ref: (ranking_.index(ref) + 1 if ref in ranking_ else None) for ref in rel}
-            for ranking_, rel in zip(rankings, relevant)]
+    return [
+        {ref: (ranking_.index(ref) + 1 if ref in ranking_ else None) for ref in rel}
+        for ranking_, rel in zip(rankings, relevant)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["plain", "dup", "coarse"])
 def test_relevant_ranks_equal_positions_in_the_full_ranking(kind, monkeypatch):
     refs, queries, rng = _library(5, kind, n_refs=400, n_queries=90)
     exclude = [set(rng.integers(0, len(refs), rng.integers(0, 4)).tolist()) for _ in queries]
-    relevant = [set(rng.integers(0, len(refs), rng.integers(0, 6)).tolist()) | (e if i % 3 == 0 else set())
-                for i, e in enumerate(exclude)]  # some relevant references are excluded for their query
+    relevant = [
+        set(rng.integers(0, len(refs), rng.integers(0, 6)).tolist()) | (e if i % 3 == 0 else set())
+        for i, e in enumerate(exclude)
+    ]  # some relevant references are excluded for their query
     expected = _brute_force_ranks(queries, refs, relevant, exclude)
     assert relevant_ranks(queries, refs, relevant, exclude) == expected
     assert any(None in r.values() for r in expected)
@@ -221,19 +229,21 @@ def test_relevant_ranks_inputs():
 
 # --- IR rows straight from embeddings ---------------------------------------------------------------------------
 
+
 def _demo_like(seed: int, n_pieces: int = 30, versions: int = 4, dim: int = 16):
     """The demo set's shape: pieces × versions (one group per piece), every version a reference and the first
     versions also targets (so each target excludes itself); relevant = the other versions of its piece."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_pieces, dim))
-    refs = (np.repeat(centres, versions, axis=0) + 0.8 * rng.standard_normal((n_pieces * versions, dim)))
+    refs = np.repeat(centres, versions, axis=0) + 0.8 * rng.standard_normal((n_pieces * versions, dim))
     refs = refs.astype(np.float32)
     refs[5] = refs[4]  # one duplicated file: an exact tie
     target_ids = list(range(0, n_pieces * versions, versions)) + [4, 5]
     targets = refs[target_ids]
     exclude = [{t} for t in target_ids]
-    relevance = [{r: 1.0 for r in range(t // versions * versions, (t // versions + 1) * versions) if r != t}
-                 for t in target_ids]
+    relevance = [
+        {r: 1.0 for r in range(t // versions * versions, (t // versions + 1) * versions) if r != t} for t in target_ids
+    ]
     return targets, refs, exclude, relevance
 
 

@@ -1,4 +1,5 @@
 """`musicbench regress`: the latest run of each encoder against a baseline; non-zero exit naming a dropped metric."""
+
 import time
 import uuid
 
@@ -7,8 +8,15 @@ from click.testing import CliRunner
 
 from benchmark.cli import main
 
-BASE = {"map": 0.80, "map_ci_low": 0.70, "map_ci_high": 0.90, "mrr": 0.85, "mrr_ci_low": 0.75, "mrr_ci_high": 0.95,
-        "melody_acc_top1_mean": 0.50}
+BASE = {
+    "map": 0.80,
+    "map_ci_low": 0.70,
+    "map_ci_high": 0.90,
+    "mrr": 0.85,
+    "mrr_ci_low": 0.75,
+    "mrr_ci_high": 0.95,
+    "melody_acc_top1_mean": 0.50,
+}
 
 
 @pytest.fixture
@@ -28,11 +36,15 @@ def make_run(client, experiment_id, encoder, metrics, params=None, tags=None, st
     from mlflow.entities import Metric, Param
 
     _clock[0] += 1000
-    run = client.create_run(experiment_id, start_time=_clock[0], run_name=encoder,
-                            tags={"musicbench.encoder": encoder, **(tags or {})})
+    run = client.create_run(
+        experiment_id, start_time=_clock[0], run_name=encoder, tags={"musicbench.encoder": encoder, **(tags or {})}
+    )
     run_id = run.info.run_id
-    client.log_batch(run_id, metrics=[Metric(k, float(v), _clock[0], 0) for k, v in metrics.items()],
-                     params=[Param(k, str(v)) for k, v in {"k": 5, **(params or {})}.items()])
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), _clock[0], 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in {"k": 5, **(params or {})}.items()],
+    )
     client.set_terminated(run_id, status, end_time=_clock[0] + 500)
     return run_id
 
@@ -42,8 +54,14 @@ def copy_run(client, run_id, **metric_changes):
     source = client.get_run(run_id)
     metrics = {**source.data.metrics, **metric_changes}
     params = {k: v for k, v in source.data.params.items() if k != "k"}
-    return make_run(client, source.info.experiment_id, source.data.tags["musicbench.encoder"], metrics, params,
-                    {"dataset_fingerprint": source.data.tags.get("dataset_fingerprint", "")})
+    return make_run(
+        client,
+        source.info.experiment_id,
+        source.data.tags["musicbench.encoder"],
+        metrics,
+        params,
+        {"dataset_fingerprint": source.data.tags.get("dataset_fingerprint", "")},
+    )
 
 
 def regress(*args):
@@ -74,14 +92,17 @@ def test_identical_copy_passes_and_lowered_metric_fails(run_on_tiny, store):
     assert tags["regress.baseline"] == original and tags["regress.mode"] == "absolute"
 
 
-@pytest.mark.parametrize("mode, tolerance, candidate_map, passes", [
-    ("absolute", "0.02", 0.785, True),   # drop 0.015 ≤ 0.02
-    ("absolute", "0.02", 0.77, False),   # drop 0.03 > 0.02
-    ("relative", "0.05", 0.765, True),   # drop 0.035 ≤ 0.05 × 0.8
-    ("relative", "0.05", 0.75, False),   # drop 0.05 > 0.04
-    ("ci", "0", 0.71, True),             # inside the baseline's CI [0.70, 0.90]
-    ("ci", "0", 0.69, False),            # below the baseline's CI
-])
+@pytest.mark.parametrize(
+    "mode, tolerance, candidate_map, passes",
+    [
+        ("absolute", "0.02", 0.785, True),  # drop 0.015 ≤ 0.02
+        ("absolute", "0.02", 0.77, False),  # drop 0.03 > 0.02
+        ("relative", "0.05", 0.765, True),  # drop 0.035 ≤ 0.05 × 0.8
+        ("relative", "0.05", 0.75, False),  # drop 0.05 > 0.04
+        ("ci", "0", 0.71, True),  # inside the baseline's CI [0.70, 0.90]
+        ("ci", "0", 0.69, False),  # below the baseline's CI
+    ],
+)
 def test_each_mode(store, mode, tolerance, candidate_map, passes):
     client, experiment, experiment_id = store
     baseline = make_run(client, experiment_id, "mfcc", BASE)

@@ -1,4 +1,5 @@
 """`musicbench suite`: one parent run, one nested child per encoder, failures confined to their child."""
+
 import uuid
 
 import pytest
@@ -18,9 +19,25 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def _suite(tiny_dataset, experiment, encoders, *extra):
-    args = ["suite", "--encoders", encoders, "--refs", str(tiny_dataset["refs"]), "--targets",
-            str(tiny_dataset["targets"]), "--ground-truth", str(tiny_dataset["ground_truth"]), "--metrics", "none",
-            "--cache-dir", str(tiny_dataset["root"] / "cache"), "--experiment", experiment, "--no-progress", *extra]
+    args = [
+        "suite",
+        "--encoders",
+        encoders,
+        "--refs",
+        str(tiny_dataset["refs"]),
+        "--targets",
+        str(tiny_dataset["targets"]),
+        "--ground-truth",
+        str(tiny_dataset["ground_truth"]),
+        "--metrics",
+        "none",
+        "--cache-dir",
+        str(tiny_dataset["root"] / "cache"),
+        "--experiment",
+        experiment,
+        "--no-progress",
+        *extra,
+    ]
     return CliRunner().invoke(main, args)
 
 
@@ -57,8 +74,9 @@ def test_suite_runs_each_encoder_as_a_child_and_compares(tiny_dataset, experimen
     assert table.set_index("encoder")["status"].to_dict() == {"mfcc": "FINISHED", "chroma": "FINISHED"}
     # the comparison is logged to the parent and written to ./comparison/<parent id>
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison/figures")}
-    assert logged == {f"comparison/figures/{n}.png" for n in
-                      ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary")}
+    assert logged == {
+        f"comparison/figures/{n}.png" for n in ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary")
+    }
     assert (tmp_path / "comparison" / parent.info.run_id / "comparison.csv").exists()
     assert "| encoder | map |" in result.output
     # the second encoder run reused nothing, but a re-run embeds nothing: the cache is shared

@@ -3,6 +3,7 @@
 ``group.py`` is the click group; ``common.py`` the shared options and parsing; ``running.py`` run, suite and
 demo; ``results.py`` compare, regress and baseline; ``tools.py`` encoders and random-weights.
 """
+
 from . import results, running, tools  # noqa: F401 - each module adds its commands to the group
 from .group import main
 

@@ -1,4 +1,5 @@
 """``python -m benchmark.cli`` (what MLproject's entry points call)."""
+
 import sys
 
 from . import main

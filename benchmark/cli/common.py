@@ -1,4 +1,5 @@
 """What the commands share: option sets, parsing of option values, the one-line form of user errors."""
+
 from __future__ import annotations
 
 import functools
@@ -73,31 +74,71 @@ def optional_float(ctx, param, value):
 def run_options(fn):
     """Options shared by ``run`` and ``suite``."""
     options = [
-        click.option("--refs", callback=optional_path, help="Folder of reference songs (recursive). "
-                     "Omit --refs and --targets to use the embedded demo set."),
+        click.option(
+            "--refs",
+            callback=optional_path,
+            help="Folder of reference songs (recursive). Omit --refs and --targets to use the embedded demo set.",
+        ),
         click.option("--targets", callback=optional_path, help="Folder of target (query) songs."),
-        click.option("--ground-truth", callback=optional_path,
-                     help="CSV with columns target,reference[,relevance] (enables MAP, MRR, recall, nDCG)."),
-        click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
-                     help="How many references to retrieve per target."),
-        click.option("--metrics", default="auto", show_default=True,
-                     help="Pair metrics: auto (what can run; skipped ones are tagged), all, none, or name,name."),
-        click.option("--metric-weights", multiple=True, metavar="METRIC=PATH",
-                     help="Weights of a pair metric's model, e.g. aesthetics=/path/checkpoint.pt (repeatable)."),
-        click.option("--allow-download", is_flag=True,
-                     help="Let model packages download missing weights from the Hugging Face hub."),
+        click.option(
+            "--ground-truth",
+            callback=optional_path,
+            help="CSV with columns target,reference[,relevance] (enables MAP, MRR, recall, nDCG).",
+        ),
+        click.option(
+            "--k",
+            "k",
+            type=click.IntRange(min=1),
+            default=DEFAULT_K,
+            show_default=True,
+            help="How many references to retrieve per target.",
+        ),
+        click.option(
+            "--metrics",
+            default="auto",
+            show_default=True,
+            help="Pair metrics: auto (what can run; skipped ones are tagged), all, none, or name,name.",
+        ),
+        click.option(
+            "--metric-weights",
+            multiple=True,
+            metavar="METRIC=PATH",
+            help="Weights of a pair metric's model, e.g. aesthetics=/path/checkpoint.pt (repeatable).",
+        ),
+        click.option(
+            "--allow-download",
+            is_flag=True,
+            help="Let model packages download missing weights from the Hugging Face hub.",
+        ),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
-                     help="Windows per encoder call."),
-        click.option("--window", "window_seconds", callback=optional_float,
-                     help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default."),
-        click.option("--hop", "hop_seconds", callback=optional_float,
-                     help="Hop between windows in seconds (default: the window)."),
-        click.option("--cache-dir", callback=optional_path,
-                     help=f"Embedding cache [default: {default_cache_dir()}]"),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=DEFAULT_BATCH_SIZE,
+            show_default=True,
+            help="Windows per encoder call.",
+        ),
+        click.option(
+            "--window",
+            "window_seconds",
+            callback=optional_float,
+            help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default.",
+        ),
+        click.option(
+            "--hop",
+            "hop_seconds",
+            callback=optional_float,
+            help="Hop between windows in seconds (default: the window).",
+        ),
+        click.option("--cache-dir", callback=optional_path, help=f"Embedding cache [default: {default_cache_dir()}]"),
         click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment."),
-        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-                     help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders."),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders.",
+        ),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
     for option in reversed(options):
@@ -118,15 +159,22 @@ def dataset_paths(refs, targets, ground_truth, progress: bool):
 
 
 def make_config(encoder: str, **kw) -> RunConfig:
-    refs, targets, ground_truth = dataset_paths(kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"),
-                                                 not kw["no_progress"])
+    refs, targets, ground_truth = dataset_paths(
+        kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"), not kw["no_progress"]
+    )
     kw.pop("no_progress")
     if kw.get("allow_download"):
         os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
     cache_dir = kw.pop("cache_dir") or default_cache_dir()
-    return RunConfig(encoder=encoder, refs=refs, targets=targets, ground_truth=ground_truth, cache_dir=cache_dir,
-                     metric_weights=tuple(name_path_pairs(kw.pop("metric_weights"), "METRIC",
-                                                                  "--metric-weights").items()), **kw)
+    return RunConfig(
+        encoder=encoder,
+        refs=refs,
+        targets=targets,
+        ground_truth=ground_truth,
+        cache_dir=cache_dir,
+        metric_weights=tuple(name_path_pairs(kw.pop("metric_weights"), "METRIC", "--metric-weights").items()),
+        **kw,
+    )
 
 
 def run_and_report(config: RunConfig, progress: bool) -> None:

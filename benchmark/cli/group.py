@@ -1,4 +1,5 @@
 """The ``musicbench`` click group; the commands are added by the modules of this package."""
+
 from __future__ import annotations
 
 import click

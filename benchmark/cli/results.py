@@ -1,4 +1,5 @@
 """``musicbench compare``, ``regress`` and ``baseline``: read runs back, compare them, gate on regressions."""
+
 from __future__ import annotations
 
 import click
@@ -10,14 +11,22 @@ from .group import main
 
 @main.command()
 @click.option("--parent", help="Compare the finished children of this suite parent run.")
-@click.option("--experiment", help="Compare the latest finished run of every encoder in this experiment "
-              f"[the default, with '{DEFAULT_EXPERIMENT}', when no option is given].")
+@click.option(
+    "--experiment",
+    help="Compare the latest finished run of every encoder in this experiment "
+    f"[the default, with '{DEFAULT_EXPERIMENT}', when no option is given].",
+)
 @click.option("--runs", help="Compare exactly these runs: RUN_ID,RUN_ID,…")
-@click.option("--metrics", "metric_names", default="",
-              help="Metrics to compare, m,m,… [default: map, mrr, recall_at_k, ndcg_at_k, hit_rate_at_1, "
-                   "sim_top1_mean, melody_acc_top1_mean — those logged].")
-@click.option("--out", callback=optional_path,
-              help="Output folder [default: ./comparison/<parent run id or timestamp>].")
+@click.option(
+    "--metrics",
+    "metric_names",
+    default="",
+    help="Metrics to compare, m,m,… [default: map, mrr, recall_at_k, ndcg_at_k, hit_rate_at_1, "
+    "sim_top1_mean, melody_acc_top1_mean — those logged].",
+)
+@click.option(
+    "--out", callback=optional_path, help="Output folder [default: ./comparison/<parent run id or timestamp>]."
+)
 def compare(parent, experiment, runs, metric_names, out) -> None:
     """Compare encoder runs read back from MLflow: table, per-target top-1 table and figures.
 
@@ -32,9 +41,13 @@ def compare(parent, experiment, runs, metric_names, out) -> None:
     if not (parent or run_ids or experiment):
         experiment = DEFAULT_EXPERIMENT
     try:
-        outcome = compare_module.compare(parent=parent or None, experiment=experiment or None,
-                                         run_ids=run_ids or None, metrics=comma_list(metric_names) or None,
-                                         out_dir=out)
+        outcome = compare_module.compare(
+            parent=parent or None,
+            experiment=experiment or None,
+            run_ids=run_ids or None,
+            metrics=comma_list(metric_names) or None,
+            out_dir=out,
+        )
     except compare_module.CompareError as error:
         raise click.ClickException(str(error)) from None
     for encoder, run_id, why in outcome.selection.skipped:
@@ -48,17 +61,39 @@ class _NothingToCheck(click.ClickException):
 
 
 @main.command()
-@click.option("--baseline", required=True, metavar="RUN_ID|tag|previous",
-              help="A run id; 'tag' = each encoder's latest run tagged baseline=true; 'previous' = each "
-                   "encoder's previous finished run.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True,
-              help="Allowed drop (absolute units, or a fraction of the baseline in relative mode).")
-@click.option("--mode", type=click.Choice(["absolute", "relative", "ci"]), default="absolute", show_default=True,
-              help="absolute: drop > tol; relative: drop > tol × baseline; ci: below the baseline's CI low.")
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
-              help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).")
-@click.option("--metrics", "metric_names", default="",
-              help="Metrics to check, m,m,… [default: the headline metrics present in both runs].")
+@click.option(
+    "--baseline",
+    required=True,
+    metavar="RUN_ID|tag|previous",
+    help="A run id; 'tag' = each encoder's latest run tagged baseline=true; 'previous' = each "
+    "encoder's previous finished run.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="Allowed drop (absolute units, or a fraction of the baseline in relative mode).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["absolute", "relative", "ci"]),
+    default="absolute",
+    show_default=True,
+    help="absolute: drop > tol; relative: drop > tol × baseline; ci: below the baseline's CI low.",
+)
+@click.option(
+    "--experiment",
+    default=DEFAULT_EXPERIMENT,
+    show_default=True,
+    help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).",
+)
+@click.option(
+    "--metrics",
+    "metric_names",
+    default="",
+    help="Metrics to check, m,m,… [default: the headline metrics present in both runs].",
+)
 def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
     """Check each encoder's latest finished run against a baseline run; fail on any metric drop.
 
@@ -74,8 +109,9 @@ def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
         raise _NothingToCheck(str(error)) from None
     click.echo(regress_module.format_report(report))
     if report.failed:
-        raise click.ClickException("regression: " + "; ".join(
-            f"{p.encoder} dropped on {', '.join(p.failed_metrics)}" for p in report.failed))
+        raise click.ClickException(
+            "regression: " + "; ".join(f"{p.encoder} dropped on {', '.join(p.failed_metrics)}" for p in report.failed)
+        )
     click.echo("no regression")
 
 

@@ -1,12 +1,23 @@
 """``musicbench run``, ``suite`` and ``demo``: run encoders and record them."""
+
 from __future__ import annotations
 
 import sys
 
 import click
 
-from .common import (DEMO_ENCODERS, comma_list, echo_comparison, friendly, make_config, name_path_pairs, optional_path,
-                     run_and_report, run_options, shown_tracking_uri)
+from .common import (
+    DEMO_ENCODERS,
+    comma_list,
+    echo_comparison,
+    friendly,
+    make_config,
+    name_path_pairs,
+    optional_path,
+    run_and_report,
+    run_options,
+    shown_tracking_uri,
+)
 from .group import main
 
 
@@ -35,24 +46,39 @@ def demo(ctx, encoders, build_only, force, no_progress) -> None:
     from ..demo import build_demo
 
     demo_set = build_demo(force=force, progress=not no_progress)
-    click.echo(f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
-               f"ground truth: {demo_set.ground_truth})", err=True)
+    click.echo(
+        f"Demo set: {demo_set.root} (refs: {demo_set.refs}, targets: {demo_set.targets}, "
+        f"ground truth: {demo_set.ground_truth})",
+        err=True,
+    )
     if build_only:
         return
     try:
-        ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, targets=demo_set.targets,
-                   ground_truth=demo_set.ground_truth, no_progress=no_progress)
+        ctx.invoke(
+            suite,
+            encoders=encoders,
+            refs=demo_set.refs,
+            targets=demo_set.targets,
+            ground_truth=demo_set.ground_truth,
+            no_progress=no_progress,
+        )
     finally:
         click.echo(f"Open the results: mlflow ui --backend-store-uri {shown_tracking_uri()}", err=True)
 
 
 @main.command()
 @click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Comma-separated encoder names.")
-@click.option("--weights", "weights", multiple=True, metavar="ENCODER=PATH",
-              help="Weights of one encoder of the suite, e.g. clap=/path/630k-audioset-best.pt (repeatable).")
+@click.option(
+    "--weights",
+    "weights",
+    multiple=True,
+    metavar="ENCODER=PATH",
+    help="Weights of one encoder of the suite, e.g. clap=/path/630k-audioset-best.pt (repeatable).",
+)
 @click.option("--run-name", default="suite", show_default=True, help="MLflow name of the parent run.")
-@click.option("--out", callback=optional_path,
-              help="Folder for the comparison files [default: ./comparison/<parent run id>].")
+@click.option(
+    "--out", callback=optional_path, help="Folder for the comparison files [default: ./comparison/<parent run id>]."
+)
 @run_options
 @friendly
 def suite(encoders, weights, run_name, out, **kw) -> None:
@@ -77,16 +103,27 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     base = make_config(names[0], **kw)
     dataset = pipeline.load(base)
     try:
-        result = suite_module.run_suite(base, names, encoder_weights, progress=progress, run_name=run_name,
-                                        out_dir=out, echo=lambda line: click.echo(line, err=True), dataset=dataset)
+        result = suite_module.run_suite(
+            base,
+            names,
+            encoder_weights,
+            progress=progress,
+            run_name=run_name,
+            out_dir=out,
+            echo=lambda line: click.echo(line, err=True),
+            dataset=dataset,
+        )
     except suite_module.SuiteFailed as error:
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     if result.comparison is not None:
         echo_comparison(result.comparison)
-    click.echo(f"Suite parent run {result.parent_run_id} ({len(result.finished)} finished, "
-               f"{len(result.failed)} failed) in {shown_tracking_uri()}", err=True)
+    click.echo(
+        f"Suite parent run {result.parent_run_id} ({len(result.finished)} finished, "
+        f"{len(result.failed)} failed) in {shown_tracking_uri()}",
+        err=True,
+    )
     problems = [f"{c.encoder}: {c.failure_reason}" for c in result.failed]
     if result.comparison_error:
         problems.append(f"comparison: {result.comparison_error}")

@@ -1,4 +1,5 @@
 """``musicbench encoders`` and ``random-weights``: what can run here, and checkpoints for smoke tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,10 @@ def list_encoders(weights) -> None:
     for row in describe_all(EncoderOptions(weights=str(weights) if weights else None)):
         status = click.style("ready", fg="green") if row["runs_here"] else click.style("unavailable", fg="red")
         click.echo(f"{row['name']:<14} {status}  {row['description']}")
-        click.echo(f"    sample rate {row['sample_rate']} Hz, dim {row['dim']}, {row['window']}, "
-                   f"package {row['package']}, weights {row['weights']}, license {row['license']}")
+        click.echo(
+            f"    sample rate {row['sample_rate']} Hz, dim {row['dim']}, {row['window']}, "
+            f"package {row['package']}, weights {row['weights']}, license {row['license']}"
+        )
         click.echo(f"    {row['detail']}")
 
 

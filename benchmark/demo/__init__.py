@@ -16,6 +16,7 @@ Modules: :mod:`.spec` (which pieces, which versions), :mod:`.render` (score -> M
 deformations, worker processes), :mod:`.build` (the atomic, deterministic build and its reuse);
 ``README.txt`` is the template of the set's README.
 """
+
 from __future__ import annotations
 
 from .build import DemoSet, build_demo, default_demo_dir, is_complete

@@ -1,9 +1,10 @@
 """The atomic, deterministic build of the demo set: ground truth, manifest, README, reuse.
 
 The build is deterministic (same package versions -> byte-identical WAV files), takes about
-10 s of CPU (two worker processes by default), is written into a temporary sibling directory and renamed into place at the
-end, and is reused once complete (``manifest.json`` is written last and marks completeness).
+10 s of CPU (two worker processes by default), is written into a temporary sibling directory and renamed into
+place at the end, and is reused once complete (``manifest.json`` is written last and marks completeness).
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,10 +15,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 from .render import PEAK_DBFS, SAMPLE_RATE, render_in_subprocesses, render_piece
 from .spec import BUILDER_VERSION, COMPOSERS, TIMBRES, Clip, Piece, check_spec, clips, demo_spec
@@ -42,7 +43,7 @@ class DemoSet:
     ground_truth: Path
 
     @classmethod
-    def at(cls, root: Path) -> "DemoSet":
+    def at(cls, root: Path) -> DemoSet:
         root = Path(root)
         return cls(root=root, refs=root / "refs", targets=root / "targets", ground_truth=root / GROUND_TRUTH_NAME)
 
@@ -191,20 +192,17 @@ def _build_into(root: Path, progress: bool, workers: int | None) -> None:
     tmp_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp_manifest, root / MANIFEST_NAME)
     if progress:
-        print(f"musicbench demo: {manifest['n_refs']} refs, {manifest['n_targets']} targets "
-              f"rendered in {build_s:.1f} s", file=sys.stderr)
+        print(
+            f"musicbench demo: {manifest['n_refs']} refs, {manifest['n_targets']} targets rendered in {build_s:.1f} s",
+            file=sys.stderr,
+        )
 
 
 def _package_versions() -> dict[str, str]:
-    from importlib import metadata
+    from encoders.runtime import package_version
 
-    out = {}
-    for name in ("music21", "pretty_midi", "mido", "tinysoundfont", "numpy", "soundfile"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "?"
-    return out
+    names = ("music21", "pretty_midi", "mido", "tinysoundfont", "numpy", "soundfile")
+    return {name: package_version(name) or "?" for name in names}
 
 
 def _remove_stale_tmp_dirs(dest: Path) -> None:
@@ -212,7 +210,7 @@ def _remove_stale_tmp_dirs(dest: Path) -> None:
     for prefix in (f".{dest.name}.tmp-", f".{dest.name}.old-"):
         for p in dest.parent.glob(prefix + "*"):
             try:
-                pid = int(p.name[len(prefix):].split("-", 1)[0])
+                pid = int(p.name[len(prefix) :].split("-", 1)[0])
             except ValueError:
                 continue
             if pid != os.getpid() and not _pid_alive(pid):
@@ -246,7 +244,14 @@ def _readme(spec: tuple[Piece, ...], gt: list[tuple[str, str, int]], pieces: lis
     timbres = "\n".join(f"  {k:12s} {', '.join(str(x) for x in v)}" for k, v in TIMBRES.items())
     template = resources.files(__package__).joinpath(README_NAME).read_text(encoding="utf-8")
     return template.format(
-        builder_version=BUILDER_VERSION, n_refs=n_refs, n_queries=n_queries,
-        n_distractors=len(spec) - n_queries, n_targets=n_targets, n_gt_rows=len(gt),
-        sample_rate=SAMPLE_RATE, peak_dbfs=PEAK_DBFS, timbres=timbres, pieces=piece_text,
+        builder_version=BUILDER_VERSION,
+        n_refs=n_refs,
+        n_queries=n_queries,
+        n_distractors=len(spec) - n_queries,
+        n_targets=n_targets,
+        n_gt_rows=len(gt),
+        sample_rate=SAMPLE_RATE,
+        peak_dbfs=PEAK_DBFS,
+        timbres=timbres,
+        pieces=piece_text,
     )

@@ -6,6 +6,7 @@ corpus, the General MIDI soundfont ``TimGM6mb.sf2`` shipped inside ``pretty_midi
 ``tinysoundfont``.  Pieces are rendered in-process (:func:`render_piece`) or in worker processes
 (:func:`render_in_subprocesses`); the output does not depend on which.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -260,7 +261,11 @@ def render_in_subprocesses(spec: tuple[Piece, ...], root: Path, workers: int, ad
             logs.append(log)
             proc = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_BOOT, str(_import_root()), __name__, str(root)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
             )
             procs.append(proc)
             sel.register(proc.stdout, selectors.EVENT_READ, proc)

@@ -4,6 +4,7 @@ Each *piece* is rendered in several *versions* (GM instrument(s), tempo, transpo
 start, added fixed-seed noise, synthetic reverb).  ``refs/`` holds one or two versions of every
 *query* piece plus many *distractor* pieces; ``targets/`` holds other versions of the query pieces.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,59 +91,121 @@ V = Version
 # transposition, excerpt start, noise and room; some pieces have a second reference version.
 _QUERIES: tuple[Piece, ...] = (
     # same timbre as a reference (small tempo change / noise / room / excerpt / transposition)
-    Piece("bwv66.6", "bach/bwv66.6.mxl", 76,
-          refs=(V("piano", seconds=18),),
-          targets=(V("piano", tempo=0.85, snr_db=20, seconds=15),)),
-    Piece("bwv248.28", "bach/bwv248.28.mxl", 84,
-          refs=(V("strings", seconds=18),),
-          targets=(V("strings", tempo=1.2, snr_db=20, seconds=12),)),
-    Piece("bwv40.8", "bach/bwv40.8.mxl", 84,
-          refs=(V("quartet", seconds=20),),
-          targets=(V("quartet", transpose=-3, snr_db=15, seconds=16),)),
-    Piece("johnson_lift_every_voice", "johnson_j_r/lift_every_voice.mxl", 72,
-          refs=(V("choir", seconds=18),),
-          targets=(V("choir", transpose=2, tempo=0.9, snr_db=20, seconds=15),)),
-    Piece("haydn_op1no1_mvt1", "haydn/opus1no1/movement1.mxl", 112,
-          refs=(V("quartet", seconds=18),),
-          targets=(V("quartet", transpose=-1, tempo=1.1, reverb=True, seconds=14),)),
+    Piece(
+        "bwv66.6",
+        "bach/bwv66.6.mxl",
+        76,
+        refs=(V("piano", seconds=18),),
+        targets=(V("piano", tempo=0.85, snr_db=20, seconds=15),),
+    ),
+    Piece(
+        "bwv248.28",
+        "bach/bwv248.28.mxl",
+        84,
+        refs=(V("strings", seconds=18),),
+        targets=(V("strings", tempo=1.2, snr_db=20, seconds=12),),
+    ),
+    Piece(
+        "bwv40.8",
+        "bach/bwv40.8.mxl",
+        84,
+        refs=(V("quartet", seconds=20),),
+        targets=(V("quartet", transpose=-3, snr_db=15, seconds=16),),
+    ),
+    Piece(
+        "johnson_lift_every_voice",
+        "johnson_j_r/lift_every_voice.mxl",
+        72,
+        refs=(V("choir", seconds=18),),
+        targets=(V("choir", transpose=2, tempo=0.9, snr_db=20, seconds=15),),
+    ),
+    Piece(
+        "haydn_op1no1_mvt1",
+        "haydn/opus1no1/movement1.mxl",
+        112,
+        refs=(V("quartet", seconds=18),),
+        targets=(V("quartet", transpose=-1, tempo=1.1, reverb=True, seconds=14),),
+    ),
     # two references; targets match one reference's timbre or the other's key
-    Piece("bwv1.6", "bach/bwv1.6.mxl", 80,
-          refs=(V("organ", seconds=20), V("brass", transpose=-2, tempo=1.1, seconds=16)),
-          targets=(V("choir", tempo=0.9, snr_db=20, seconds=15),
-                   V("organ", transpose=-2, start=8, seconds=14))),
-    Piece("joplin_maple_leaf_rag", "joplin/maple_leaf_rag.mxl", 92,
-          refs=(V("piano", seconds=18),),
-          targets=(V("guitar", tempo=0.85, snr_db=20, seconds=15),
-                   V("piano", transpose=1, start=8, seconds=13))),
+    Piece(
+        "bwv1.6",
+        "bach/bwv1.6.mxl",
+        80,
+        refs=(V("organ", seconds=20), V("brass", transpose=-2, tempo=1.1, seconds=16)),
+        targets=(V("choir", tempo=0.9, snr_db=20, seconds=15), V("organ", transpose=-2, start=8, seconds=14)),
+    ),
+    Piece(
+        "joplin_maple_leaf_rag",
+        "joplin/maple_leaf_rag.mxl",
+        92,
+        refs=(V("piano", seconds=18),),
+        targets=(V("guitar", tempo=0.85, snr_db=20, seconds=15), V("piano", transpose=1, start=8, seconds=13)),
+    ),
     # other timbre, same key
-    Piece("bwv13.6", "bach/bwv13.6.mxl", 72,
-          refs=(V("choir", seconds=18),),
-          targets=(V("winds", tempo=1.15, reverb=True, seconds=14),)),
-    Piece("bwv144.3", "bach/bwv144.3.mxl", 80,
-          refs=(V("brass", seconds=18),),
-          targets=(V("organ", start=4, snr_db=25, seconds=14),)),
-    Piece("monteverdi_madrigal.3.2", "monteverdi/madrigal.3.2.mxl", 132,
-          refs=(V("choir", seconds=20), V("winds", transpose=2, seconds=16)),
-          targets=(V("strings", tempo=0.9, start=8, seconds=16),)),
-    Piece("handel_lascia_chio_pianga", "handel/rinaldo/Lascia_chio_pianga.mxl", 66,
-          refs=(V("strings", seconds=20),),
-          targets=(V("flute", reverb=True, seconds=16),)),
-    Piece("clara_schumann_polonaise_op1n1", "schumann_clara/polonaise_op1n1.mxl", 100,
-          refs=(V("piano", seconds=16),),
-          targets=(V("epiano", tempo=1.1, seconds=14),)),
-    Piece("verdi_la_donna_e_mobile", "verdi/laDonnaEMobile.mxl", 126,
-          refs=(V("brass", seconds=16), V("accordion", transpose=1, tempo=0.9, seconds=18)),
-          targets=(V("sax", reverb=True, seconds=15),)),
+    Piece(
+        "bwv13.6",
+        "bach/bwv13.6.mxl",
+        72,
+        refs=(V("choir", seconds=18),),
+        targets=(V("winds", tempo=1.15, reverb=True, seconds=14),),
+    ),
+    Piece(
+        "bwv144.3",
+        "bach/bwv144.3.mxl",
+        80,
+        refs=(V("brass", seconds=18),),
+        targets=(V("organ", start=4, snr_db=25, seconds=14),),
+    ),
+    Piece(
+        "monteverdi_madrigal.3.2",
+        "monteverdi/madrigal.3.2.mxl",
+        132,
+        refs=(V("choir", seconds=20), V("winds", transpose=2, seconds=16)),
+        targets=(V("strings", tempo=0.9, start=8, seconds=16),),
+    ),
+    Piece(
+        "handel_lascia_chio_pianga",
+        "handel/rinaldo/Lascia_chio_pianga.mxl",
+        66,
+        refs=(V("strings", seconds=20),),
+        targets=(V("flute", reverb=True, seconds=16),),
+    ),
+    Piece(
+        "clara_schumann_polonaise_op1n1",
+        "schumann_clara/polonaise_op1n1.mxl",
+        100,
+        refs=(V("piano", seconds=16),),
+        targets=(V("epiano", tempo=1.1, seconds=14),),
+    ),
+    Piece(
+        "verdi_la_donna_e_mobile",
+        "verdi/laDonnaEMobile.mxl",
+        126,
+        refs=(V("brass", seconds=16), V("accordion", transpose=1, tempo=0.9, seconds=18)),
+        targets=(V("sax", reverb=True, seconds=15),),
+    ),
     # other timbre and other key
-    Piece("bwv62.6", "bach/bwv62.6.mxl", 70,
-          refs=(V("harpsichord", seconds=18), V("choir", tempo=0.85, reverb=True, seconds=20)),
-          targets=(V("piano", transpose=1, tempo=1.2, seconds=12),)),
-    Piece("bwv227.7", "bach/bwv227.7.mxl", 76,
-          refs=(V("guitar", seconds=16),),
-          targets=(V("harp", transpose=3, tempo=0.8, seconds=15),)),
-    Piece("corelli_op3no1_grave", "corelli/opus3no1/1grave.xml", 60,
-          refs=(V("organ", seconds=18), V("quartet", tempo=1.15, snr_db=25, seconds=16)),
-          targets=(V("harpsichord", transpose=-2, seconds=15),)),
+    Piece(
+        "bwv62.6",
+        "bach/bwv62.6.mxl",
+        70,
+        refs=(V("harpsichord", seconds=18), V("choir", tempo=0.85, reverb=True, seconds=20)),
+        targets=(V("piano", transpose=1, tempo=1.2, seconds=12),),
+    ),
+    Piece(
+        "bwv227.7",
+        "bach/bwv227.7.mxl",
+        76,
+        refs=(V("guitar", seconds=16),),
+        targets=(V("harp", transpose=3, tempo=0.8, seconds=15),),
+    ),
+    Piece(
+        "corelli_op3no1_grave",
+        "corelli/opus3no1/1grave.xml",
+        60,
+        refs=(V("organ", seconds=18), V("quartet", tempo=1.15, snr_db=25, seconds=16)),
+        targets=(V("harpsichord", transpose=-2, seconds=15),),
+    ),
 )
 
 # Distractor pieces (references only).  Timbres are cycled so that every timbre of the targets
@@ -190,28 +253,57 @@ _DISTRACTOR_SCORES: tuple[tuple[str, str, float], ...] = (
 
 #: Composer per music21 corpus directory (for the README; the encodings' own fields vary).
 COMPOSERS = {
-    "bach": "Johann Sebastian Bach", "beach": "Amy Beach", "beethoven": "Ludwig van Beethoven",
-    "chopin": "Frederic Chopin", "ciconia": "Johannes Ciconia", "corelli": "Arcangelo Corelli",
-    "cpebach": "Carl Philipp Emanuel Bach", "handel": "George Frideric Handel",
-    "haydn": "Joseph Haydn", "johnson_j_r": "J. Rosamond Johnson", "joplin": "Scott Joplin",
-    "liliuokalani": "Liliuokalani", "luca": "D. Luca",
-    "lusitano": "Vicente Lusitano", "monteverdi": "Claudio Monteverdi",
-    "mozart": "Wolfgang Amadeus Mozart", "schoenberg": "Arnold Schoenberg",
-    "schumann_clara": "Clara Schumann", "schumann_robert": "Robert Schumann",
-    "verdi": "Giuseppe Verdi", "webern": "Anton Webern",
+    "bach": "Johann Sebastian Bach",
+    "beach": "Amy Beach",
+    "beethoven": "Ludwig van Beethoven",
+    "chopin": "Frederic Chopin",
+    "ciconia": "Johannes Ciconia",
+    "corelli": "Arcangelo Corelli",
+    "cpebach": "Carl Philipp Emanuel Bach",
+    "handel": "George Frideric Handel",
+    "haydn": "Joseph Haydn",
+    "johnson_j_r": "J. Rosamond Johnson",
+    "joplin": "Scott Joplin",
+    "liliuokalani": "Liliuokalani",
+    "luca": "D. Luca",
+    "lusitano": "Vicente Lusitano",
+    "monteverdi": "Claudio Monteverdi",
+    "mozart": "Wolfgang Amadeus Mozart",
+    "schoenberg": "Arnold Schoenberg",
+    "schumann_clara": "Clara Schumann",
+    "schumann_robert": "Robert Schumann",
+    "verdi": "Giuseppe Verdi",
+    "webern": "Anton Webern",
 }
 
 _DISTRACTOR_TIMBRES = (
-    "piano", "organ", "strings", "choir", "quartet", "brass", "guitar", "harpsichord", "winds",
-    "epiano", "harp", "flute", "accordion", "vibes", "sax",
+    "piano",
+    "organ",
+    "strings",
+    "choir",
+    "quartet",
+    "brass",
+    "guitar",
+    "harpsichord",
+    "winds",
+    "epiano",
+    "harp",
+    "flute",
+    "accordion",
+    "vibes",
+    "sax",
 )
 
 
 def demo_spec() -> tuple[Piece, ...]:
     """All pieces with their versions (queries first, then distractors)."""
     distractors = tuple(
-        Piece(slug, path, qpm, refs=(V(_DISTRACTOR_TIMBRES[i % len(_DISTRACTOR_TIMBRES)],
-                                       seconds=float(14 + (i * 5) % 7)),))
+        Piece(
+            slug,
+            path,
+            qpm,
+            refs=(V(_DISTRACTOR_TIMBRES[i % len(_DISTRACTOR_TIMBRES)], seconds=float(14 + (i * 5) % 7)),),
+        )
         for i, (slug, path, qpm) in enumerate(_DISTRACTOR_SCORES)
     )
     return _QUERIES + distractors
@@ -219,9 +311,7 @@ def demo_spec() -> tuple[Piece, ...]:
 
 def clips(piece: Piece) -> list[Clip]:
     """The clips of ``piece``: its references, then its targets."""
-    return [Clip("refs", piece.slug, v) for v in piece.refs] + [
-        Clip("targets", piece.slug, v) for v in piece.targets
-    ]
+    return [Clip("refs", piece.slug, v) for v in piece.refs] + [Clip("targets", piece.slug, v) for v in piece.targets]
 
 
 def check_spec(spec: tuple[Piece, ...]) -> None:
@@ -246,6 +336,9 @@ def piece_to_json(piece: Piece) -> str:
 def piece_from_json(text: str) -> Piece:
     d = json.loads(text)
     return Piece(
-        slug=d["slug"], corpus_path=d["corpus_path"], qpm=d["qpm"],
-        refs=tuple(Version(**v) for v in d["refs"]), targets=tuple(Version(**v) for v in d["targets"]),
+        slug=d["slug"],
+        corpus_path=d["corpus_path"],
+        qpm=d["qpm"],
+        refs=tuple(Version(**v) for v in d["refs"]),
+        targets=tuple(Version(**v) for v in d["targets"]),
     )

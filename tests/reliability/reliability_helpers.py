@@ -1,4 +1,8 @@
-"""Helpers shared by the reliability tests (imported as ``reliability_helpers``; pytest puts this folder on ``sys.path``)."""
+"""Helpers shared by the reliability tests.
+
+Imported as ``reliability_helpers``; pytest puts this folder on ``sys.path``.
+"""
+
 from __future__ import annotations
 
 import io

@@ -5,6 +5,7 @@ Used by the killed-run tests to make a run slow *deterministically* (no timing g
 ``$MUSICBENCH_TEST_SLOW_SECONDS`` (default 0.05 s); nothing outside this file reads that variable. The encoder
 is registered in this process only, through ``encoders.registry.ENCODERS`` (name → "module:Class").
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,13 @@ from encoders.mfcc import MFCCStats  # noqa: E402
 
 
 class SlowMFCC(MFCCStats):
-    card = ModelCard(**{**MFCCStats.card.__dict__, "name": "slow-mfcc",
-                        "description": "MFCC statistics, slowed down per window (tests only)"})
+    card = ModelCard(
+        **{
+            **MFCCStats.card.__dict__,
+            "name": "slow-mfcc",
+            "description": "MFCC statistics, slowed down per window (tests only)",
+        }
+    )
 
     def embed(self, batch):
         time.sleep(float(os.environ.get("MUSICBENCH_TEST_SLOW_SECONDS", "0.05")) * len(batch))

@@ -1,5 +1,6 @@
 """Bad audio never sinks a run: each bad file is one row of failures.csv (message naming it) and counts in
 ``n_failed``; valid-but-odd audio succeeds; unusable folders fail before any MLflow run exists."""
+
 from __future__ import annotations
 
 import os
@@ -129,9 +130,20 @@ def unreadable_open():
 def bad_run(request, bad_dataset, unreadable_open, tmp_path_factory):
     encoder = request.param
     cache = tmp_path_factory.mktemp(f"bad-cache-{encoder}")
-    result = invoke("run", "--encoder", encoder, "--refs", str(bad_dataset / "refs"), "--targets",
-                    str(bad_dataset / "targets"), "--cache-dir", str(cache), "--experiment", f"bad-{encoder}",
-                    "--no-progress")
+    result = invoke(
+        "run",
+        "--encoder",
+        encoder,
+        "--refs",
+        str(bad_dataset / "refs"),
+        "--targets",
+        str(bad_dataset / "targets"),
+        "--cache-dir",
+        str(cache),
+        "--experiment",
+        f"bad-{encoder}",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     (run,) = runs(f"bad-{encoder}")
     return encoder, run, artifact_csv(run.info.run_id, "failures.csv"), cache
@@ -212,8 +224,20 @@ def test_unusable_folder_fails_before_any_run_with_one_line(case, tmp_path):
         bad.write_text("a file")
     experiment = f"unusable-{case}"
     for refs, targets in ((bad, good), (good, bad)):
-        result = invoke("run", "--encoder", "mfcc", "--refs", str(refs), "--targets", str(targets),
-                        "--cache-dir", str(tmp_path / "cache"), "--experiment", experiment, "--no-progress")
+        result = invoke(
+            "run",
+            "--encoder",
+            "mfcc",
+            "--refs",
+            str(refs),
+            "--targets",
+            str(targets),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--experiment",
+            experiment,
+            "--no-progress",
+        )
         assert result.exit_code != 0
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and str(bad) in lines[0], result.output
@@ -228,8 +252,20 @@ def test_every_file_failing_ends_the_run_failed_with_the_reasons(tmp_path):
     (refs / "empty.wav").write_bytes(b"")
     (refs / "junk.wav").write_bytes(b"junk" * 100)
     sf.write(targets / "q.wav", tone(440.0, 0.5), SR)
-    result = invoke("run", "--encoder", "mfcc", "--refs", str(refs), "--targets", str(targets),
-                    "--cache-dir", str(tmp_path / "cache"), "--experiment", "all-fail", "--no-progress")
+    result = invoke(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(refs),
+        "--targets",
+        str(targets),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--experiment",
+        "all-fail",
+        "--no-progress",
+    )
     assert result.exit_code != 0
     assert result.output.strip().startswith("Error: no reference could be embedded (2 failures; first: ")
     (run,) = runs("all-fail")

@@ -1,5 +1,6 @@
 """Two ``musicbench run`` processes started at once on the same data, cache and (fresh) MLflow store both finish,
 agree exactly, and leave a consistent cache."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,17 @@ from benchmark.cache import ArrayCache
 from benchmark.data import content_hash
 from encoders.mfcc import MFCCStats
 
-NOT_COMPARABLE = {"n_hashes_from_index", "hash_seconds", "embed_seconds", "retrieve_seconds", "evaluate_seconds", "total_seconds",
-                  "embed_audio_seconds_per_second", "n_cached", "n_embedded"}
+NOT_COMPARABLE = {
+    "n_hashes_from_index",
+    "hash_seconds",
+    "embed_seconds",
+    "retrieve_seconds",
+    "evaluate_seconds",
+    "total_seconds",
+    "embed_audio_seconds_per_second",
+    "n_cached",
+    "n_embedded",
+}
 
 
 @pytest.mark.slow
@@ -27,19 +37,30 @@ def test_two_simultaneous_runs_agree_and_share_a_consistent_cache(tmp_path):
     shutil.copy(refs[3], tmp_path / "refs" / "same_as_f0003.wav")  # 17 files, 16 distinct contents
     (tmp_path / "targets").mkdir()
     for i in range(3):
-        sf.write(tmp_path / "targets" / f"q{i}.wav", tone(180.0 * 2 ** (4 * i / 12), 1.0, noise=0.05, seed=50 + i),
-                 SR)
+        sf.write(tmp_path / "targets" / f"q{i}.wav", tone(180.0 * 2 ** (4 * i / 12), 1.0, noise=0.05, seed=50 + i), SR)
     store = tmp_path / "store"
     uri = f"sqlite:///{store / 'mlflow.db'}"  # fresh: both processes create the tables at the same moment
     cache = tmp_path / "cache"
-    command = cli_command("run", "--encoder", "mfcc", "--refs", str(tmp_path / "refs"), "--targets",
-                          str(tmp_path / "targets"), "--cache-dir", str(cache), "--experiment", "concurrent",
-                          "--no-progress")
+    command = cli_command(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(tmp_path / "refs"),
+        "--targets",
+        str(tmp_path / "targets"),
+        "--cache-dir",
+        str(cache),
+        "--experiment",
+        "concurrent",
+        "--no-progress",
+    )
     env = subprocess_env(MLFLOW_TRACKING_URI=uri)
-    processes = [subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(2)]
+    processes = [
+        subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=150) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_out, err) in zip(processes, outputs):
         assert process.returncode == 0, err
         assert "database is locked" not in err and "OperationalError" not in err, err
 

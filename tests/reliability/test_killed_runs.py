@@ -4,6 +4,7 @@ The runs are real ``musicbench run`` processes with the test-only ``slow-mfcc`` 
 sleeps per window), so a kill lands mid-embedding deterministically; the tests poll the cache folder (20 ms
 steps, bounded waits) instead of sleeping.
 """
+
 from __future__ import annotations
 
 import signal
@@ -12,7 +13,17 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from reliability_helpers import SR, cache_entries, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wait_for
+from reliability_helpers import (
+    SR,
+    cache_entries,
+    cli_command,
+    invoke,
+    runs,
+    subprocess_env,
+    tone,
+    tone_folder,
+    wait_for,
+)
 
 from benchmark.cache import TEMP_PREFIX
 from encoders import registry
@@ -33,11 +44,32 @@ def dataset(tmp_path_factory):
 
 
 def _start(dataset, cache, experiment, slow=SLOW_SECONDS):
-    command = cli_command("run", "--encoder", "slow-mfcc", "--refs", str(dataset / "refs"), "--targets",
-                          str(dataset / "targets"), "--cache-dir", str(cache), "--experiment", experiment,
-                          "--batch-size", "1", "--metrics", "none", "--no-progress", slow=True)
-    return subprocess.Popen(command, env=subprocess_env(MUSICBENCH_TEST_SLOW_SECONDS=slow), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = cli_command(
+        "run",
+        "--encoder",
+        "slow-mfcc",
+        "--refs",
+        str(dataset / "refs"),
+        "--targets",
+        str(dataset / "targets"),
+        "--cache-dir",
+        str(cache),
+        "--experiment",
+        experiment,
+        "--batch-size",
+        "1",
+        "--metrics",
+        "none",
+        "--no-progress",
+        slow=True,
+    )
+    return subprocess.Popen(
+        command,
+        env=subprocess_env(MUSICBENCH_TEST_SLOW_SECONDS=slow),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _assert_consistent(cache) -> list:
@@ -69,9 +101,24 @@ def test_sigkill_mid_embedding_leaves_a_consistent_cache_and_the_rerun_resumes(d
     # the re-run in-process (same CLI, same encoder, no delay): saves a second interpreter start-up
     monkeypatch.setitem(registry.ENCODERS, "slow-mfcc", "slow_cli:SlowMFCC")
     monkeypatch.setenv("MUSICBENCH_TEST_SLOW_SECONDS", "0")
-    result = invoke("run", "--encoder", "slow-mfcc", "--refs", str(dataset / "refs"), "--targets",
-                    str(dataset / "targets"), "--cache-dir", str(cache), "--experiment", "sigkill-resume",
-                    "--batch-size", "1", "--metrics", "none", "--no-progress")
+    result = invoke(
+        "run",
+        "--encoder",
+        "slow-mfcc",
+        "--refs",
+        str(dataset / "refs"),
+        "--targets",
+        str(dataset / "targets"),
+        "--cache-dir",
+        str(cache),
+        "--experiment",
+        "sigkill-resume",
+        "--batch-size",
+        "1",
+        "--metrics",
+        "none",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     (resumed,) = runs("sigkill-resume")
     assert resumed.info.status == "FINISHED"

@@ -1,5 +1,6 @@
 """Non-finite numbers never reach MLflow: a NaN/inf embedding is that file's failure, a NaN pair value is left out
 of the means, and metrics that cannot be computed are absent (not 0, not NaN)."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,17 @@ from reliability_helpers import SR, artifact_csv, invoke, runs, tone
 from encoders.mfcc import MFCCStats
 from metrics.melody import MelodyAccuracy
 
-IR_METRICS = ("map", "mrr", "mean_first_relevant_rank", "recall_at_5", "hit_rate_at_5", "ndcg_at_5", "map_ci_low",
-              "map_ci_high", "n_queries_without_relevant")
+IR_METRICS = (
+    "map",
+    "mrr",
+    "mean_first_relevant_rank",
+    "recall_at_5",
+    "hit_rate_at_5",
+    "ndcg_at_5",
+    "map_ci_low",
+    "map_ci_high",
+    "n_queries_without_relevant",
+)
 NAN_SECONDS, INF_SECONDS = 0.7, 0.8  # the poisoned encoder recognises these two files by their length
 
 
@@ -73,8 +83,21 @@ def poisoned_encoder(monkeypatch):
 
 
 def _run(data, tmp_path, experiment, *extra):
-    result = invoke("run", "--encoder", "mfcc", "--refs", str(data["refs"]), "--targets", str(data["targets"]),
-                    "--cache-dir", str(tmp_path / "cache"), "--experiment", experiment, "--no-progress", *extra)
+    result = invoke(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(data["refs"]),
+        "--targets",
+        str(data["targets"]),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--experiment",
+        experiment,
+        "--no-progress",
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     (run,) = runs(experiment)
     return run
@@ -127,8 +150,9 @@ def test_ir_metrics_absent_without_ground_truth(dataset, tmp_path, logged_metric
     assert not set(IR_METRICS) & set(run.data.metrics)
     assert {"sim_top1_mean", "n_failed", "n_refs"} <= set(run.data.metrics)
     assert run.data.params["ground_truth_given"] == "False"
-    with_gt = _run(dataset, tmp_path, "with-ground-truth", "--metrics", "none",
-                   "--ground-truth", str(dataset["ground_truth"]))
+    with_gt = _run(
+        dataset, tmp_path, "with-ground-truth", "--metrics", "none", "--ground-truth", str(dataset["ground_truth"])
+    )
     assert set(IR_METRICS) <= set(with_gt.data.metrics)
     assert all(math.isfinite(value) for _, value in logged_metrics)
 
@@ -138,8 +162,14 @@ def test_aggregate_drops_nan_and_keeps_absent_absent():
 
     from benchmark import evaluation
 
-    topk = pd.DataFrame({"rank": [1, 2, 1, 2], "similarity": [0.9, np.nan, 0.5, 0.4],
-                         "m": [np.nan, np.nan, np.nan, np.nan], "n": [1.0, np.inf, np.nan, 0.0]})
+    topk = pd.DataFrame(
+        {
+            "rank": [1, 2, 1, 2],
+            "similarity": [0.9, np.nan, 0.5, 0.4],
+            "m": [np.nan, np.nan, np.nan, np.nan],
+            "n": [1.0, np.inf, np.nan, 0.0],
+        }
+    )
     out = evaluation.aggregate(topk, ["m", "n"])
     assert out["sim_top1_mean"] == pytest.approx(0.7) and out["sim_topk_mean"] == pytest.approx(0.6)
     assert "m_top1_mean" not in out and "m_topk_mean" not in out

@@ -4,6 +4,7 @@ memory with visible progress, and a decode look-ahead that never submits a whole
 Peak memory is the child's own ``ru_maxrss``: each measured command runs under a small wrapper process whose
 ``RUSAGE_CHILDREN`` then holds that command alone (the pytest process's own children would mix in otherwise).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,21 +17,38 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from reliability_helpers import SR, artifact_csv, cli_command, invoke, runs, subprocess_env, tone, tone_folder, wav_bytes
+from reliability_helpers import (
+    SR,
+    artifact_csv,
+    cli_command,
+    invoke,
+    runs,
+    subprocess_env,
+    tone,
+    tone_folder,
+    wav_bytes,
+)
 
 from benchmark.parallel import prefetch_map
 
-MEASURE = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
-           "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-           "print(json.dumps({'rc': p.returncode, 'seconds': time.perf_counter() - t, 'stdout': p.stdout, "
-           "'stderr': p.stderr, 'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+MEASURE = (
+    "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "print(json.dumps({'rc': p.returncode, 'seconds': time.perf_counter() - t, 'stdout': p.stdout, "
+    "'stderr': p.stderr, 'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))"
+)
 LONG_MINUTES = 20
 LONG_RATE = 44100
 
 
 def measured(command: list[str], env: dict[str, str] | None = None, timeout: float = 180) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True,
-                         env=env or subprocess_env(), timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        capture_output=True,
+        text=True,
+        env=env or subprocess_env(),
+        timeout=timeout,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -55,8 +73,10 @@ def test_decoding_an_enormous_file_streams(long_file):
     """Decode alone peaks near the *output* (22.05 kHz mono float32 = 106 MB), not the 44.1 kHz stereo input
     (423 MB as float32; holding it whole plus its mono mix peaked at ~750 MB before decode streamed)."""
     path = long_file / "refs" / "twenty_minutes.wav"
-    script = (f"from benchmark.data import decode; a = decode({str(path)!r}, {SR}); "
-              f"assert abs(len(a) - {LONG_MINUTES * 60 * SR}) <= 1")
+    script = (
+        f"from benchmark.data import decode; a = decode({str(path)!r}, {SR}); "
+        f"assert abs(len(a) - {LONG_MINUTES * 60 * SR}) <= 1"
+    )
     result = measured([sys.executable, "-c", script])
     assert result["rc"] == 0, result["stderr"]
     output_mb = LONG_MINUTES * 60 * SR * 4 / 2**20
@@ -68,9 +88,22 @@ def test_decoding_an_enormous_file_streams(long_file):
 def test_mfcc_run_on_an_enormous_file_stays_under_1_5_gb(long_file, tmp_path):
     """The whole CLI run (whole-file MFCC of 20 min) in bounded memory. ``--metrics none``: the melody metric
     (metrics/melody.py) is measured separately in the report (its chroma of the whole file at 44.1 kHz)."""
-    command = cli_command("run", "--encoder", "mfcc", "--refs", str(long_file / "refs"), "--targets",
-                          str(long_file / "targets"), "--cache-dir", str(tmp_path / "cache"), "--experiment",
-                          "long-file", "--metrics", "none", "--no-progress")
+    command = cli_command(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(long_file / "refs"),
+        "--targets",
+        str(long_file / "targets"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--experiment",
+        "long-file",
+        "--metrics",
+        "none",
+        "--no-progress",
+    )
     result = measured(command)
     assert result["rc"] == 0, result["stderr"]
     print(f"mfcc run on {LONG_MINUTES} min: peak RSS {result['peak_mb']:.0f} MB, {result['seconds']:.1f} s")
@@ -102,18 +135,31 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.mark.slow
 def test_thousands_of_tiny_files_complete_with_progress_in_bounded_time_and_memory(tiny_folder, tmp_path):
-    command = cli_command("run", "--encoder", "mfcc", "--refs", str(tiny_folder / "refs"), "--targets",
-                          str(tiny_folder / "targets"), "--cache-dir", str(tmp_path / "cache"), "--experiment",
-                          "tiny-files", "--metrics", "none")  # progress bars on (stderr)
+    command = cli_command(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(tiny_folder / "refs"),
+        "--targets",
+        str(tiny_folder / "targets"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--experiment",
+        "tiny-files",
+        "--metrics",
+        "none",
+    )  # progress bars on (stderr)
     result = measured(command, timeout=240)
     assert result["rc"] == 0, result["stderr"][-3000:]
     (run,) = runs("tiny-files")
     metrics = run.data.metrics
-    print(f"{N_TINY} tiny files: peak RSS {result['peak_mb']:.0f} MB, wall {result['seconds']:.1f} s, "
-          f"embed {metrics['embed_seconds']:.1f} s")
+    print(
+        f"{N_TINY} tiny files: peak RSS {result['peak_mb']:.0f} MB, wall {result['seconds']:.1f} s, "
+        f"embed {metrics['embed_seconds']:.1f} s"
+    )
     assert metrics["n_refs"] == N_TINY and metrics["n_failed"] == 0 and metrics["n_embedded"] == N_TINY + 8
-    counts = [int(n) for n in re.findall(r"embed references \(mfcc\):\s+\d+%\|[^|]*\|\s*(\d+)/2000",
-                                         result["stderr"])]
+    counts = [int(n) for n in re.findall(r"embed references \(mfcc\):\s+\d+%\|[^|]*\|\s*(\d+)/2000", result["stderr"])]
     assert len(set(counts)) >= 3 and counts == sorted(counts), "progress advances"
     assert result["peak_mb"] < 800
     assert metrics["embed_seconds"] < 90  # ~10-25 s measured on 2 busy cores; generous for slower machines
@@ -173,9 +219,16 @@ def test_embed_stage_decodes_only_a_bounded_look_ahead(tmp_path, monkeypatch):
 
     monkeypatch.setattr(embedding, "decode", counting_decode)
     monkeypatch.setattr(MFCCStats, "embed", recording_embed)
-    result = embedding.embed_files(files, "reference", MFCCStats(), ArrayCache(None, {}),
-                                   {f.path: content_hash(f.path) for f in files}, batch_size=1, workers=2,
-                                   progress=False)
+    result = embedding.embed_files(
+        files,
+        "reference",
+        MFCCStats(),
+        ArrayCache(None, {}),
+        {f.path: content_hash(f.path) for f in files},
+        batch_size=1,
+        workers=2,
+        progress=False,
+    )
     assert result.stats.embedded == 40 and len(decoded) == 40
     assert max(gaps) <= 4, gaps
 
@@ -185,9 +238,22 @@ def test_one_bad_file_in_a_large_folder_does_not_stop_the_rest(tmp_path):
     tone_folder(tmp_path / "refs", 12, 0.3)
     (tmp_path / "refs" / "f0005.wav").write_bytes(b"broken")
     tone_folder(tmp_path / "targets", 2, 0.3, start_hz=300.0, prefix="q")
-    result = invoke("run", "--encoder", "mfcc", "--refs", str(tmp_path / "refs"), "--targets",
-                    str(tmp_path / "targets"), "--cache-dir", str(tmp_path / "cache"), "--experiment", "one-bad",
-                    "--metrics", "none", "--no-progress")
+    result = invoke(
+        "run",
+        "--encoder",
+        "mfcc",
+        "--refs",
+        str(tmp_path / "refs"),
+        "--targets",
+        str(tmp_path / "targets"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--experiment",
+        "one-bad",
+        "--metrics",
+        "none",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     (run,) = runs("one-bad")
     assert run.info.status == "FINISHED"

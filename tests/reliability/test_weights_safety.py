@@ -1,5 +1,6 @@
 """Weights safety: a pinned sha256 refuses a different file before anything unpickles it, and every
 ``torch.load`` in the model code reads weights only (or says, in a comment, why it cannot)."""
+
 from __future__ import annotations
 
 import ast
@@ -13,8 +14,7 @@ from encoders.base import EncoderUnavailable
 from encoders.weights import SHA256_ENV, WeightsHashMismatch, WeightsSpec, resolve_weights
 
 SPEC = WeightsSpec(model="toy", hf_repo="nobody/toy", files=("toy.pt",))
-DIR_SPEC = WeightsSpec(model="toydir", hf_repo="nobody/toydir", files=("config.json", "model.bin"),
-                       is_directory=True)
+DIR_SPEC = WeightsSpec(model="toydir", hf_repo="nobody/toydir", files=("config.json", "model.bin"), is_directory=True)
 # model code owned by this suite vs. by the encoder/metric authors (failures there are reported as xfail)
 OWNED = {"encoders/weights.py"}
 
@@ -90,24 +90,36 @@ def _torch_load_calls(path: Path):
         while function in parents and not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             function = parents[function]
         forced = isinstance(function, ast.FunctionDef) and any(  # kwargs["weights_only"] = True before the call
-            isinstance(a, ast.Assign) and isinstance(a.value, ast.Constant) and a.value.value is True
-            and any(isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant)
-                    and t.slice.value == "weights_only" for t in a.targets)
-            for a in ast.walk(function))
+            isinstance(a, ast.Assign)
+            and isinstance(a.value, ast.Constant)
+            and a.value.value is True
+            and any(
+                isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and t.slice.value == "weights_only"
+                for t in a.targets
+            )
+            for a in ast.walk(function)
+        )
         if keyword is not None and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
             yield node.lineno, None
         elif keyword is None and forced:
             yield node.lineno, None
         else:
-            above = lines[max(0, node.lineno - 4):node.lineno - 1]
+            above = lines[max(0, node.lineno - 4) : node.lineno - 1]
             explained = any(line.strip().startswith("#") for line in above) or "#" in lines[node.lineno - 1]
-            yield node.lineno, None if explained else (
-                f"torch.load without weights_only=True and no comment saying why: {lines[node.lineno - 1].strip()}")
+            yield (
+                node.lineno,
+                None
+                if explained
+                else (
+                    f"torch.load without weights_only=True and no comment saying why: {lines[node.lineno - 1].strip()}"
+                ),
+            )
 
 
 def test_every_torch_load_is_weights_only_or_explains_why():
-    files = sorted([*(REPO / "encoders").glob("*.py"), *(REPO / "metrics").glob("*.py"),
-                    *(REPO / "benchmark").glob("*.py")])
+    files = sorted(
+        [*(REPO / "encoders").glob("*.py"), *(REPO / "metrics").glob("*.py"), *(REPO / "benchmark").glob("*.py")]
+    )
     problems, calls = {}, 0
     for path in files:
         for line, verdict in _torch_load_calls(path):
@@ -118,11 +130,13 @@ def test_every_torch_load_is_weights_only_or_explains_why():
     ours = {where: why for where, why in problems.items() if where.split(":")[0] in OWNED}
     assert not ours, ours
     if problems:
-        pytest.xfail("weights_only=False fallbacks in code owned by the encoder/metric authors, entered "
-                     "automatically when weights_only=True raises UnpicklingError - i.e. exactly for the files "
-                     "weights_only exists to refuse (a malicious pickle included). Gate the fallback on a pinned "
-                     "sha256 (resolve_weights(expected_sha256=...) / $MUSICBENCH_WEIGHTS_SHA256) or an explicit "
-                     "opt-in, and add a comment at the call: " + "; ".join(f"{k}: {v}" for k, v in problems.items()))
+        pytest.xfail(
+            "weights_only=False fallbacks in code owned by the encoder/metric authors, entered "
+            "automatically when weights_only=True raises UnpicklingError - i.e. exactly for the files "
+            "weights_only exists to refuse (a malicious pickle included). Gate the fallback on a pinned "
+            "sha256 (resolve_weights(expected_sha256=...) / $MUSICBENCH_WEIGHTS_SHA256) or an explicit "
+            "opt-in, and add a comment at the call: " + "; ".join(f"{k}: {v}" for k, v in problems.items())
+        )
 
 
 def test_the_audit_itself_tells_safe_from_unsafe_loads(tmp_path):
@@ -134,7 +148,8 @@ def test_the_audit_itself_tells_safe_from_unsafe_loads(tmp_path):
         "def c(p):\n    # this legacy format pickles a class: checked by its pinned sha256 above\n"
         "    return torch.load(p, weights_only=False)\n"
         "def d(self, f, **kwargs):\n    kwargs['weights_only'] = True\n    return self._torch.load(f, **kwargs)\n"
-        "def e(p):\n    return torch.load(p, weights_only=False)\n")
+        "def e(p):\n    return torch.load(p, weights_only=False)\n"
+    )
     verdicts = dict(_torch_load_calls(source))
     assert [line for line, verdict in sorted(verdicts.items()) if verdict] == [5, 13]
     assert len(verdicts) == 5
