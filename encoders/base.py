@@ -26,6 +26,10 @@ class EncoderUnavailable(EncoderError):
     """An encoder cannot run here (missing weights or package); the message says how to fix it."""
 
 
+class UnusableWeights(EncoderUnavailable):
+    """The weights given cannot be used: the file is unreadable, or does not fit the encoder's architecture."""
+
+
 @dataclass(frozen=True)
 class WindowPolicy:
     """How a file becomes segments.

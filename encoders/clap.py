@@ -87,8 +87,9 @@ class ClapEncoder(PretrainedEncoder):
 
     def _load(self, path: Path, device):
         """The library's ``CLAP_Module`` (built without the hub), its ``CLAP`` model loaded strictly from ``path``."""
+        state = _read_state_dict(path)  # first: an unreadable file fails before the model is built
         clap = _build_clap_module(self.amodel, str(device))
-        load_state_strict(clap.model, _read_state_dict(path), f"checkpoint {path} ({self.amodel})", self.family)
+        load_state_strict(clap.model, state, f"checkpoint {path} ({self.amodel})", self.family)
         return clap.eval()
 
     @classmethod

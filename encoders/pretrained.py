@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Encoder, EncoderError, EncoderUnavailable
+from .base import Encoder, EncoderError, EncoderUnavailable, UnusableWeights
 from .runtime import prepare_torch_stack, set_offline_defaults
 from .torch_utils import caller_rng_kept, equal_length_groups, pick_device
 from .weights import ResolvedWeights, WeightsSpec, load_torch_checkpoint, resolve_weights
@@ -113,13 +113,13 @@ class PretrainedEncoder(Encoder):
 
 def read_torch_checkpoint(path: Path, model: str, family: str, safe_globals: tuple = ()):
     """``weights.load_torch_checkpoint`` (weights-only unless the user vouched for the file); any other failure
-    to read it becomes an ``EncoderError`` naming the file."""
+    to read it becomes an ``UnusableWeights`` naming the file (a user's error: one line, no traceback)."""
     try:
         return load_torch_checkpoint(path, model, safe_globals)
     except EncoderUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - any failure here means an unreadable checkpoint
-        raise EncoderError(f"cannot read {family} checkpoint {path}: {error}") from error
+        raise UnusableWeights(f"cannot read {family} checkpoint {path}: {error}") from error
 
 
 def _key_list(keys: list[str]) -> str:
@@ -129,7 +129,8 @@ def _key_list(keys: list[str]) -> str:
 
 def load_state_strict(module, state: Mapping, what: str, family: str) -> None:
     """``module.load_state_dict(state, strict=True)``; a mismatch is an ``EncoderError`` that names up to
-    ``KEYS_SHOWN`` missing and unexpected keys (or the shape mismatch), so a wrong checkpoint is never half-loaded."""
+    ``KEYS_SHOWN`` missing and unexpected keys (or the shape mismatch), so a wrong checkpoint is never half-loaded.
+    It is an ``UnusableWeights``: the user's to fix, shown as one line."""
     expected = set(module.state_dict())
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
@@ -138,11 +139,11 @@ def load_state_strict(module, state: Mapping, what: str, family: str) -> None:
             for label, keys in (("missing", missing), ("unexpected", unexpected))
             if keys
         ]
-        raise EncoderError(f"{what} does not match the {family} architecture: " + "; ".join(problems))
+        raise UnusableWeights(f"{what} does not match the {family} architecture: " + "; ".join(problems))
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:  # same keys, different shapes
-        raise EncoderError(f"{what} does not match the {family} architecture: {error}") from error
+        raise UnusableWeights(f"{what} does not match the {family} architecture: {error}") from error
 
 
 def new_weights_dir(directory: str | Path) -> Path:

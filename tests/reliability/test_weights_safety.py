@@ -179,3 +179,28 @@ def test_full_unpickle_needs_a_pinned_hash_or_an_explicit_opt_in(tmp_path, monke
     torch.save({"w": torch.zeros(1)}, tmp_path / "plain.pt")
     monkeypatch.delenv(PICKLE_ENV)
     assert torch.equal(load_torch_checkpoint(tmp_path / "plain.pt", "toy")["w"], torch.zeros(1))
+
+
+@pytest.mark.slow
+def test_junk_checkpoint_with_pickle_opt_in_is_one_line_not_a_traceback(tmp_path, tiny_dataset, monkeypatch):
+    """Issue 13 item 18: an unreadable checkpoint under MUSICBENCH_ALLOW_PICKLE=1 used to escape as an EncoderError
+    traceback; it is the user's to fix, so the CLI prints one line and leaves a FAILED run that says why."""
+    from click.testing import CliRunner
+
+    from benchmark.cli import main
+    from encoders.weights import PICKLE_ENV
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(256)) * 20)
+    monkeypatch.setenv(PICKLE_ENV, "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = ["run", "--encoder", "clap", "--weights", str(junk), "--metrics", "none", "--no-progress"]
+    args += ["--refs", str(tiny_dataset["refs"]), "--targets", str(tiny_dataset["targets"])]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: cannot read CLAP checkpoint") and str(junk) in errors[0]
+    assert isinstance(result.exception, SystemExit)  # click's clean exit, not an escaped EncoderError
+    assert "Traceback" not in result.output
+    assert "FAILED" in result.output
