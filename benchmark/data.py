@@ -1,4 +1,4 @@
-"""Datasets: finding audio files, reading ground truth, and the one audio decoding path.
+"""Datasets: finding audio files and the one audio decoding path (the ground truth is read by ``ground_truth.py``).
 
 Decoding: soundfile (libsndfile: wav, flac, ogg, mp3, aiff, …), read in blocks, falling back to librosa/audioread
 for other containers; mono = mean of channels; resampling with soxr 'HQ' (bit-identical to
@@ -8,15 +8,18 @@ torchaudio I/O is never used (its extension does not load on CPU-only machines).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .ground_truth import GroundTruth
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".m4a", ".opus", ".wv"}
@@ -49,13 +52,26 @@ class Dataset:
     refs_root: Path | None = None
     targets_root: Path | None = None
     content_hashes: dict[Path, str] = field(default_factory=dict)
+    ground_truth: GroundTruth | None = None  # what reading the ground truth found (self-pairs dropped, fallbacks)
 
     def self_matches(self) -> list[set[int]]:
-        """For each target, the indices of references that are the very same file (excluded from its results)."""
-        ref_index: dict[str, list[int]] = {}
+        """For each target, the indices of references that are the very same file (excluded from its results):
+        the same path, a symlink to it, or a hard link of it (``file_identity``). A byte-identical copy under
+        another name is a different file: it is retrieved like any other reference."""
+        ref_index: dict[tuple, list[int]] = {}
         for i, ref in enumerate(self.refs):
-            ref_index.setdefault(os.path.realpath(ref.path), []).append(i)  # never raises on a symlink loop
-        return [set(ref_index.get(os.path.realpath(t.path), ())) for t in self.targets]
+            ref_index.setdefault(file_identity(ref.path), []).append(i)
+        return [set(ref_index.get(file_identity(t.path), ())) for t in self.targets]
+
+
+def file_identity(path: str | os.PathLike) -> tuple:
+    """What makes two paths the same file: (device, inode) of what they point to, so symlinks and hard links of
+    one file agree; the resolved path when the file cannot be stat'ed (never raises, even on a symlink loop)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return ("path", os.path.realpath(path))
+    return ("inode", info.st_dev, info.st_ino)
 
 
 def discover(folder: str | os.PathLike, role: str) -> list[AudioFile]:
@@ -216,55 +232,23 @@ def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _match_key(name: str, files: list[AudioFile], role: str, csv_path: Path) -> str:
-    """Resolve a ground-truth entry to a file key: exact relative path, else a unique file name, else a unique stem."""
-    name = name.strip().replace("\\", "/")
-    if any(f.key == name for f in files):
-        return name
-    for part in (lambda p: p.name, lambda p: p.stem):
-        matches = [f.key for f in files if part(Path(f.key)) == part(Path(name))]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise DatasetError(f"{csv_path}: {role} '{name}' is ambiguous: matches {', '.join(matches[:5])}")
-    raise DatasetError(f"{csv_path}: {role} '{name}' is not a file in the {role}s folder")
-
-
-def read_ground_truth(
-    csv_path: str | os.PathLike, refs: list[AudioFile], targets: list[AudioFile]
-) -> dict[str, dict[str, float]]:
-    """Read ``target,reference[,relevance]`` rows (relevance defaults to 1) into target → {ref: relevance}."""
-    csv_path = Path(csv_path).expanduser()
-    if not csv_path.is_file():
-        raise DatasetError(f"ground-truth file {csv_path} does not exist")
-    relevance: dict[str, dict[str, float]] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"target", "reference"} - set(reader.fieldnames or ())
-        if missing:
-            raise DatasetError(f"{csv_path}: needs columns target,reference[,relevance]; missing {sorted(missing)}")
-        for line, row in enumerate(reader, start=2):
-            target = _match_key(row["target"], targets, "target", csv_path)
-            reference = _match_key(row["reference"], refs, "reference", csv_path)
-            try:
-                value = float(row.get("relevance") or 1.0)
-            except ValueError:
-                raise DatasetError(f"{csv_path}:{line}: relevance '{row.get('relevance')}' is not a number") from None
-            if value > 0:
-                relevance.setdefault(target, {})[reference] = value
-    if not relevance:
-        raise DatasetError(f"{csv_path}: no relevant (target, reference) pairs")
-    return relevance
-
-
 def load_dataset(
     refs: str | os.PathLike, targets: str | os.PathLike, ground_truth: str | os.PathLike | None = None
 ) -> Dataset:
     """Find the files of both folders and read the ground truth; fails before any work on unusable input."""
     ref_files = discover(refs, "reference")
     target_files = discover(targets, "target")
-    relevance = read_ground_truth(ground_truth, ref_files, target_files) if ground_truth else None
-    return Dataset(ref_files, target_files, relevance, Path(refs).expanduser(), Path(targets).expanduser())
+    from .ground_truth import read_ground_truth  # it builds on this module's AudioFile and DatasetError
+
+    judged = read_ground_truth(ground_truth, ref_files, target_files) if ground_truth else None
+    return Dataset(
+        ref_files,
+        target_files,
+        judged.relevance if judged else None,
+        Path(refs).expanduser(),
+        Path(targets).expanduser(),
+        ground_truth=judged,
+    )
 
 
 def fingerprint(hashes: dict[str, str]) -> str:

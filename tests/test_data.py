@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset, read_ground_truth
+from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset
+from benchmark.ground_truth import read_ground_truth
 from encoders.base import WindowPolicy
 
 
@@ -45,7 +46,7 @@ def test_ground_truth_matches_by_path_name_or_stem(tiny_dataset):
     assert ds.relevance == {"a4_noisy.wav": {"a4.wav": 1.0}, "e5_noisy.wav": {"e5.wav": 1.0}}
     gt = tiny_dataset["root"] / "stems.csv"
     gt.write_text("target,reference,relevance\na4_noisy,a4,2\n")
-    assert read_ground_truth(gt, ds.refs, ds.targets) == {"a4_noisy.wav": {"a4.wav": 2.0}}
+    assert read_ground_truth(gt, ds.refs, ds.targets).relevance == {"a4_noisy.wav": {"a4.wav": 2.0}}
     gt.write_text("target,reference\na4_noisy,b7\n")
     with pytest.raises(DatasetError, match="'b7' is not a file"):
         read_ground_truth(gt, ds.refs, ds.targets)
