@@ -9,6 +9,7 @@ torchaudio I/O is never used (its extension does not load on CPU-only machines).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -20,6 +21,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .ground_truth import GroundTruth
+
+log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".m4a", ".opus", ".wv"}
@@ -75,15 +78,28 @@ def file_identity(path: str | os.PathLike) -> tuple:
 
 
 def discover(folder: str | os.PathLike, role: str) -> list[AudioFile]:
-    """All audio files below ``folder`` (recursive, sorted). Symlinked folders are not followed (no loops)."""
+    """All audio files below ``folder`` (recursive, sorted).
+
+    Symlinked folders are followed; a folder reached twice (a symlink loop, or two links to one folder) is read
+    once, and each skipped link is logged as a warning naming it.
+    """
     root = Path(folder).expanduser()
     if not root.exists():
         raise DatasetError(f"{role} folder {root} does not exist")
     if not root.is_dir():
         raise DatasetError(f"{role} folder {root} is not a folder")
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
+    visited = {file_identity(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(dirnames):
+            identity = file_identity(Path(dirpath) / name)
+            if identity in visited:
+                log.warning("%s folder: skipped %s, a link to a folder already read", role, shown(Path(dirpath) / name))
+                continue
+            visited.add(identity)
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix.lower() in AUDIO_EXTENSIONS:

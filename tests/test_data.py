@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,3 +77,18 @@ def test_segment_whole_file_and_overlap_and_short_tail():
     assert overlapping[-1][-1] == 2499
     padded = WindowPolicy(min_seconds=1.0).segment(np.ones(10, dtype=np.float32), 100)
     assert len(padded[0]) == 100
+
+
+def test_symlinked_subfolders_are_followed_and_loops_read_once(tmp_path, caplog):
+    """Issue 13 item 17: a symlinked subfolder was skipped without a word; now it is read, and a link back to a
+    folder already read (a loop) is skipped with a warning naming it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    sf.write(elsewhere / "linked.wav", np.zeros(100, dtype=np.float32), 8000)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    sf.write(refs / "own.wav", np.zeros(100, dtype=np.float32), 8000)
+    os.symlink(elsewhere, refs / "more")
+    os.symlink(".", refs / "loop")
+    assert [f.key for f in discover(refs, "reference")] == ["own.wav", "more/linked.wav"]
+    assert "skipped loop, a link to a folder already read" in caplog.text
