@@ -6,6 +6,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.musicbench-installed
+# setup.cfg extras installed by `make install`: dev (tests, ruff), server (PostgreSQL driver for a shared MLflow
+# server). Comma-separated; add one here to have CI install and test it.
+EXTRAS ?= dev,server
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 .PHONY: install demo test lint format mlflow-demo ui bench clean-demo
@@ -16,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[$(EXTRAS)]"
 	# tinysoundfont renders the demo set; its pyaudio dependency is only for live playback and does not build here
 	$(BIN)/python -m pip install --quiet --no-deps tinysoundfont==0.3.7
 	touch $(STAMP)

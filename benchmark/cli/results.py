@@ -5,8 +5,18 @@ from __future__ import annotations
 import click
 
 from ..config import DEFAULT_EXPERIMENT
-from .common import comma_list, echo_comparison, optional_path
+from .common import Refused, comma_list, echo_comparison, experiment_option, optional_path
 from .group import main
+
+
+def store_checked() -> None:
+    """The bounded pre-flight of the tracking store (``store.check``): an unusable store is one line, exit 2."""
+    from ..store import StoreError, check
+
+    try:
+        check()
+    except StoreError as error:
+        raise Refused(str(error)) from None
 
 
 @main.command()
@@ -37,6 +47,7 @@ def compare(parent, experiment, runs, metric_names, out) -> None:
     """
     from .. import compare as compare_module
 
+    store_checked()
     run_ids = comma_list(runs)
     if not (parent or run_ids or experiment):
         experiment = DEFAULT_EXPERIMENT
@@ -86,6 +97,7 @@ class _NothingToCheck(click.ClickException):
     "--experiment",
     default=DEFAULT_EXPERIMENT,
     show_default=True,
+    callback=experiment_option,
     help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).",
 )
 @click.option(
@@ -103,6 +115,7 @@ def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
     """
     from .. import regress as regress_module
 
+    store_checked()
     try:
         report = regress_module.regress(baseline, tolerance, mode, experiment, comma_list(metric_names) or None)
     except regress_module.RegressError as error:
@@ -123,6 +136,7 @@ def baseline() -> None:
 def _set_baseline_tag(run_id: str, pinned: bool) -> str:
     from .. import runs, tracking
 
+    store_checked()
     client = runs.client()
     try:
         run = runs.get_run(client, run_id)
