@@ -64,6 +64,7 @@ class RunConfig:
     allow_download: bool = False
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
+    precision: str = "fp32"  # fp32 (exact) | bf16 (opt-in autocast, neural encoders that offer it)
     window_seconds: float | None = None  # None: the encoder's default policy
     hop_seconds: float | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -77,6 +78,8 @@ class RunConfig:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.window_seconds is not None and self.window_seconds <= 0:
             raise ValueError(f"window must be positive seconds, got {self.window_seconds}")
         if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
@@ -96,6 +99,7 @@ class RunConfig:
             "metrics": self.metrics,
             "device": self.device,
             "batch_size": self.batch_size,
+            "precision": self.precision,
             "allow_download": self.allow_download,
             "cache_dir": str(Path(self.cache_dir).resolve()),
             "code_version": code_version(),

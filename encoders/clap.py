@@ -20,6 +20,7 @@ Per window, preprocessing is the library's own ``get_audio_features`` with the a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -84,12 +85,20 @@ class ClapEncoder(PretrainedEncoder):
     weights_spec = WeightsSpec(model="clap", hf_repo=HF_REPO, files=("630k-audioset-best.pt",))
     install = "laion-clap==1.1.7"
     family = "laion-clap"
+    precisions = ("fp32", "bf16")  # bf16: cosine ≥ 0.9999 to fp32 (tests/test_precision.py, perf/clap_speed.py)
 
     def _load(self, path: Path, device):
-        """The library's ``CLAP_Module`` (built without the hub), its ``CLAP`` model loaded strictly from ``path``."""
-        state = _read_state_dict(path)  # first: an unreadable file fails before the model is built
-        clap = _build_clap_module(self.amodel, str(device))
-        load_state_strict(clap.model, state, f"checkpoint {path} ({self.amodel})", self.family)
+        """The library's ``CLAP_Module`` (built without the hub), its ``CLAP`` model loaded strictly from ``path``.
+
+        Fast and exact: the checkpoint is memory-mapped and its tensors become the model's (``assign``), and the
+        model is built without drawing random initial values, since the strict load overwrites every parameter
+        and buffer they would fill (the weights are the checkpoint's either way; the equality is tested)."""
+        state = _read_state_dict(path, mmap=True)  # first: an unreadable file fails before the model is built
+        clap = _build_clap_module(self.amodel, "cpu", random_init=False)
+        load_state_strict(clap.model, state, f"checkpoint {path} ({self.amodel})", self.family, assign=True)
+        if device.type != "cpu":
+            clap.to(device)
+            clap.device = str(device)
         return clap.eval()
 
     @classmethod
@@ -138,7 +147,7 @@ class ClapEncoder(PretrainedEncoder):
         from laion_clap.training.data import get_audio_features
 
         audio_cfg = self.model.model_cfg["audio_cfg"]
-        with torch.inference_mode():
+        with self.computing():
             features = [
                 get_audio_features(
                     {},
@@ -194,11 +203,13 @@ def _no_text_tokenizer(*args, **kwargs):
     raise EncoderError("musicbench builds CLAP for audio only; text tokenization is not available")
 
 
-def _build_clap_module(amodel: str, device: str):
+def _build_clap_module(amodel: str, device: str, random_init: bool = True):
     """``CLAP_Module(enable_fusion=False, amodel=...)`` at random init, built without the hub.
 
     While the constructor runs (only then), ``RobertaModel.from_pretrained('roberta-base')`` yields a
     config-only RoBERTa of the same shape and ``RobertaTokenizer.from_pretrained`` a stub that refuses text.
+    ``random_init=False``: the parameters are left uninitialised (see ``_without_random_init``), for a model whose
+    every parameter is loaded next.
     """
     laion_clap = import_laion_clap()  # first: it sets the hub-offline defaults before transformers is imported
     import transformers
@@ -212,8 +223,38 @@ def _build_clap_module(amodel: str, device: str):
     with (
         mock.patch.object(clap_model_module, "RobertaModel", config_only),
         mock.patch.object(hook_module, "RobertaTokenizer", no_tokenizer),
+        contextlib.nullcontext() if random_init else _without_random_init(),
     ):
         return laion_clap.CLAP_Module(enable_fusion=False, device=device, amodel=amodel)
+
+
+def _unchanged(tensor, *args, **kwargs):
+    return tensor
+
+
+def _no_dft(self, n):
+    import numpy
+
+    return numpy.zeros((n, n), dtype=numpy.complex128)
+
+
+@contextlib.contextmanager
+def _without_random_init():
+    """While active, building CLAP draws no random initial values and computes no filter banks: PyTorch's
+    ``nn.init`` functions and transformers' ``init_weights`` (``no_init_weights``), HTSAT's own ``trunc_normal_``
+    and torchlibrosa's DFT matrix leave the tensors as allocated. Every parameter and buffer they would fill is
+    in the checkpoint, and ``load_state_strict`` refuses a checkpoint that lacks any, so the loaded model is the
+    same; building takes a fraction of the time (≈160M random values are not drawn)."""
+    from transformers.modeling_utils import no_init_weights
+
+    htsat = importlib.import_module("clap_module.htsat")
+    stft = importlib.import_module("torchlibrosa.stft")
+    with (
+        no_init_weights(),
+        mock.patch.object(htsat, "trunc_normal_", _unchanged),
+        mock.patch.object(stft.DFTBase, "dft_matrix", _no_dft),
+    ):
+        yield
 
 
 def _numpy_scalar_globals() -> list:
@@ -227,9 +268,10 @@ def _numpy_scalar_globals() -> list:
     return [np.core.multiarray.scalar, np.dtype, *{type(np.dtype(code)) for code in codes}]
 
 
-def _read_state_dict(path: Path) -> dict:
-    """The checkpoint's weights keyed like ``CLAP.state_dict()``, as clap_module.factory.load_state_dict does."""
-    checkpoint = read_torch_checkpoint(path, "clap", "CLAP", tuple(_numpy_scalar_globals()))
+def _read_state_dict(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's weights keyed like ``CLAP.state_dict()``, as clap_module.factory.load_state_dict does
+    (``mmap``: memory-mapped, see ``weights.load_torch_checkpoint``)."""
+    checkpoint = read_torch_checkpoint(path, "clap", "CLAP", tuple(_numpy_scalar_globals()), mmap=mmap)
     state = checkpoint["state_dict"] if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint else checkpoint
     if not isinstance(state, Mapping):
         raise EncoderError(f"{path} holds no state dict (found {type(state).__name__})")

@@ -2,9 +2,11 @@
 
 ``PretrainedEncoder`` owns what every such encoder does the same way: finding the weights (``resolve_weights``,
 offline first), recording their path and sha256, the ``--window`` override (``Encoder.card_for``), the device
-(``pick_device``), loading (the ``_load`` hook), equal-length batching with input and output checks, and
-``close``. A subclass keeps only what is specific to its model: its card, where its weights live, how its
-package builds and loads it (``_load``), one forward pass (``_embed_equal_length``) and ``write_random_weights``.
+(``pick_device``), the numeric precision (``--precision``: ``precisions`` says which ones an encoder offers, and
+``computing()`` is the one context every forward pass runs in), loading (the ``_load`` hook), equal-length
+batching with input and output checks, and ``close``. A subclass keeps only what is specific to its model: its
+card, where its weights live, how its package builds and loads it (``_load``), one forward pass
+(``_embed_equal_length``) and ``write_random_weights``.
 
 ``read_torch_checkpoint`` and ``load_state_strict`` are the shared, safe and strict way to read a ``torch.save``
 checkpoint and load it into a module, naming what does not match.
@@ -12,8 +14,11 @@ checkpoint and load it into a module, naming what does not match.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,8 @@ from .weights import ResolvedWeights, WeightsSpec, load_torch_checkpoint, resolv
 #: how many missing / unexpected checkpoint keys an error names
 KEYS_SHOWN = 10
 
+log = logging.getLogger(__name__)
+
 
 class PretrainedEncoder(Encoder):
     """Subclasses set ``card``, ``weights_spec``, ``install`` (pip line), ``family`` (how errors name the model)
@@ -38,6 +45,9 @@ class PretrainedEncoder(Encoder):
     install: str
     family: str
     min_samples: int = 1
+    #: the ``--precision`` values this encoder computes in; ``fp32`` (the default, exact) always. Add ``bf16``
+    #: only where its embeddings were checked against fp32 (cosine ≥ 0.9999, see tests/test_precision.py).
+    precisions: tuple[str, ...] = ("fp32",)
     #: the loaded model (whatever ``_load`` returned); None after ``close()``
     model: Any = None
 
@@ -49,15 +59,25 @@ class PretrainedEncoder(Encoder):
         from .registry import EncoderOptions
 
         self.options = options = options or EncoderOptions()
+        self.precision = self.check_precision(options)
         resolved = self._resolve(options)
-        self.weights_sha256 = resolved.sha256()
         self.weights_source = str(resolved.path)
         self.card = self.card_for(options)
         self.batch_size = max(1, int(options.batch_size))
         self.device = pick_device(options.device)
+        if self.precision == "bf16" and not native_bf16(self.device):
+            log.warning(
+                "--precision bf16 on this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX): PyTorch emulates "
+                "it, and it runs several times slower than fp32 here (measured ~5x on AVX2). Use fp32 on this machine."
+            )
         prepare_torch_stack()  # before _load imports its model package
-        with caller_rng_kept():
-            self.model = self._load(resolved.path, self.device)
+        # The weights' sha256 (a tag, and part of the cache identity) is computed on the other core while the model
+        # is built and loaded: hashlib and file reads release the GIL, and building is one thread of Python.
+        with ThreadPoolExecutor(1, thread_name_prefix="weights-sha256") as hasher:
+            digest = hasher.submit(resolved.sha256)
+            with caller_rng_kept():
+                self.model = self._load(resolved.path, self.device)
+            self.weights_sha256 = digest.result()
 
     def _load(self, path: Path, device) -> Any:
         """Build the model from the resolved weights at ``path`` on ``device`` (a ``torch.device``), in eval mode."""
@@ -93,14 +113,43 @@ class PretrainedEncoder(Encoder):
     @classmethod
     def identity_for(cls, options) -> dict[str, Any]:
         """``identity()`` of the encoder ``options`` would build, without building it (hashes the weights)."""
-        return cls.make_identity(cls.card_for(options), cls._resolve(options).sha256())
+        precision = cls.check_precision(options)
+        return _with_precision(cls.make_identity(cls.card_for(options), cls._resolve(options).sha256()), precision)
+
+    def identity(self) -> dict[str, Any]:
+        """The base identity, plus the precision when it is not fp32: a bf16 embedding is never served to an fp32
+        run (and fp32 identities, hence cached fp32 embeddings, are what they were before precision existed)."""
+        return _with_precision(super().identity(), self.precision)
+
+    @classmethod
+    def check_precision(cls, options) -> str:
+        """``options.precision`` when this encoder offers it, else ``EncoderUnavailable`` saying which it offers."""
+        precision = getattr(options, "precision", "fp32") or "fp32"
+        if precision not in cls.precisions:
+            raise EncoderUnavailable(
+                f"encoder '{cls.card.name}' does not offer --precision {precision} "
+                f"(it offers: {', '.join(cls.precisions)})"
+            )
+        return precision
+
+    def computing(self):
+        """The context of every forward pass: inference mode (no autograd), and for ``--precision bf16``
+        ``torch.autocast`` in bfloat16 on the model's device (CPU or CUDA). fp32 computes exactly as before."""
+        import torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.precision == "bf16":
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
+        return stack
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """One embedding per item; equal-length items share forward passes (padding would change them)."""
         out = np.empty((len(batch), self.dim), dtype=np.float32)
         min_samples = max(self.min_samples, int(round(self.window.min_seconds * self.sample_rate)))
         for indices, audio in equal_length_groups(batch, min_samples, self.batch_size):
-            out[indices] = self._embed_equal_length(audio)
+            with self.computing():
+                out[indices] = self._embed_equal_length(audio)
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if bad.size:
             raise EncoderError(f"{self.name} produced non-finite embeddings for batch items {bad.tolist()}")
@@ -111,11 +160,29 @@ class PretrainedEncoder(Encoder):
         raise NotImplementedError
 
 
-def read_torch_checkpoint(path: Path, model: str, family: str, safe_globals: tuple = ()):
-    """``weights.load_torch_checkpoint`` (weights-only unless the user vouched for the file); any other failure
-    to read it becomes an ``UnusableWeights`` naming the file (a user's error: one line, no traceback)."""
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: CUDA, or a CPU whose oneDNN has bf16 kernels (AVX512-BF16,
+    AMX). Without them, autocast to bf16 on the CPU is correct but much slower than fp32."""
+    import torch
+
+    if device.type != "cpu":
+        return True
     try:
-        return load_torch_checkpoint(path, model, safe_globals)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or newer torch without that probe: assume it is there
+        return True
+
+
+def _with_precision(identity: dict[str, Any], precision: str) -> dict[str, Any]:
+    return identity if precision == "fp32" else {**identity, "precision": precision}
+
+
+def read_torch_checkpoint(path: Path, model: str, family: str, safe_globals: tuple = (), *, mmap: bool = False):
+    """``weights.load_torch_checkpoint`` (weights-only unless the user vouched for the file; ``mmap`` maps it);
+    any other failure to read it becomes an ``UnusableWeights`` naming the file (a user's error: one line, no
+    traceback)."""
+    try:
+        return load_torch_checkpoint(path, model, safe_globals, mmap=mmap)
     except EncoderUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - any failure here means an unreadable checkpoint
@@ -127,11 +194,17 @@ def _key_list(keys: list[str]) -> str:
     return f"{shown}, … ({len(keys) - KEYS_SHOWN} more)" if len(keys) > KEYS_SHOWN else shown
 
 
-def load_state_strict(module, state: Mapping, what: str, family: str) -> None:
+def load_state_strict(module, state: Mapping, what: str, family: str, *, assign: bool = False) -> None:
     """``module.load_state_dict(state, strict=True)``; a mismatch is an ``EncoderError`` that names up to
     ``KEYS_SHOWN`` missing and unexpected keys (or the shape mismatch), so a wrong checkpoint is never half-loaded.
-    It is an ``UnusableWeights``: the user's to fix, shown as one line."""
-    expected = set(module.state_dict())
+    It is an ``UnusableWeights``: the user's to fix, shown as one line.
+
+    ``assign``: the module takes the checkpoint's tensors themselves instead of copies into its own (no second
+    copy of the weights; from a memory-mapped checkpoint, weights that are never used are never read). Done only
+    when every tensor already has the module's dtype and shape and the module is on the CPU, so the result is
+    the same as copying."""
+    current = module.state_dict()
+    expected = set(current)
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
         problems = [
@@ -140,8 +213,14 @@ def load_state_strict(module, state: Mapping, what: str, family: str) -> None:
             if keys
         ]
         raise UnusableWeights(f"{what} does not match the {family} architecture: " + "; ".join(problems))
+    assign = assign and all(
+        getattr(state[key], "dtype", None) == value.dtype
+        and getattr(state[key], "shape", None) == value.shape
+        and value.device.type == "cpu"
+        for key, value in current.items()
+    )
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as error:  # same keys, different shapes
         raise UnusableWeights(f"{what} does not match the {family} architecture: {error}") from error
 

@@ -35,6 +35,13 @@ class EncoderOptions:
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 8
     window: WindowPolicy | None = None  # overrides the card's default policy
+    #: numeric precision of the forward passes: "fp32" (exact, the default) or "bf16" (autocast; opt-in, for
+    #: encoders that offer it: ``PretrainedEncoder.precisions``). Part of the cache identity when not fp32.
+    precision: str = "fp32"
+
+
+#: every ``--precision`` value; what one encoder offers is ``precisions(name)``
+PRECISIONS = ("fp32", "bf16")
 
 
 class UnknownEncoder(KeyError):
@@ -59,11 +66,44 @@ def card(name: str) -> ModelCard:
     return encoder_class(name).card
 
 
+def precisions(name: str) -> tuple[str, ...]:
+    """The ``--precision`` values encoder ``name`` computes in: ``("fp32",)`` for weight-free encoders and for
+    models whose reduced-precision embeddings were not checked against fp32."""
+    return tuple(getattr(encoder_class(name), "precisions", ("fp32",)))
+
+
+def check_precision(name: str, options: EncoderOptions) -> None:
+    """``EncoderUnavailable`` when ``options.precision`` is not one encoder ``name`` offers, saying why."""
+    precision = options.precision or "fp32"
+    if precision == "fp32":  # every encoder computes in fp32
+        return
+    if precision not in PRECISIONS:
+        raise EncoderUnavailable(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    offered = precisions(name)
+    if precision in offered:
+        return
+    cls = encoder_class(name)
+    if cls.card.weights_id is None:
+        raise EncoderUnavailable(
+            f"--precision {precision} applies to neural encoders ({', '.join(_offering(precision))}); "
+            f"'{name}' is weight-free and always computes in float32: use --precision fp32"
+        )
+    raise EncoderUnavailable(
+        f"encoder '{name}' offers --precision {', '.join(offered)} only (its {precision} embeddings were not "
+        f"checked against fp32); encoders offering {precision}: {', '.join(_offering(precision))}"
+    )
+
+
+def _offering(precision: str) -> list[str]:
+    return [name for name in ENCODERS if precision in precisions(name)]
+
+
 def availability(name: str, options: EncoderOptions | None = None) -> tuple[bool, str]:
     """Can ``name`` run here? Returns (ok, where its weights are / why not). Loads no model."""
     options = options or EncoderOptions()
     cls = encoder_class(name)
     try:
+        check_precision(name, options)
         return True, cls.check_available(options)
     except EncoderUnavailable as error:
         return False, str(error)
@@ -73,6 +113,7 @@ def build(name: str, options: EncoderOptions | None = None) -> Encoder:
     """Build an encoder ready to embed; raises ``EncoderUnavailable`` with the fix when it cannot run."""
     options = options or EncoderOptions()
     cls = encoder_class(name)
+    check_precision(name, options)
     cls.check_available(options)
     return cls(options)
 

@@ -228,21 +228,26 @@ def _locate(spec: WeightsSpec, explicit: str | os.PathLike | None, allow_downloa
 PICKLE_ENV = "MUSICBENCH_ALLOW_PICKLE"
 
 
-def load_torch_checkpoint(path: Path, model: str, safe_globals: tuple = ()):
+def load_torch_checkpoint(path: Path, model: str, safe_globals: tuple = (), *, mmap: bool = False):
     """``torch.load(weights_only=True)`` (allowing ``safe_globals``); a full unpickle only when permitted.
 
     A checkpoint that ``weights_only=True`` refuses can run arbitrary code when unpickled, so it is loaded
     fully only if the user vouched for this exact file: its sha256 is pinned for ``model`` in
     ``$MUSICBENCH_WEIGHTS_SHA256`` (``resolve_weights`` has then already checked it), or
     ``$MUSICBENCH_ALLOW_PICKLE=1``. Otherwise ``EncoderUnavailable`` says how to allow it.
+
+    ``mmap``: map the file instead of reading it (private, copy-on-write pages), so tensors that are never
+    used are never read; a file in torch's legacy (pre-zip) format, which cannot be mapped, is read as usual.
     """
     import pickle
 
     import torch
 
+    if mmap and not _zip_format(path):
+        mmap = False
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         text = str(error)  # torch's message: boilerplate, then "WeightsUnpickler error: <what it refused>"
         reason = " ".join(text.partition("WeightsUnpickler error:")[2].split("Check the documentation")[0].split())
@@ -254,4 +259,14 @@ def load_torch_checkpoint(path: Path, model: str, safe_globals: tuple = ()):
                 f"(${SHA256_ENV}={model}={sha256_file(path)}) or set ${PICKLE_ENV}=1."
             ) from None
     # The user vouched for this file (pinned hash or explicit opt-in): the format needs a full unpickle.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+
+
+def _zip_format(path: Path) -> bool:
+    """Whether ``path`` is in torch's zip checkpoint format (the only one ``torch.load(mmap=True)`` reads)."""
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False

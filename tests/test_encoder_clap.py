@@ -100,6 +100,33 @@ def test_matches_library_oracle(encoder, oracle):
 
 
 @pytest.mark.slow
+def test_fast_load_equals_random_init_then_copy(ckpt, encoder):
+    """The encoder builds CLAP without drawing random initial values and takes the memory-mapped checkpoint's
+    tensors (``assign``): the same model as the simple path (seeded random init, then a strict copy of every
+    tensor), parameter for parameter and buffer for buffer, and the same embeddings."""
+    import torch
+
+    from encoders.pretrained import load_state_strict
+
+    simple = clap._build_clap_module("HTSAT-tiny", "cpu")
+    load_state_strict(simple.model, clap._read_state_dict(ckpt), "checkpoint", "laion-clap")
+    simple.eval()
+    fast = encoder.model.model
+    for name, tensor in simple.model.state_dict().items():
+        assert torch.equal(tensor, fast.state_dict()[name]), name
+    fast_buffers = dict(fast.named_buffers())
+    for name, tensor in simple.model.named_buffers():  # non-persistent ones too
+        assert torch.equal(tensor, fast_buffers[name]), name
+    assert [p.requires_grad for p in fast.parameters()] == [p.requires_grad for p in simple.model.parameters()]
+    clips = [tone(2.5, seed=5), tone(12.0, seed=6)]
+    ours = encoder.embed(clips)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(encoder, "model", simple)
+        reference = encoder.embed(clips)
+    assert np.abs(ours - reference).max() <= 1e-6
+
+
+@pytest.mark.slow
 def test_batch_size_does_not_change_embeddings(encoder):
     clips = [tone(1.0, seed=3), tone(3.0, seed=4)]
     one_at_a_time = np.concatenate([encoder.embed([clip]) for clip in clips])

@@ -311,3 +311,47 @@ def test_music2latent_matches_the_package_encode(written, built):
     assert got.shape == (1, 64) and got.dtype == np.float32
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
     assert np.abs(got - encoder.embed([music(sr, 2.0, pitch=330.0, seed=1)])).max() > 1e-4  # not constant
+
+
+# --- fast loading: memory-mapped checkpoints and assigned tensors ---------------------------------------------
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_mmap_reading_equals_plain_reading_in_both_checkpoint_formats(tmp_path, zip_format):
+    """``mmap=True`` maps torch's zip format and reads the legacy (pre-zip) format as before: same tensors."""
+    import torch
+
+    from encoders.weights import load_torch_checkpoint
+
+    state = {"w": torch.randn(3, 4), "b": torch.arange(5)}
+    path = tmp_path / "checkpoint.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    for mmap in (False, True):
+        loaded = load_torch_checkpoint(path, "test", mmap=mmap)
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_assigned_loading_equals_copying_and_falls_back_when_dtypes_differ(tmp_path):
+    """``assign=True`` gives the module the checkpoint's tensors only when that is the same as copying them: a
+    checkpoint in another dtype is copied (converted) into the module's own float32 parameters."""
+    import torch
+
+    from encoders.pretrained import load_state_strict
+
+    def module():
+        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+
+    source = module()
+    with torch.no_grad():
+        source[1].running_mean.uniform_()
+    state = source.state_dict()
+    for assign in (False, True):
+        target = module()
+        load_state_strict(target, dict(state), "checkpoint", "test", assign=assign)
+        assert all(torch.equal(target.state_dict()[k], v) for k, v in state.items())
+        assert all(p.requires_grad for p in target.parameters())
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    target = module()
+    load_state_strict(target, half, "checkpoint", "test", assign=True)
+    assert target[0].weight.dtype == torch.float32
+    assert torch.equal(target[0].weight, half["0.weight"].float())
