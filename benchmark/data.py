@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,6 +145,20 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return mono
 
 
+def _int16_to_mono(block: np.ndarray) -> np.ndarray:
+    """``_to_mono`` of the float32 samples libsndfile reads from 16-bit PCM (each ``sample / 32768``), bit for bit:
+    the channels are summed exactly in int32 (as the float32 sums are: integers times 2**-15, under 2**24), scaled
+    exactly by 2**-15, then divided by the channel count with the same single rounding."""
+    total = block[:, 0].astype(np.int32)
+    for channel in range(1, block.shape[1]):
+        total += block[:, channel]
+    mono = total.astype(np.float32)
+    mono *= np.float32(1.0 / 32768.0)
+    if block.shape[1] > 1:
+        mono /= np.float32(block.shape[1])
+    return mono
+
+
 def _truncated(handle) -> str | None:
     """Why libsndfile's own log says the file is cut short (header promises more data than exists), or None."""
     for line in handle.extra_info.splitlines():
@@ -155,39 +170,96 @@ def _truncated(handle) -> str | None:
     return None
 
 
-def _stream_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode with soundfile block by block: mono-mix, check and resample each block (soxr's streaming
-    resampler gives the same samples as one-shot ``soxr.resample``), so memory is ~2× the *output* only."""
-    import soundfile as sf
-    import soxr
+def _expected_samples(frames: int, rate: int, sample_rate: int) -> int:
+    """Samples the decode of ``frames`` input frames will give at ``sample_rate`` (soxr gives round(frames × ratio));
+    capped at 2**31, so a streamed-WAV placeholder length does not reserve absurd memory."""
+    if frames <= 0:
+        return BLOCK_FRAMES
+    return min(-(-frames * sample_rate // rate) + 1, 1 << 31)
 
-    with sf.SoundFile(os.fsencode(path)) as handle:
-        reason = _truncated(handle)
+
+class _MonoBuffer:
+    """One float32 buffer the decoded blocks are written into, sized from the header's length up front (its pages
+    become resident only as they are written), grown by half when a header under-states the length (mp3)."""
+
+    def __init__(self, capacity: int):
+        self.data = np.empty(max(1, capacity), dtype=np.float32)
+        self.size = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        end = self.size + len(samples)
+        if end > len(self.data):
+            grown = np.empty(max(end, len(self.data) + len(self.data) // 2), dtype=np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = samples
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        if len(self.data) - self.size > max(1 << 20, self.size // 4):  # over-stated length: do not keep the rest
+            return self.data[: self.size].copy()
+        return self.data[: self.size]
+
+
+class _SoundfileBlocks:
+    """A file opened with soundfile (``LibsndfileError`` here when libsndfile cannot open it): ``expected`` output
+    samples (from the header), and iteration yields the mono, checked, resampled blocks (soxr's streaming resampler:
+    their concatenation is exactly one-shot ``soxr.resample`` of the whole file), then checks the length read
+    against the header. The file is closed when the iteration ends or is abandoned."""
+
+    def __init__(self, path: Path, sample_rate: int):
+        import soundfile as sf
+
+        self.path, self.sample_rate = path, sample_rate
+        self.handle = sf.SoundFile(os.fsencode(path))
+        reason = _truncated(self.handle)
         if reason:
+            self.handle.close()
             raise AudioDecodeError(f"{shown(path)}: truncated or corrupt ({reason})")
-        rate = int(handle.samplerate)
+        self.rate = int(self.handle.samplerate)
+        self.expected = _expected_samples(int(self.handle.frames), self.rate, sample_rate)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import soxr
+
+        path, handle = self.path, self.handle
         stream = (
-            soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+            soxr.ResampleStream(self.rate, self.sample_rate, 1, dtype="float32", quality="HQ")
+            if self.rate != self.sample_rate
+            else None
         )
-        pieces, n_read = [], 0
-        while True:
-            block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
-            last = len(block) < BLOCK_FRAMES
-            mono = _to_mono(block)
-            if not np.all(np.isfinite(mono)):
-                raise AudioDecodeError(f"{shown(path)}: audio contains NaN or infinite samples")
-            n_read += len(mono)
-            pieces.append(stream.resample_chunk(mono, last=last) if stream is not None else mono)
-            if last:
-                break
-        if handle.format != "MPEG" and 0 < n_read < handle.frames:  # mp3 lengths are estimates
-            raise AudioDecodeError(
-                f"{shown(path)}: truncated or corrupt (header declares {handle.frames} frames, "
-                f"only {n_read} could be read)"
-            )
-    if n_read == 0:
-        raise AudioDecodeError(f"{shown(path)}: no audio samples")
-    return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        n_read = 0
+        pcm16 = handle.subtype == "PCM_16"  # read as integers: ~4× cheaper, the same float32 samples (_int16_to_mono)
+        with handle:
+            while True:
+                block = handle.read(BLOCK_FRAMES, dtype="int16" if pcm16 else "float32", always_2d=True)
+                last = len(block) < BLOCK_FRAMES
+                mono = _int16_to_mono(block) if pcm16 else _to_mono(block)
+                del block
+                if not np.all(np.isfinite(mono)):
+                    raise AudioDecodeError(f"{shown(path)}: audio contains NaN or infinite samples")
+                n_read += len(mono)
+                yield stream.resample_chunk(mono, last=last) if stream is not None else mono
+                if last:
+                    break
+            if handle.format != "MPEG" and 0 < n_read < handle.frames:  # mp3 lengths are estimates
+                raise AudioDecodeError(
+                    f"{shown(path)}: truncated or corrupt (header declares {handle.frames} frames, "
+                    f"only {n_read} could be read)"
+                )
+        if n_read == 0:
+            raise AudioDecodeError(f"{shown(path)}: no audio samples")
+
+
+def _stream_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Decode with soundfile block by block, each block written straight into one float32 buffer at the output
+    rate: memory is the *output* plus a few blocks (never the input's channels, never a second copy of the whole
+    signal)."""
+    blocks = _SoundfileBlocks(path, sample_rate)
+    out = _MonoBuffer(blocks.expected)
+    for samples in blocks:
+        out.append(samples)
+    return out.result()
 
 
 def _librosa_mono(path: Path, sample_rate: int, sf_error: Exception) -> np.ndarray:
@@ -223,11 +295,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Decode ``path`` to mono float32 at ``sample_rate``. Raises ``AudioDecodeError`` naming the file."""
-    import soundfile as sf
-
-    path = Path(path)
+def _check_readable(path: Path) -> None:
     try:
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{shown(path)}: empty file (0 bytes)")
@@ -235,6 +303,14 @@ def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         raise AudioDecodeError(f"{shown(path)}: cannot read ({error.strerror or error})") from error
     if not os.access(path, os.R_OK):
         raise AudioDecodeError(f"{shown(path)}: cannot read (permission denied)")
+
+
+def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Decode ``path`` to mono float32 at ``sample_rate``. Raises ``AudioDecodeError`` naming the file."""
+    import soundfile as sf
+
+    path = Path(path)
+    _check_readable(path)
     try:
         mono = _stream_mono(path, sample_rate)
     except sf.LibsndfileError as sf_error:
@@ -246,6 +322,38 @@ def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - a decoder bug on one odd file is that file's failure
         raise AudioDecodeError(f"{shown(path)}: not decodable audio ({_describe(error)})") from error
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def decode_blocks(path: str | os.PathLike, sample_rate: int) -> Iterator[np.ndarray]:
+    """``decode(path, sample_rate)`` as consecutive mono float32 blocks (about ``BLOCK_FRAMES`` input frames
+    each; some may be empty), never the whole signal at once: for a stage that can consume audio as it comes
+    (e.g. cutting windows of an hour-long file). Their concatenation equals ``decode``'s result exactly.
+
+    ``AudioDecodeError`` can come from any ``next()`` — a truncated file is only known at its end — so a consumer
+    must drop what it took from a file that fails. Containers libsndfile cannot open (m4a, …) come as one block.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    _check_readable(path)
+    try:
+        blocks = _SoundfileBlocks(path, sample_rate)
+    except sf.LibsndfileError as sf_error:
+        if path.suffix.lower() in _LIBSNDFILE_EXTENSIONS:
+            raise AudioDecodeError(f"{shown(path)}: not decodable audio ({_describe(sf_error)})") from sf_error
+        yield np.ascontiguousarray(_librosa_mono(path, sample_rate, sf_error), dtype=np.float32)
+        return
+    except AudioDecodeError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise AudioDecodeError(f"{shown(path)}: not decodable audio ({_describe(error)})") from error
+    try:
+        for samples in blocks:
+            yield np.ascontiguousarray(samples, dtype=np.float32)
+    except AudioDecodeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - mid-file: what was yielded cannot be taken back
+        raise AudioDecodeError(f"{shown(path)}: not decodable audio ({_describe(error)})") from error
 
 
 def load_dataset(

@@ -1,7 +1,9 @@
 """The evaluate stage: pair metrics on retrieved pairs, IR metrics against ground truth, and aggregates.
 
 Per-file metric features are computed once per file (cached by content hash + metric identity) and reused
-for every pair the file is in. A file whose features fail is a recorded failure; its pairs have no value
+for every pair the file is in; a metric declaring ``parallel_files`` (melody) is computed in ``workers``
+threads. IR measures come from each relevant reference's counted rank (``ranking.ir_from_embeddings``), never
+from sorted whole rankings. A file whose features fail is a recorded failure; its pairs have no value
 for that metric and are left out of the means (never counted as zero).
 """
 
@@ -16,13 +18,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metrics.base import Measure, PairMetric
-from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals, per_query_ir
+from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals
 
 from .cache import ArrayCache
 from .config import RunConfig
 from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
 from .parallel import prefetch_map
-from .ranking import full_ranking
+from .ranking import ir_from_embeddings
 
 #: the numbers the harness itself logs (pair metrics and IR measures declare theirs where they are computed)
 HARNESS_MEASURES = (
@@ -73,6 +75,7 @@ def evaluate(
     retrieval left them. A metric that breaks is recorded in ``skipped`` with the error; it logs nothing.
     """
     target_matrix, ref_matrix, ref_keys, exclude = ranked
+    release_free_memory()  # what the embed stage freed (decoded audio, activations) goes back before the metrics
     per_target = (
         topk[topk["rank"] == 1][["target", "reference", "similarity"]]
         .rename(columns={"reference": "top1_reference", "similarity": "sim_top1"})
@@ -93,6 +96,7 @@ def evaluate(
             continue
         finally:
             metric.close()
+            release_free_memory()
         failures.extend(feats.failures)
         topk = pd.concat([topk, score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
         values.update(
@@ -107,19 +111,30 @@ def evaluate(
         per_target[f"{column}_top1"] = top1[column]
 
     if dataset.relevance is not None:
-        target_keys = [f.key for f in target_files]
-        rankings = {
-            t: [ref_keys[i] for i in row]
-            for t, row in zip(target_keys, full_ranking(target_matrix, ref_matrix, exclude))
-        }
-        relevance = {t: rel for t, rel in dataset.relevance.items() if t in rankings}
-        ir_values, per_query = retrieval_metrics(rankings, relevance, config.k)
+        ir_values, per_query = retrieval_metrics(
+            target_matrix, ref_matrix, ref_keys, exclude, [f.key for f in target_files], dataset.relevance, config.k
+        )
         values.update(ir_values)
         if len(per_query):
             per_target = per_target.join(per_query.set_index("query"), how="left")
     per_target = per_target.reset_index()
     values.update(similarity_confidence_interval(per_target))
     return Evaluation(topk, per_target, values, skipped, failures)
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere). Memory freed by a
+    stage (a long file's audio, model activations, worker-thread arenas) otherwise stays resident, and the next
+    stage's peak stacks on top of it (perf/long_input_memory.py: an hour-long file's run peaked in the evaluate
+    stage without this, in the embed stage with it)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @dataclass
@@ -136,7 +151,14 @@ def metric_features(
     workers: int = 2,
     progress: bool = True,
 ) -> MetricFeatures:
-    """Features of ``metric`` for each (role, file), keyed by content hash; cached; failures recorded per file."""
+    """Features of ``metric`` for each (role, file), keyed by content hash; cached; failures recorded per file.
+
+    Files are decoded in ``workers`` threads (at most ``2 × workers`` in flight). A metric that declares
+    ``parallel_files`` (its ``file_features`` is thread-safe and releases the GIL: numpy/scipy work, e.g. melody)
+    is computed in those threads too, one file per worker, so its per-file work uses every core; the others
+    (models) run in this thread, one file at a time. Either way each file is decoded once, results and the
+    cache are handled here in input order, and a file's audio is dropped as soon as its features exist.
+    """
     cache = ArrayCache(cache_root, metric.cache_identity())
     out = MetricFeatures()
     todo, seen = [], set()
@@ -158,9 +180,16 @@ def metric_features(
         disable=not progress,
         leave=False,
     )
-    for (role, item), future in prefetch_map(lambda ri: decode(ri[1].path, metric.sample_rate), todo, workers):
+    in_workers = bool(getattr(metric, "parallel_files", False)) and workers > 1
+
+    def work(role_item: tuple[str, AudioFile]) -> np.ndarray:  # the features, or the audio to score here
+        audio = decode(role_item[1].path, metric.sample_rate)
+        return metric.file_features(audio) if in_workers else audio
+
+    for (role, item), future in prefetch_map(work, todo, workers):
         try:
-            features = np.asarray(metric.file_features(future.result()))
+            result = future.result()
+            features = np.asarray(result if in_workers else metric.file_features(result))
         except AudioDecodeError as error:
             out.failures.append(Failure(role, item.key, "decode", str(error)))
         except ValueError as error:  # the metric's own "cannot score this file"
@@ -168,6 +197,8 @@ def metric_features(
         else:
             cache.put(hashes[item.path], features)
             out.features[hashes[item.path]] = features
+        finally:
+            future = result = None  # a file's decoded audio goes now, not when the next one arrives
         bar.update()
     bar.close()
     return out
@@ -227,13 +258,33 @@ def file_value_means(
 
 
 def retrieval_metrics(
-    rankings: dict[str, list[str]], relevance: dict[str, dict[str, float]], k: int
+    target_matrix: np.ndarray,
+    ref_matrix: np.ndarray,
+    ref_keys: Sequence[str],
+    exclude: Sequence[set[int]] | None,
+    target_keys: Sequence[str],
+    relevance: dict[str, dict[str, float]],
+    k: int,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """IR metrics at 1, k and 10 with bootstrap CIs, over the queries that have relevant items; per-query rows."""
+    """IR metrics at 1, k and 10 with bootstrap CIs, over the targets that have relevant references; per-query rows.
+
+    Each relevant reference's rank is counted from the embeddings (``ranking.ir_from_embeddings``: references
+    scoring above it, ties by reference order, excluded ones removed), never by sorting whole rows; the values
+    are those of ``metrics.ir.per_query_ir`` on the full rankings, bit for bit. A relevant reference that is not
+    in ``ref_keys`` (it failed to embed) counts in R and is never retrieved.
+    """
     ks = tuple(sorted({1, k, 10}))
-    rows = per_query_ir(rankings, relevance, ks=ks)
+    rows = ir_from_embeddings(
+        target_matrix,
+        ref_matrix,
+        [relevance.get(t, {}) for t in target_keys],
+        exclude,
+        ks,
+        ref_keys=ref_keys,
+        queries=target_keys,
+    )
     values = {**aggregate_ir(rows, ks), **ir_confidence_intervals(rows, ks)} if rows else {}
-    values["n_queries_without_relevant"] = len(rankings) - len(rows)
+    values["n_queries_without_relevant"] = len(target_keys) - len(rows)
     return values, pd.DataFrame(rows)
 
 

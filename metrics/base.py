@@ -57,6 +57,9 @@ class PairMetric(ABC):
     in_auto: bool = True
     #: what each pair column and file value means (direction, headline); unlisted ones are higher-is-better
     measures: tuple[Measure, ...] = ()
+    #: ``file_features`` is thread-safe and spends its time in code that releases the GIL (numpy/scipy), so the
+    #: harness may run it on several files at once in threads (a model-backed metric keeps False: one at a time)
+    parallel_files: bool = False
 
     def __init__(self, options=None):
         """``options`` is a ``metrics.registry.MetricOptions`` (weights paths, device, …). Loads no model."""

@@ -449,6 +449,9 @@ class MelodyAccuracy(PairMetric):
     sample_rate = MELODY_SAMPLE_RATE
     columns = ("melody_acc",)
     measures = (Measure("melody_acc", True, True, "fraction of frames whose dominant pitch class matches"),)
+    #: thread-safe, and its time goes to scipy's lfilter and FFT and to numpy, which release the GIL: the harness
+    #: scores several files at once in threads
+    parallel_files = True
 
     def check_available(self) -> str:
         return "chroma melody accuracy (librosa chroma_stft, scipy filtfilt; no model)"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmark import data
 from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset
 from benchmark.ground_truth import read_ground_truth
 from encoders.base import WindowPolicy
@@ -92,3 +93,80 @@ def test_symlinked_subfolders_are_followed_and_loops_read_once(tmp_path, caplog)
     os.symlink(".", refs / "loop")
     assert [f.key for f in discover(refs, "reference")] == ["own.wav", "more/linked.wav"]
     assert f"skipped {refs / 'loop'}, a link to a folder already read" in caplog.text
+
+
+# --- decode into one buffer equals the previous decode (blocks, then their concatenation) -------------------------
+
+
+def _concatenating_decode(path, sample_rate):
+    """The previous ``_stream_mono``: each block mono-mixed and resampled, all blocks kept, then concatenated."""
+    import soxr
+
+    with sf.SoundFile(path) as handle:
+        rate = int(handle.samplerate)
+        stream = (
+            soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+        )
+        pieces = []
+        while True:
+            block = handle.read(data.BLOCK_FRAMES, dtype="float32", always_2d=True)
+            last = len(block) < data.BLOCK_FRAMES
+            mono = data._to_mono(block)
+            pieces.append(stream.resample_chunk(mono, last=last) if stream is not None else mono)
+            if last:
+                break
+    return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("file_rate, sample_rate", [(44100, 44100), (22050, 44100), (48000, 44100), (44100, 48000)])
+def test_decode_into_one_buffer_equals_the_concatenating_decode(
+    tmp_path, monkeypatch, channels, file_rate, sample_rate
+):
+    import soxr
+    from audio_factory import melody
+
+    # ~47 s of audio in blocks of 2**16 frames: 30-odd blocks, the last one partial
+    y = melody(47.3, file_rate, seed=channels)
+    audio = np.stack([y, np.roll(y, 11) * 0.7], axis=1) if channels == 2 else y
+    path = tmp_path / "long.wav"
+    sf.write(path, audio, file_rate, subtype="PCM_16")
+    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 16)
+    expected = _concatenating_decode(path, sample_rate)
+    got = decode(path, sample_rate)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+    blocks = list(data.decode_blocks(path, sample_rate))  # the streaming form: the same samples, in pieces
+    assert len(blocks) > 10 and all(b.dtype == np.float32 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+    one_shot = soxr.resample(y, file_rate, sample_rate, quality="HQ") if file_rate != sample_rate else y
+    assert len(got) == len(one_shot)
+    # a header that under-states the length (mp3 estimates) grows the buffer; one that over-states it is trimmed
+    for wrong in (lambda n, a, b: 1000, lambda n, a, b: 10 * n):
+        with monkeypatch.context() as patch:
+            patch.setattr(data, "_expected_samples", wrong)
+            np.testing.assert_array_equal(decode(path, sample_rate), expected)
+
+
+def test_decode_of_a_partial_last_block_and_a_tiny_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 12)
+    for n in (1, 4095, 4096, 4097, 3 * 4096):
+        path = tmp_path / f"n{n}.wav"
+        sf.write(path, np.linspace(-0.5, 0.5, n, dtype=np.float32), 22050, subtype="FLOAT")
+        for rate in (22050, 44100):
+            np.testing.assert_array_equal(decode(path, rate), _concatenating_decode(path, rate))
+
+
+def test_decode_blocks_reports_a_truncated_file_at_its_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 12)
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.zeros(40000, np.float32) + 0.1, 22050, subtype="PCM_16")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 20000])  # the header still promises 40000 frames
+    with pytest.raises(AudioDecodeError, match="cut.wav: truncated"):
+        decode(path, 22050)
+    with pytest.raises(AudioDecodeError, match="cut.wav: truncated"):
+        list(data.decode_blocks(path, 22050))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match="empty file"):
+        next(data.decode_blocks(tmp_path / "empty.wav", 22050))

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from reference_ranking import full_ranking, reference_retrieval_metrics
 
 from benchmark.cli import main
 from benchmark.data import load_dataset
-from benchmark.ranking import full_ranking
 from metrics.ir import ir_metrics
 
 pytestmark = pytest.mark.slow  # builds the demo set, then a whole CLI run on it
@@ -145,3 +145,18 @@ def test_baseline_beats_shuffled_embeddings(demo_run, demo_set):
         shuffled_maps.append(ir_metrics(rankings, result.dataset.relevance)["map"])
     assert run.data.metrics["map"] == pytest.approx(result.metrics["map"])
     assert result.metrics["map"] > np.mean(shuffled_maps) + 0.1
+
+    # the evaluate stage's rank counting gives the previous implementation's numbers (full rankings), exactly
+    ref_position = {key: i for i, key in enumerate(result.ref_keys)}
+    exclude = [
+        {ref_position[result.dataset.refs[i].key] for i in matches if result.dataset.refs[i].key in ref_position}
+        for matches in result.dataset.self_matches()
+    ]
+    expected, expected_rows = reference_retrieval_metrics(
+        targets, refs, result.ref_keys, exclude, [f.key for f in result.dataset.targets], result.dataset.relevance, 5
+    )
+    assert {name: result.metrics[name] for name in expected} == expected
+    per_target = result.per_target.set_index("target")
+    for row in expected_rows.to_dict("records"):
+        for column in ("average_precision", "reciprocal_rank", "ndcg_at_5", "recall_at_10"):
+            assert per_target.loc[row["query"], column] == row[column]

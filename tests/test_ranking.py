@@ -1,7 +1,8 @@
 """Exact cosine retrieval (benchmark/ranking.py): top-k, counted ranks of relevant references, IR from embeddings.
 
-The torch-backed ``top_k`` is checked against the previous numpy implementation (kept below as the reference),
-and ``relevant_ranks`` / ``ir_from_embeddings`` against ``full_ranking`` + the list-based ``per_query_ir``.
+The torch-backed ``top_k`` is checked against the previous numpy implementation, and ``relevant_ranks`` /
+``ir_from_embeddings`` against ``full_ranking`` + the list-based ``per_query_ir`` (both kept as the references in
+tests/reference_ranking.py).
 """
 
 import subprocess
@@ -9,11 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from reference_ranking import full_ranking
+from reference_ranking import l2_normalise as reference_l2_normalise
+from reference_ranking import reference_top_k as _reference_top_k
 
 from benchmark import ranking
 from benchmark.ranking import (
     cosine_matrix,
-    full_ranking,
     ir_from_embeddings,
     l2_normalise,
     relevant_ranks,
@@ -75,47 +78,29 @@ def test_zero_vectors_do_not_produce_nan():
     assert np.isfinite(sims).all()
 
 
+def test_chunked_normalisation_equals_the_whole_array_formula(monkeypatch):
+    rng = np.random.default_rng(4)
+    for n, dim in ((1, 1), (5, 3), (3000, 12), (2500, 512)):
+        x = (rng.standard_normal((n, dim)) * rng.uniform(1e-3, 1e3, (n, 1))).astype(np.float32)
+        x[::7] = 0  # all-zero rows stay zero
+        np.testing.assert_array_equal(l2_normalise(x), reference_l2_normalise(x))
+        monkeypatch.setattr(ranking, "_NORM_ROWS", 7)
+        np.testing.assert_array_equal(l2_normalise(x, check_finite=True), reference_l2_normalise(x))
+        monkeypatch.undo()
+    huge = np.array([[3e30, 4e30], [1, 0]], dtype=np.float32)  # finite, but the norm overflows: not refused
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(l2_normalise(huge, check_finite=True), reference_l2_normalise(huge))
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="finite"):
+            l2_normalise(np.array([[1, 0], [0, bad]], dtype=np.float32), check_finite=True)
+
+
 def test_k_must_be_positive():
     with pytest.raises(ValueError):
         top_k(np.ones((1, 2)), np.ones((1, 2)), 0)
 
 
-# --- the previous implementation, kept as the reference --------------------------------------------------------
-
-
-def _reference_rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
-    n = sims.shape[1]
-    if k >= n:
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    candidates = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(sims, candidates, axis=1).min(axis=1)
-    order = np.empty((sims.shape[0], k), dtype=np.int64)
-    for row in range(sims.shape[0]):
-        if np.count_nonzero(sims[row] >= kth[row]) > k:
-            order[row] = np.argsort(-sims[row], kind="stable")[:k]
-        else:
-            cand = candidates[row]
-            order[row] = cand[np.lexsort((cand, -sims[row, cand]))]
-    return order
-
-
-def _reference_top_k(queries, refs, k, exclude=None):
-    q, r = l2_normalise(queries), l2_normalise(refs)
-    k_eff = min(k, r.shape[0])
-    indices = np.full((q.shape[0], k_eff), -1, dtype=np.int64)
-    sims_out = np.full((q.shape[0], k_eff), np.nan, dtype=np.float32)
-    for start in range(0, q.shape[0], 256):
-        sims = q[start : start + 256] @ r.T
-        if exclude is not None:
-            for offset, excluded in enumerate(exclude[start : start + 256]):
-                if excluded:
-                    sims[offset, list(excluded)] = -np.inf
-        order = _reference_rank_rows(sims, k_eff)
-        values = np.take_along_axis(sims, order, axis=1)
-        valid = np.isfinite(values)
-        indices[start : start + len(order)] = np.where(valid, order, -1)
-        sims_out[start : start + len(order)] = np.where(valid, values, np.nan)
-    return indices, sims_out
+# --- against the previous implementation (tests/reference_ranking.py) ----------------------------------------
 
 
 def _library(seed: int, kind: str, n_refs: int = 900, n_queries: int = 300, dim: int = 12):

@@ -1,0 +1,142 @@
+"""The evaluate stage (benchmark/evaluation.py): IR numbers by rank counting equal the previous implementation
+(full rankings as lists + ``per_query_ir``, kept in tests/reference_ranking.py); per-file metric features over
+a pool of workers equal one worker's, with the content-hash cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from reference_ranking import reference_retrieval_metrics
+
+from benchmark.data import AudioFile, content_hash
+from benchmark.evaluation import metric_features, retrieval_metrics
+from metrics.base import PairMetric
+
+
+def _random_library(seed: int, n_refs: int = 240, n_targets: int = 70, dim: int = 8):
+    """Named references and targets, some targets also references (excluded from their own results), duplicated
+    references (exact ties), graded relevance, targets without any relevant reference, and relevant references
+    that are not in the library (failed to embed)."""
+    rng = np.random.default_rng(seed)
+    refs = rng.standard_normal((n_refs, dim)).astype(np.float32)
+    refs[rng.integers(0, n_refs, 30)] = refs[rng.integers(0, n_refs, 30)]
+    ref_keys = [f"refs/song{i:04d}.wav" for i in range(n_refs)]
+    shared = rng.choice(n_refs, size=n_targets // 3, replace=False)
+    targets = np.concatenate([refs[shared], rng.standard_normal((n_targets - len(shared), dim)).astype(np.float32)])
+    target_keys = [f"targets/q{i:03d}.wav" for i in range(n_targets)]
+    exclude = [{int(r)} for r in shared] + [set() for _ in range(n_targets - len(shared))]
+    relevance: dict[str, dict[str, float]] = {}
+    for i, key in enumerate(target_keys):
+        if i % 7 == 3:
+            continue  # no ground truth for this target
+        chosen = rng.choice(n_refs, size=rng.integers(1, 6), replace=False)
+        relevance[key] = {ref_keys[r]: float(rng.choice([0.5, 1, 2, 3])) for r in chosen}
+        if i % 11 == 0:
+            relevance[key]["refs/failed-to-embed.wav"] = 1.0
+        if i < len(shared) and i % 2 == 0:
+            relevance[key][ref_keys[shared[i]]] = 1.0  # relevant, but excluded: itself
+    relevance["targets/not-embedded.wav"] = {ref_keys[0]: 1.0}  # a target that failed: not a query
+    return targets, refs, ref_keys, exclude, target_keys, relevance
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_retrieval_metrics_equal_the_previous_implementation(seed, k):
+    targets, refs, ref_keys, exclude, target_keys, relevance = _random_library(seed)
+    expected, expected_rows = reference_retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, relevance, k)
+    got, rows = retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, relevance, k)
+    assert got == expected  # every mean and CI bit for bit, same names
+    assert rows.to_dict("records") == expected_rows.to_dict("records")
+    assert got["n_queries_without_relevant"] > 0 and f"ndcg_at_{k}_ci_low" in got
+
+
+def test_retrieval_metrics_without_any_relevant_target():
+    targets, refs, ref_keys, exclude, target_keys, _ = _random_library(3, n_targets=5)
+    got, rows = retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, {"elsewhere.wav": {}}, 5)
+    assert got == {"n_queries_without_relevant": 5} and rows.empty
+
+
+# --- per-file metric features: in worker threads for a parallel metric, cached by content hash -------------------
+
+
+class _Recording(PairMetric):
+    """A parallel metric that notes the thread of each call; a file of all zeros 'cannot be scored'."""
+
+    name = "recording"
+    sample_rate = 22050
+    columns = ("recording",)
+    parallel_files = True
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    @property
+    def threads(self):
+        return set(self.calls)
+
+    def file_features(self, audio):
+        self.calls.append(threading.get_ident())
+        time.sleep(0.02)  # a file takes a while (and releases the GIL): the other worker starts on the next one
+        if not np.any(audio):
+            raise ValueError("nothing to score")
+        return np.array([audio.mean(), audio.std()])
+
+    def pair_scores(self, target, reference):
+        return {"recording": float(target[0] - reference[0])}
+
+
+def _files(tmp_path, n=6):
+    from audio_factory import melody
+
+    files = []
+    for i in range(n):
+        path = tmp_path / f"f{i}.wav"
+        sf.write(path, melody(1.0 + i / 4, 22050, seed=i), 22050)
+        files.append(("reference", AudioFile(path, path.name)))
+    sf.write(tmp_path / "silent.wav", np.zeros(2205, np.float32), 22050)
+    (tmp_path / "junk.wav").write_bytes(b"not audio" * 20)
+    files += [
+        ("target", AudioFile(tmp_path / "silent.wav", "silent.wav")),
+        ("target", AudioFile(tmp_path / "junk.wav", "junk.wav")),
+    ]
+    hashes = {item.path: content_hash(item.path) for _, item in files}
+    return files, hashes
+
+
+def test_parallel_metric_runs_in_worker_threads_with_the_cache(tmp_path):
+    files, hashes = _files(tmp_path)
+    metric = _Recording()
+    serial = metric_features(metric, files, None, hashes, workers=1, progress=False)
+    assert metric.threads == {threading.get_ident()}  # one worker: scored here
+    metric = _Recording()
+    cache = tmp_path / "cache"
+    parallel = metric_features(metric, files, cache, hashes, workers=2, progress=False)
+    assert threading.get_ident() not in metric.threads and 1 <= len(metric.threads) <= 2
+    assert parallel.features.keys() == serial.features.keys() and len(parallel.features) == 6
+    for digest, features in serial.features.items():
+        np.testing.assert_array_equal(parallel.features[digest], features)
+    assert [(f.key, f.stage) for f in parallel.failures] == [("silent.wav", "recording"), ("junk.wav", "decode")]
+    assert parallel.failures == serial.failures
+    metric = _Recording()  # warm: from the cache, nothing scored (the failed files are tried again)
+    warm = metric_features(metric, files, cache, hashes, workers=2, progress=False)
+    assert len(metric.calls) == 1 and len(warm.failures) == 2  # only the file that failed is scored again
+    for digest, features in serial.features.items():
+        np.testing.assert_array_equal(warm.features[digest], features)
+
+
+def test_melody_features_over_two_workers_equal_one(tmp_path):
+    from metrics.melody import MelodyAccuracy
+
+    files, hashes = _files(tmp_path, n=4)
+    assert MelodyAccuracy.parallel_files
+    one = metric_features(MelodyAccuracy(), files, None, hashes, workers=1, progress=False)
+    two = metric_features(MelodyAccuracy(), files, None, hashes, workers=2, progress=False)
+    assert one.features.keys() == two.features.keys() and len(one.features) == 5  # silence scores (as "C")
+    for digest, classes in one.features.items():
+        np.testing.assert_array_equal(two.features[digest], classes)
+    assert [f.key for f in two.failures] == ["junk.wav"]
