@@ -8,9 +8,13 @@ Two ways to do the work, with the same results, cache entries, failure records a
 * threads (neural encoders, and small jobs): files are decoded in a bounded thread pool while the encoder
   embeds windows batched across files in this process;
 * processes (encoders whose work is CPU feature extraction in Python/numpy, which say ``parallel = "process"``
-  as ``WeightFreeEncoder`` does, when there is enough audio for it to pay): each file is decoded, cut and
-  embedded in a worker process (``--workers`` of them); its window embeddings come back to be pooled and cached
-  here. Torch models are never forked into workers (``parallel.start_method``).
+  as ``WeightFreeEncoder`` does, when there is enough audio for it to pay):
+  each file is decoded, cut and embedded in a worker process (``--workers`` of them); its window embeddings come
+  back to be pooled and cached here. Torch models are never forked into workers (``parallel.start_method``).
+
+A run keeps one ``ProcessWorkers`` for its references and targets. ``musicbench run`` calls ``prestart_workers``
+first thing, so a fork server imports librosa & co. while the run imports MLflow and sets the store up; the
+workers are then forked from it, warm, and the parent never imports the encoder's packages at all.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,7 @@ from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode, shown
-from .parallel import prefetch_map, process_pool
+from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool
 
 #: The process pool is used only when the files to embed hold at least this many bytes: below it, the whole job
 #: takes well under a second in threads and a pool (≈0.1 s to fork two workers, and one warm-up call) cannot win.
@@ -261,24 +265,93 @@ def _preload(encoder: Encoder) -> set[str]:
     return {type(encoder).__module__, __name__} | _WARM_MODULES.get(type(encoder), set()) | loaded
 
 
-def _in_processes(
-    todo: list[AudioFile], encoder: Encoder, batch_size: int, workers: int
-) -> Iterator[tuple[AudioFile, _Outcome]]:
-    _warm_up(encoder)  # fork: the workers inherit it; forkserver: tells what to preload
-    preload = _preload(encoder)
-    start, depth = 0, PROCESS_DEPTH_PER_WORKER * workers
+def _in_processes(todo: list[AudioFile], workers: ProcessWorkers) -> Iterator[tuple[AudioFile, _Outcome]]:
+    start, depth = 0, PROCESS_DEPTH_PER_WORKER * workers.workers
     while start < len(todo):
-        with process_pool(workers, _init_worker, (encoder, batch_size), preload) as executor:
-            try:
-                for item, future in prefetch_map(_embed_in_worker, todo[start:], workers, depth, executor):
-                    outcome = _collect(item, future)
-                    start += 1
-                    yield item, outcome
-            except BrokenProcessPool:  # a worker died (crash, out-of-memory kill): find the file responsible
-                pass
+        executor = workers.executor()
+        try:
+            for item, future in prefetch_map(_embed_in_worker, todo[start:], workers.workers, depth, executor):
+                outcome = _collect(item, future)
+                start += 1
+                yield item, outcome
+        except BrokenProcessPool:  # a worker died (crash, out-of-memory kill): find the file responsible
+            workers.discard()
         if start < len(todo):
-            yield todo[start], _alone(todo[start], encoder, batch_size, preload)
+            yield todo[start], _alone(todo[start], workers)
             start += 1
+
+
+def worker_modules(encoder_class: type) -> set[str]:
+    """What a fork server imports for ``encoder_class``'s worker processes: this module, the encoder's own, and
+    the modules its first call would import (``encoder_class.worker_modules``, e.g. ``librosa.feature.spectral``)."""
+    return {__name__, encoder_class.__module__, *getattr(encoder_class, "worker_modules", ())}
+
+
+def prestart_workers(encoder_classes: Iterable[type], workers: int, extra: Iterable[str] = ()) -> bool:
+    """Start the fork server of the worker processes now, for every encoder of ``encoder_classes`` that embeds in
+    processes (``parallel = "process"``), when ``workers`` ≥ 2: it imports their modules (and ``extra``, e.g.
+    what the figures need) while this process goes on setting the run up. Returns whether it runs."""
+    process = [cls for cls in encoder_classes if getattr(cls, "parallel", "thread") == "process"]
+    if not process or workers < 2:
+        return False
+    return prestart_forkserver(set().union(*map(worker_modules, process)) | set(extra))
+
+
+class ProcessWorkers:
+    """The worker processes of one encoder, started on first use and kept for every ``embed_files`` call made with
+    them (a run's references, then its targets); a context manager that shuts them down.
+
+    *Warm*: a fork server started by ``prestart_workers`` has imported the encoder's modules, so workers are forked
+    from it ready to embed (in milliseconds) and this process never imports them. Once running, the pool is used
+    for every later call, whatever its amount of audio.
+    Otherwise the pool is started as before: the encoder is warmed up here, then workers are forked from this
+    process (or from a fork server told to preload what the warm-up imported, when torch is loaded here).
+    """
+
+    def __init__(self, encoder: Encoder, batch_size: int = 8, workers: int = 2):
+        self.encoder, self.batch_size, self.workers = encoder, batch_size, workers
+        self.warm = (
+            getattr(encoder, "parallel", "thread") == "process"
+            and workers >= 2
+            and forkserver_preloads(worker_modules(type(encoder)))
+        )
+        self._method = "forkserver" if self.warm else None
+        self._preload: set[str] = set()
+        self._stack: contextlib.ExitStack | None = None
+        self._executor = None
+
+    def _pool(self, workers: int):
+        if not self.warm and not self._preload:
+            _warm_up(self.encoder)  # fork: the workers inherit it; forkserver: tells what to preload
+            self._preload = _preload(self.encoder)
+        return process_pool(workers, _init_worker, (self.encoder, self.batch_size), self._preload, self._method)
+
+    @property
+    def running(self) -> bool:
+        """Whether the pool has been started (by an earlier call): using it costs nothing more."""
+        return self._executor is not None
+
+    def executor(self):
+        """The running pool (started now if needed)."""
+        if self._executor is None:
+            self._stack = contextlib.ExitStack()
+            self._executor = self._stack.enter_context(self._pool(self.workers))
+        return self._executor
+
+    def discard(self) -> None:
+        """Shut the pool down (e.g. broken: a worker died); the next ``executor()`` starts another."""
+        stack, self._stack, self._executor = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+    def __enter__(self) -> ProcessWorkers:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """On an error or interrupt, work not yet started is cancelled (``process_pool``); the error propagates."""
+        stack, self._stack, self._executor = self._stack, None, None
+        if stack is not None:
+            stack.__exit__(*exc_info)
 
 
 def _collect(item: AudioFile, future) -> _Outcome:
@@ -293,10 +366,10 @@ def _collect(item: AudioFile, future) -> _Outcome:
     return outcome
 
 
-def _alone(item: AudioFile, encoder: Encoder, batch_size: int, preload: set[str]) -> _Outcome:
+def _alone(item: AudioFile, workers: ProcessWorkers) -> _Outcome:
     """Retry one file in a worker of its own after a pool broke: it either succeeds (another file was to blame;
     it will be isolated in turn) or it is the file whose processing kills its worker."""
-    with process_pool(1, _init_worker, (encoder, batch_size), preload) as executor:
+    with workers._pool(1) as executor:
         try:
             return _collect(item, executor.submit(_embed_in_worker, item))
         except BrokenProcessPool:
@@ -318,11 +391,13 @@ def embed_files(
     workers: int = 2,
     progress: bool = True,
     processes: bool | None = None,
+    pool: ProcessWorkers | None = None,
 ) -> EmbedResult:
     """Embed ``files`` (whose content hashes are in ``hashes``); reuse the cache; record failures.
 
-    ``processes``: False = threads; None = worker processes when ``use_processes`` says so; True = worker
-    processes whenever the encoder allows them, whatever the amount of audio (tests).
+    ``processes``: False = threads; None = worker processes when ``use_processes`` says so, or whenever ``pool``
+    is already running; True = worker processes whenever the encoder allows them, whatever the amount of audio
+    (tests). ``pool``: worker processes to use (and leave running) instead of a pool of this call's own.
     """
     result = EmbedResult()
     result.stats.files = len(files)
@@ -354,12 +429,19 @@ def embed_files(
         result.stats.failed += 1
         bar.update()
 
-    in_processes = processes is not False and use_processes(encoder, todo, workers, at_any_size=bool(processes))
-    outcomes = (
-        _in_processes(todo, encoder, batch_size, workers) if in_processes else _in_threads(todo, encoder, workers)
+    own = pool is None
+    pool = pool if pool is not None else ProcessWorkers(encoder, batch_size, workers)
+    in_processes = (
+        processes is not False
+        and bool(todo)
+        and (pool.running or use_processes(encoder, todo, workers, at_any_size=bool(processes)))
     )
+    outcomes = _in_processes(todo, pool) if in_processes else _in_threads(todo, encoder, workers)
     batcher = _Batcher(encoder, batch_size, done, fail)
-    with contextlib.closing(outcomes):  # on an error or Ctrl-C here: stop the pool now, not when collected
+    with (
+        pool if own else contextlib.nullcontext(),  # on an error or Ctrl-C: stop our pool now, not when collected
+        contextlib.closing(outcomes),
+    ):
         for item, outcome in outcomes:
             if isinstance(outcome, _Undecodable):
                 result.failures.append(Failure(role, item.key, "decode", outcome.message))

@@ -14,16 +14,22 @@ constrained-layout engine, which measures every label again and lays the figure 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import pandas as pd  # already imported by whoever has tables to draw
 
 from .measures import lower_is_better
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
+#: what drawing a run's figures imports (pandas is not needed: ``table_columns``), for a process that will draw them to
+#: import ahead of time (``parallel.prestart_helper``; ``tracking.log_result`` draws them there)
+MODULES = ("benchmark.figures", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.font_manager")
+#: a table: a ``pandas.DataFrame``, or a mapping of column name → sequence of values (``table_columns``)
+Table = Union["pd.DataFrame", Mapping[str, Sequence]]
 HEATMAP_MAX_REFS = 80  # beyond this, only references that appear in some top-k are drawn
 _EDGE = 0.08  # inches of white space around a figure laid out by _Layout
 _TICK = (3.5 + 3.5) / 72  # inches from an axis to its tick labels (major tick length + pad)
@@ -72,6 +78,12 @@ class _Layout:
         )
 
 
+def table_columns(table: Table, names: Sequence[str]) -> dict[str, list]:
+    """The columns ``names`` of ``table`` (those it has) as lists: what a run's figures read, picklable and light
+    (a process drawing them need not import pandas)."""
+    return {name: list(table[name]) for name in names if name in table}
+
+
 def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
@@ -80,14 +92,16 @@ def similarity_heatmap(
     similarity: np.ndarray,
     target_keys: list[str],
     ref_keys: list[str],
-    topk: pd.DataFrame,
+    topk: Table,
     encoder: str,
     relevance: dict[str, dict[str, float]] | None = None,
 ) -> Figure:
     """Cosine similarity of every target (rows) to every reference (columns).
 
     White dots mark each target's top-1 reference; black rings mark ground-truth relevant references.
+    ``topk``: the top-k table (its ``target``, ``rank`` and ``reference`` columns).
     """
+    topk = table_columns(topk, ("target", "rank", "reference"))
     columns = list(range(len(ref_keys)))
     if len(ref_keys) > HEATMAP_MAX_REFS:
         shown = set(topk["reference"])
@@ -117,9 +131,9 @@ def similarity_heatmap(
     ax.set_xticks(range(len(columns)), x_labels, rotation=90, fontsize=6)
     position = {ref_keys[i]: c for c, i in enumerate(columns)}
     row = {k: r for r, k in enumerate(target_keys)}
-    top1 = topk[topk["rank"] == 1]
-    xs = [position[r] for r in top1["reference"] if r in position]
-    ys = [row[t] for t, r in zip(top1["target"], top1["reference"]) if r in position]
+    top1 = [(t, r) for t, r, rank in zip(topk["target"], topk["reference"], topk["rank"]) if rank == 1]
+    xs = [position[r] for _, r in top1 if r in position]
+    ys = [row[t] for t, r in top1 if r in position]
     ax.scatter(xs, ys, s=14, c="white", label="top-1")
     if relevance:
         pairs = [(row[t], position[r]) for t, refs in relevance.items() if t in row for r in refs if r in position]
@@ -138,9 +152,11 @@ def similarity_heatmap(
     return fig
 
 
-def top1_bars(per_target: pd.DataFrame, encoder: str) -> Figure:
-    """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted."""
-    n = len(per_target)
+def top1_bars(per_target: Table, encoder: str) -> Figure:
+    """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted.
+    ``per_target``: the per-target table (its ``target``, ``sim_top1`` and, when known, ``hit_rate_at_1``)."""
+    per_target = table_columns(per_target, ("target", "sim_top1", "hit_rate_at_1"))
+    n = len(per_target["target"])
     labels = [_short(t, 24) for t in per_target["target"]]
     fig = _figure(max(6, 0.45 * n + 2), 4.5)
     text = _Layout(fig)
@@ -160,16 +176,58 @@ def top1_bars(per_target: pd.DataFrame, encoder: str) -> Figure:
     )
     colors = "tab:blue"
     if "hit_rate_at_1" in per_target:
-        colors = ["tab:green" if hit else "tab:gray" for hit in per_target["hit_rate_at_1"].fillna(0) > 0]
-    ax.bar(range(n), per_target["sim_top1"], color=colors)
+        colors = ["tab:green" if hit is not None and hit > 0 else "tab:gray" for hit in per_target["hit_rate_at_1"]]
+    ax.bar(range(n), np.asarray(per_target["sim_top1"], dtype=np.float64), color=colors)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xticks(range(n), labels, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("top-1 cosine similarity")
-    low = float(np.nanmin(per_target["sim_top1"])) if n else 0.0
+    low = float(np.nanmin(np.asarray(per_target["sim_top1"], dtype=np.float64))) if n else 0.0
     bottom = min(0.0, low) if low < 0.5 else low - 0.05  # zoom in when every similarity is high
     ax.set_ylim(bottom, 1.0)
     ax.set_title(title)
     return fig
+
+
+def warm_up() -> None:
+    """Draw a tiny run's figures into a temporary folder, discarding them: matplotlib's and pandas' lazy imports,
+    fonts and text caches are then ready in a process that will draw a real run's figures later
+    (``parallel.prestart_helper``; measured: the first real drawing took twice as long without it)."""
+    import tempfile
+
+    keys = ["a.wav", "b.wav"]
+    similarity = np.array([[1.0, 0.5], [0.5, 1.0]], dtype=np.float32)
+    topk = {"target": keys, "rank": [1, 1], "reference": keys}
+    per_target = {"target": keys, "sim_top1": [1.0, 1.0], "hit_rate_at_1": [1.0, np.nan]}
+    with tempfile.TemporaryDirectory() as folder:
+        save_run_figures(folder, similarity, keys, keys, topk, per_target, "warm-up", {"a.wav": {"a.wav": 1.0}})
+
+
+def save_run_figures(
+    folder: str,
+    similarity: np.ndarray | None,
+    target_keys: list[str],
+    ref_keys: list[str],
+    topk: Table,
+    per_target: Table,
+    encoder: str,
+    relevance: dict[str, dict[str, float]] | None = None,
+) -> list[str]:
+    """Draw one run's figures and save them under ``folder`` as ``figures/similarity_heatmap.png`` (when
+    ``similarity`` is given) and ``figures/top1_similarity.png``; returns those names. Picklable arguments only,
+    so it can run in another process."""
+    from pathlib import Path
+
+    drawn = {}
+    if similarity is not None:
+        drawn["figures/similarity_heatmap.png"] = similarity_heatmap(
+            similarity, target_keys, ref_keys, topk, encoder, relevance
+        )
+    drawn["figures/top1_similarity.png"] = top1_bars(per_target, encoder)
+    for name, figure in drawn.items():
+        path = Path(folder) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    return list(drawn)
 
 
 # --- a comparison of runs -------------------------------------------------------------------------------------
@@ -195,6 +253,8 @@ def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
                     bar.set_alpha(0.55)
     ax.set_xticks(x, [_short(t, 24) for t in targets], rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("top-1 cosine similarity")
+    import pandas as pd  # imported by whoever has tables to draw
+
     low = np.nanmin(pd.to_numeric(per_target["sim_top1"], errors="coerce")) if len(per_target) else 0.0
     ax.set_ylim(min(0.0, float(low)), 1.05)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="encoder", title_fontsize=8)

@@ -1,15 +1,21 @@
 """Bounded look-ahead over a pool: decode the next files while the model works on this one (threads), or decode
-and embed whole files in worker processes (``process_pool``, for CPU feature extraction in Python/numpy)."""
+and embed whole files in worker processes (``process_pool``, for CPU feature extraction in Python/numpy).
+
+``prestart_forkserver`` starts the fork server early, so that it imports what the workers need (librosa, …) in
+the background while this process sets the run up; workers are then forked from it, warm, in milliseconds.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -48,6 +54,70 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in available else "spawn"
 
 
+#: modules the fork server that ``prestart_forkserver`` started imports (None: this process started none)
+_PRELOADED: frozenset[str] | None = None
+
+
+def prestart_forkserver(preload: Iterable[str]) -> bool:
+    """Start this process's fork server now, importing ``preload`` (module names) in the background; returns
+    whether a fork server started here is running and preloads every module of ``preload``.
+
+    Nothing waits for the imports: the server takes them while this process goes on (imports MLflow, sets the
+    store up, hashes the files), and forks the first worker when they are done. A server is a fresh interpreter
+    (never a fork of this process), so torch or threads here do not matter. Only the first call starts one (the
+    preload list is fixed then); false where there is no ``forkserver`` start method or in a daemonic process.
+    """
+    global _PRELOADED
+    wanted = frozenset(preload)
+    if _PRELOADED is not None:
+        return wanted <= _PRELOADED and _forkserver_alive()
+    if "forkserver" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+        return False
+    from multiprocessing import forkserver
+
+    if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:  # started before, preload unknown
+        return False
+    multiprocessing.get_context("forkserver").set_forkserver_preload(sorted(wanted))
+    try:
+        forkserver.ensure_running()
+    except OSError:  # pragma: no cover - cannot start a process: workers start the usual way
+        return False
+    _PRELOADED = wanted
+    import atexit
+
+    atexit.register(_stop_forkserver)
+    return True
+
+
+def _stop_forkserver() -> None:
+    """At exit: end the fork server now (SIGTERM, no clean-up: it holds nothing, its workers are done) instead of
+    letting it notice this process is gone and tear down librosa, matplotlib & co. (1-2 s during which it, and
+    the resource tracker waiting for it, keep this process's stdout open)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def forkserver_preloads(modules: Iterable[str]) -> bool:
+    """Whether ``prestart_forkserver`` started a fork server (still running) that preloads all of ``modules``."""
+    return _PRELOADED is not None and frozenset(modules) <= _PRELOADED and _forkserver_alive()
+
+
+def _forkserver_alive() -> bool:
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return False
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
+
+
 def _die_with_parent() -> None:
     """Linux: the kernel kills this worker when the process that started it dies (even by SIGKILL), so a killed
     run leaves no orphaned workers behind. Best effort elsewhere."""
@@ -60,8 +130,43 @@ def _die_with_parent() -> None:
         pass
 
 
-def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _die_with(owner: int) -> None:
+    """A worker forked from a fork server (its parent is the server, not ``owner``, the process that asked for
+    it): a watcher thread ends it as soon as ``owner`` is gone, even killed by SIGKILL (a pidfd; polled once a
+    second where there is none) — otherwise it would wait forever on its task queue, whose other end it holds."""
+    import threading
+
+    try:
+        pidfd = os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # pragma: no cover - no pidfd (old kernel, not Linux)
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            import select
+
+            select.select([pidfd], [], [])
+        else:  # pragma: no cover
+            import time
+
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(owner, 0)
+                except ProcessLookupError:
+                    break
+        os._exit(1)
+
+    threading.Thread(target=watch, name="musicbench-owner-watch", daemon=True).start()
+
+
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple, owner: int | None = None) -> None:
+
     _die_with_parent()
+    if owner is not None and os.getppid() != owner:
+        _die_with(owner)
     # Ctrl-C reaches the whole process group: the parent handles it (and cancels the pool); a SIGTERM handler
     # inherited from the parent (tracking's "end the run KILLED") means nothing here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,20 +177,28 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> N
 
 @contextlib.contextmanager
 def process_pool(
-    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = (), preload: Iterable[str] = ()
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+    preload: Iterable[str] = (),
+    method: str | None = None,
 ) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``workers`` processes (``start_method()``) that ignore Ctrl-C and die with their parent.
+    """A pool of ``workers`` processes (``method``, default ``start_method()``) that ignore Ctrl-C and die with
+    their parent.
 
     On an error or interrupt in the parent, work not yet started is cancelled and the running calls (one file
     per worker) are waited for. ``preload``: modules a forkserver imports once for all its workers (with fork,
     workers simply inherit the parent's).
     """
-    method = start_method()
+    method = method or start_method()
     context: Any = multiprocessing.get_context(method)
-    if method == "forkserver":
+    if method == "forkserver" and _PRELOADED is None:
         context.set_forkserver_preload(sorted(set(preload)))  # only read when the server first starts
     pool = ProcessPoolExecutor(
-        max_workers=max(1, workers), mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
+        max_workers=max(1, workers),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(initializer, initargs, os.getpid()),
     )
     try:
         yield pool
@@ -93,3 +206,90 @@ def process_pool(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+_HELPER: list[ProcessPoolExecutor] = []  # the spare process ``prestart_helper`` started (kept for later calls)
+
+
+def prestart_helper(modules: Iterable[str], warm: Callable[[], None] | None = None) -> bool:
+    """Start a spare process now — a fresh interpreter (``spawn``) that imports ``modules`` and runs ``warm()`` in
+    the background — for ``background_call`` to run work in later (e.g. drawing a run's figures while the run is
+    recorded). It is kept for every later call of this process and ends with it. Returns whether it runs."""
+    if _HELPER:
+        return True
+    if multiprocessing.current_process().daemon:
+        return False
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_helper,
+        initargs=(tuple(sorted(set(modules))), warm, os.getpid()),
+    )
+    try:
+        pool.submit(int)  # starts the process now; its imports run while this process goes on
+    except Exception:  # noqa: BLE001 - cannot start a process: work is done in this process instead
+        pool.shutdown(wait=False, cancel_futures=True)
+        return False
+    _HELPER.append(pool)
+    import atexit
+
+    atexit.register(_stop_helper)
+    return True
+
+
+def _start_helper(modules: tuple[str, ...], warm: Callable[[], None] | None, owner: int) -> None:
+    import atexit
+    import importlib
+
+    _start_worker(None, (), owner)
+    # A spawned interpreter leaves with sys.exit: tearing matplotlib & co. down took ≈0.8 s, which the pool's owner
+    # waits for at its own exit. Nothing here needs a clean teardown: leave at once (forked workers do the same).
+    atexit.register(os._exit, 0)
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if warm is not None:
+        with contextlib.suppress(Exception):
+            warm()
+
+
+def _stop_helper() -> None:
+    """At exit: end the spare process now, whatever it is doing (it holds nothing of value)."""
+    while _HELPER:
+        pool = _HELPER.pop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+
+
+@contextlib.contextmanager
+def background_call(fn: Callable[..., R], *args: Any) -> Iterator[Future | None]:
+    """``fn(*args)`` in another process while the caller goes on: the spare process of ``prestart_helper`` (warm), or
+    a process forked from the fork server of ``prestart_forkserver``. Yields its future, or None when there is
+    neither (then the caller does the work itself). When the block ends, a call still running is waited for."""
+    if _HELPER:
+        future = _HELPER[0].submit(fn, *args)
+        try:
+            yield future
+        finally:
+            try:
+                future.result()
+            except BrokenProcessPool:  # it died: later calls take another way
+                _HELPER.pop(0).shutdown(wait=False)
+            except BaseException:  # noqa: BLE001, S110 - the caller reads the future's own outcome
+                pass
+        return
+    if _PRELOADED is None or not _forkserver_alive():
+        yield None
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_start_worker,
+        initargs=(None, (), os.getpid()),
+    )
+    try:
+        yield pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

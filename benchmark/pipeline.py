@@ -24,7 +24,7 @@ from . import evaluation
 from .cache import ArrayCache
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
-from .embedding import embed_files
+from .embedding import ProcessWorkers, embed_files
 from .hash_index import HashIndex
 from .ranking import cosine_matrix, top_k
 
@@ -70,6 +70,7 @@ def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:
         device=config.device,
         batch_size=config.batch_size,
         window=window_override(config),
+        precision=config.precision,
     )
 
 
@@ -168,17 +169,25 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     cache = ArrayCache(config.cache_dir, encoder.cache_identity())
     embedded = {}
     embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
-    for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
-        result = embed_files(
-            [f for f in files if f.path in hashes],
-            role,
-            encoder,
-            cache,
-            hashes,
-            batch_size=config.batch_size,
-            workers=config.workers,
-            progress=progress,
-        )
+    with ProcessWorkers(encoder, config.batch_size, config.workers) as pool:  # one pool for both roles
+        results = [
+            (
+                role,
+                embed_files(
+                    [f for f in files if f.path in hashes],
+                    role,
+                    encoder,
+                    cache,
+                    hashes,
+                    batch_size=config.batch_size,
+                    workers=config.workers,
+                    progress=progress,
+                    pool=pool,
+                ),
+            )
+            for role, files in (("reference", dataset.refs), ("target", dataset.targets))
+        ]
+    for role, result in results:
         embedded[role] = result.embeddings
         failures.extend(result.failures)
         embed_stats["n_embedded"] += result.stats.embedded

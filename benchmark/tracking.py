@@ -198,16 +198,45 @@ def log_result(result: RunResult) -> None:
     formats ``log_table`` / ``log_text`` / ``log_dict`` / ``log_figure`` write; the two tables are registered
     for ``mlflow.load_table`` with the tag ``log_table`` sets. (``log_table`` itself lists the run's artifacts
     and reads the run back for each table: about half of this function's time outside the figures, profiled.)
+
+    The figures are drawn in a process of their own while the dataset and the tables are recorded, when the run's
+    fork server is up (``parallel.background_call``; it imported matplotlib meanwhile); otherwise, or if that
+    fails, here.
     """
     import tempfile
 
-    import mlflow
-    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
-
     from . import figures
+    from .parallel import background_call
+
+    config_params = result.config.as_params()  # once: it asks git for the code version
+    _log_values(result, config_params)
+    manifest = _manifest(result)
+    figure_args = (  # plain columns: the drawing process needs no pandas
+        result.similarity,
+        result.target_keys,
+        result.ref_keys,
+        figures.table_columns(result.topk, ("target", "rank", "reference")),
+        figures.table_columns(result.per_target, ("target", "sim_top1", "hit_rate_at_1")),
+        result.config.encoder,
+        result.dataset.relevance,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        with background_call(figures.save_run_figures, folder, *figure_args) as drawing:
+            _log_dataset_and_files(result, config_params, manifest, Path(folder))
+            drawn = False
+            if drawing is not None:
+                with contextlib.suppress(Exception):  # drawn again here, where an error is the run's to see
+                    drawn = bool(drawing.result())
+        if not drawn:
+            figures.save_run_figures(folder, *figure_args)
+        _log_artifacts(folder)
+
+
+def _log_values(result: RunResult, config_params: dict) -> None:
+    """A run's params, tags and metrics."""
+    import mlflow
 
     config = result.config
-    config_params = config.as_params()
     params = {
         **config_params,
         **result.encoder_params,
@@ -230,7 +259,12 @@ def log_result(result: RunResult) -> None:
     mlflow.set_tags(tags)
     mlflow.log_metrics({name: value for name, value in metrics.items() if name not in dropped})
 
-    manifest = _manifest(result)
+
+def _log_dataset_and_files(result: RunResult, config_params: dict, manifest: pd.DataFrame, root: Path) -> None:
+    """The dataset (``log_input``), and the tables and texts of a run written under ``root``."""
+    import mlflow
+
+    config = result.config
     with warnings.catch_warnings():  # a local path matches two of MLflow's own (equivalent) source types
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         dataset = mlflow.data.from_pandas(
@@ -238,7 +272,6 @@ def log_result(result: RunResult) -> None:
         )
     mlflow.log_input(dataset, context="benchmark")
 
-    tables = {"tables/topk.json": result.topk, "tables/per_target.json": result.per_target}
     texts = {
         "tables/topk.csv": result.topk.to_csv(index=False),
         "tables/per_target.csv": result.per_target.to_csv(index=False),
@@ -254,32 +287,38 @@ def log_result(result: RunResult) -> None:
             default=str,
         ),
     }
-    drawn = {}
-    if result.similarity is not None:
-        drawn["figures/similarity_heatmap.png"] = figures.similarity_heatmap(
-            result.similarity,
-            result.target_keys,
-            result.ref_keys,
-            result.topk,
-            config.encoder,
-            result.dataset.relevance,
-        )
-    drawn["figures/top1_similarity.png"] = figures.top1_bars(result.per_target, config.encoder)
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        for name in (*tables, *texts, *drawn):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-        for name, table in tables.items():
-            table.to_json(root / name, orient="split", index=False, date_format="iso")  # as log_table writes it
-        for name, text in texts.items():
-            (root / name).write_text(text, encoding="utf-8")
-        for name, figure in drawn.items():
-            figure.savefig(root / name)
-        mlflow.log_artifacts(folder)
-    # the tag through which mlflow.load_table finds a run's tables, as log_table sets it
+    for name in (*_TABLES, *texts):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+    for name, attribute in _TABLES.items():
+        getattr(result, attribute).to_json(root / name, orient="split", index=False, date_format="iso")  # as log_table
+    for name, text in texts.items():
+        (root / name).write_text(text, encoding="utf-8")
+
+
+#: a run's tables (artifact name → ``RunResult`` attribute), registered for ``mlflow.load_table``
+_TABLES = {"tables/topk.json": "topk", "tables/per_target.json": "per_target"}
+
+
+def _log_artifacts(folder: str) -> None:
+    """Upload ``folder``, then register the tables with the tag through which ``mlflow.load_table`` finds a run's
+    tables, as ``log_table`` sets it."""
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    mlflow.log_artifacts(folder)
     logged = json.loads(mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
-    logged += [entry for entry in ({"path": name, "type": "table"} for name in tables) if entry not in logged]
+    logged += [entry for entry in ({"path": name, "type": "table"} for name in _TABLES) if entry not in logged]
     mlflow.set_tag(MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged))
+
+
+def _prestart_figures() -> None:
+    """A spare process imports matplotlib and warms it up while the pipeline runs, for ``log_result`` to draw the
+    figures there (``parallel.prestart_helper``). Started now rather than with the process: a run's start-up is
+    busy already (MLflow here, the encoder's packages in the workers' fork server)."""
+    from . import figures
+    from .parallel import prestart_helper
+
+    prestart_helper(figures.MODULES, figures.warm_up)
 
 
 def summary_line(result: RunResult) -> str:
@@ -334,6 +373,7 @@ def run_and_record(
             run_id = run.info.run_id
             log_params_once({**config.as_params(), "weights": config.weights or "default"})
             prepared = pipeline.prepare(config, dataset)
+            _prestart_figures()
             try:
                 result = pipeline.run(config, progress=progress, prepared=prepared)
                 log_result(result)

@@ -196,6 +196,9 @@ class WeightFreeEncoder(Encoder):
     """An encoder with no weights: always available."""
 
     parallel = "process"  # numpy feature extraction per segment: the harness embeds files in worker processes
+    #: modules the first ``embed`` call imports (e.g. ``librosa.feature.spectral``): a harness can import them in
+    #: its worker processes ahead of time, while it sets a run up
+    worker_modules: tuple[str, ...] = ()
 
     def __init__(self, options=None):
         self.options = options

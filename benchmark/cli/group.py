@@ -12,3 +12,20 @@ def main() -> None:
     from encoders.runtime import set_offline_defaults
 
     set_offline_defaults()
+    _freeze_at_exit()
+
+
+_FREEZING: list[bool] = []
+
+
+def _freeze_at_exit() -> None:
+    """At exit, move every object to the garbage collector's permanent generation before the interpreter tears the
+    modules down: its last collections then skip the ~300k objects MLflow, pandas and friends leave (measured:
+    exit 1.5-4 s → 0.1-0.2 s on 2 busy cores). Runs after everything was written and closed; objects are still
+    released by reference counting, atexit handlers still run."""
+    if not _FREEZING:
+        import atexit
+        import gc
+
+        atexit.register(gc.freeze)
+        _FREEZING.append(True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
 
 from .common import (
     DEMO_ENCODERS,
+    check_precision,
     comma_list,
     echo_comparison,
     friendly,
@@ -21,6 +23,19 @@ from .common import (
 from .group import main
 
 
+def prestart(encoders: list[str], workers: int) -> None:
+    """First thing a run does: the fork server of weight-free encoders' worker processes starts importing their
+    packages (librosa, …) and a spare process what the figures need (matplotlib), in the background, while this
+    process imports MLflow and sets the store up (``embedding.prestart_workers``, ``parallel.prestart_helper``).
+    Unknown names are left for the run to refuse."""
+    from encoders.registry import ENCODERS, encoder_class
+
+    from ..embedding import prestart_workers
+
+    classes = [encoder_class(name) for name in encoders if name in ENCODERS]
+    prestart_workers(classes, workers, extra=("benchmark.cli",))  # the console script workers import as main
+
+
 @main.command()
 @click.option("--encoder", "-e", required=True, help="Encoder name (see `musicbench encoders`).")
 @click.option("--weights", callback=optional_path, help="Encoder weights: checkpoint file or directory.")
@@ -29,8 +44,12 @@ from .group import main
 @friendly
 def run(encoder, weights, run_name, **kw) -> None:
     """Embed, retrieve and score with one encoder; record everything in one MLflow run."""
+    prestart([encoder], kw["workers"])
     progress = not kw["no_progress"]
     config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
+    # What exists now (MLflow, pandas, … ≈300k objects) lives as long as this process: out of the garbage
+    # collector's sight, so that its collections during the run (and at exit) stop walking it.
+    gc.freeze()
     run_and_report(config, progress)
 
 
@@ -98,6 +117,8 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     names = comma_list(encoders)
     if not names:
         raise click.BadParameter("give at least one encoder", param_hint="--encoders")
+    check_precision(names, kw["precision"])
+    prestart(names, kw["workers"])
     encoder_weights = name_path_pairs(weights, "ENCODER", "--weights")
     progress = not kw["no_progress"]
     base = make_config(names[0], **kw)
