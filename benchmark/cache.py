@@ -7,11 +7,12 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 run leaves no partial entry, and two runs writing the same entry both leave a complete one. A run killed
 mid-write can leave a hidden ``.tmp-*.partial`` file: never read, never mistaken for an entry, safe to delete.
 
-Entries are validated on read (``EntrySpec``): a regular file under a size cap, a floating-point array of the
-expected shape, every value finite. Anything else (an integer or boolean array, a wrong length, a FIFO or a folder in
-an entry's place, a torn file) is a miss: the value is computed again, overwrites the entry, and is counted in
-``repaired``. A write that fails (a full disk, a read-only folder) never fails the run: it warns once, and the run
-carries on uncached.
+Entries are validated on read (``EntrySpec``): a regular file under a size cap, an array of an expected dtype
+(floating point for embeddings; a metric may declare others, e.g. melody's int8 pitch classes) and shape, every
+value finite and, where declared, within a range. Anything else (an integer or boolean array as an embedding, a
+wrong length, a FIFO or a folder in an entry's place, a torn file) is a miss: the value is computed again,
+overwrites the entry, and is counted in ``repaired`` (logged as ``n_cache_repaired``). A write that fails (a full
+disk, a read-only folder) never fails the run: it warns once, and the run carries on uncached.
 """
 
 from __future__ import annotations
@@ -45,17 +46,25 @@ class EntrySpec:
 
     shape: tuple[int | None, ...] = (None,)
     min_size: int = 1  # an empty array is never a valid embedding or feature sequence
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    value_range: tuple[float, float] | None = None  # inclusive bounds of every value, when they are known
 
     def problem(self, value: np.ndarray) -> str | None:
         """Why ``value`` is not a valid entry, or None."""
-        if value.dtype not in (np.float32, np.float64):
-            return f"dtype {value.dtype} (expected float32 or float64)"
+        if value.dtype.name not in self.dtypes:
+            return f"dtype {value.dtype} (expected {' or '.join(self.dtypes)})"
         if value.ndim != len(self.shape) or any(want not in (None, got) for want, got in zip(self.shape, value.shape)):
             return f"shape {value.shape} (expected {tuple('*' if n is None else n for n in self.shape)})"
         if value.size < self.min_size:
             return "empty"
-        if not np.isfinite(value).all():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
             return "non-finite values"
+        if (
+            self.value_range is not None
+            and value.size
+            and (value.min() < self.value_range[0] or value.max() > self.value_range[1])
+        ):
+            return f"values outside {list(self.value_range)}"
         return None
 
 

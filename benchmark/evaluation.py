@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from metrics.base import Measure, PairMetric
 from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals
 
-from .cache import ArrayCache
+from .cache import ArrayCache, EntrySpec
 from .config import RunConfig
 from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
 from .parallel import prefetch_map
@@ -45,7 +45,10 @@ HARNESS_MEASURES = (
     Measure("n_embedded", None),
     Measure("n_cached", None),
     Measure("n_hashes_from_index", None, description="files recognised by their stat, not read again"),
+    Measure("n_cache_repaired", None, description="invalid cache entries (embeddings, metric features) computed again"),
     Measure("n_queries_{stage}", None),
+    Measure("n_ground_truth_rows", None, description="rows read from the ground-truth file"),
+    Measure("n_ground_truth_self_pairs", None, description="ground-truth rows pairing a file with itself (dropped)"),
 )
 
 
@@ -98,6 +101,7 @@ def evaluate(
             metric.close()
             release_free_memory()
         failures.extend(feats.failures)
+        values["n_cache_repaired"] = values.get("n_cache_repaired", 0) + feats.cache_repaired
         topk = pd.concat([topk, score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
         values.update(
             file_value_means(
@@ -141,6 +145,12 @@ def release_free_memory() -> None:
 class MetricFeatures:
     features: dict[str, np.ndarray] = field(default_factory=dict)  # content hash → features
     failures: list[Failure] = field(default_factory=list)
+    cache_repaired: int = 0  # invalid cache entries found (and computed again)
+
+
+def feature_spec(metric: PairMetric) -> EntrySpec:
+    """What ``metric``'s cached per-file features must look like (its own declaration)."""
+    return EntrySpec(shape=metric.feature_shape, dtypes=metric.feature_dtypes, value_range=metric.feature_range)
 
 
 def metric_features(
@@ -159,7 +169,7 @@ def metric_features(
     (models) run in this thread, one file at a time. Either way each file is decoded once, results and the
     cache are handled here in input order, and a file's audio is dropped as soon as its features exist.
     """
-    cache = ArrayCache(cache_root, metric.cache_identity())
+    cache = ArrayCache(cache_root, metric.cache_identity(), feature_spec(metric))
     out = MetricFeatures()
     todo, seen = [], set()
     for role, item in files:
@@ -201,6 +211,7 @@ def metric_features(
             future = result = None  # a file's decoded audio goes now, not when the next one arrives
         bar.update()
     bar.close()
+    out.cache_repaired = cache.repaired
     return out
 
 

@@ -21,7 +21,7 @@ from metrics import registry as metric_registry
 from metrics.base import PairMetric
 
 from . import evaluation
-from .cache import ArrayCache
+from .cache import ArrayCache, EntrySpec
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import ProcessWorkers, embed_files
@@ -166,7 +166,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     timings["hash_seconds"] = time.perf_counter() - started
 
     tick = time.perf_counter()
-    cache = ArrayCache(config.cache_dir, encoder.cache_identity())
+    cache = ArrayCache(config.cache_dir, encoder.cache_identity(), EntrySpec(shape=(encoder.dim,)))
     embedded = {}
     embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
     with ProcessWorkers(encoder, config.batch_size, config.workers) as pool:  # one pool for both roles
@@ -246,8 +246,12 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
             "n_embedded": embed_stats["n_embedded"],
             "n_cached": embed_stats["n_cached"],
             "n_hashes_from_index": n_hash_index_hits,
+            "n_cache_repaired": cache.repaired + evaluated.metrics.get("n_cache_repaired", 0),
         }
     )
+    if dataset.ground_truth is not None:
+        metrics["n_ground_truth_rows"] = dataset.ground_truth.n_rows
+        metrics["n_ground_truth_self_pairs"] = len(dataset.ground_truth.self_pairs)
     if embed_stats["audio_seconds_embedded"] > 0:
         metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
             timings["embed_seconds"], 1e-9

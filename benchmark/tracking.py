@@ -252,6 +252,9 @@ def _log_values(result: RunResult, config_params: dict) -> None:
         ENCODER_TAG: config.encoder,
         "dataset_fingerprint": result.dataset_fingerprint,
     }
+    ground_truth = result.dataset.ground_truth
+    if ground_truth is not None and ground_truth.notes():
+        tags["ground_truth_notes"] = tag_text("\n".join(ground_truth.notes()))
     metrics = {name: float(value) for name, value in result.metrics.items()}
     dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score

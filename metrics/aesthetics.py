@@ -85,6 +85,7 @@ class Aesthetics(PairMetric):
 
     name = "aesthetics"
     sample_rate = SAMPLE_RATE
+    feature_shape = (4,)  # [CE, CU, PC, PQ]
     file_value_names = tuple(_value_name(axis) for axis in AXES)
     columns = tuple(f"{_value_name(axis)}_{kind}" for axis in AXES for kind in ("target", "ref", "delta"))
     #: a score is better higher; a target − reference difference has no better direction

@@ -60,6 +60,11 @@ class PairMetric(ABC):
     #: ``file_features`` is thread-safe and spends its time in code that releases the GIL (numpy/scipy), so the
     #: harness may run it on several files at once in threads (a model-backed metric keeps False: one at a time)
     parallel_files: bool = False
+    #: what a valid ``file_features`` array looks like (the harness checks cached entries against it): its shape
+    #: (None = any length), dtypes and, when known, the inclusive range of its values
+    feature_shape: tuple[int | None, ...] = (None,)
+    feature_dtypes: tuple[str, ...] = ("float32", "float64")
+    feature_range: tuple[float, float] | None = None
 
     def __init__(self, options=None):
         """``options`` is a ``metrics.registry.MetricOptions`` (weights paths, device, …). Loads no model."""

@@ -452,6 +452,8 @@ class MelodyAccuracy(PairMetric):
     #: thread-safe, and its time goes to scipy's lfilter and FFT and to numpy, which release the GIL: the harness
     #: scores several files at once in threads
     parallel_files = True
+    feature_dtypes = ("int8",)  # one pitch class per frame: 0-11, or NO_PITCH (-1) for a silent frame
+    feature_range = (-1, 11)
 
     def check_available(self) -> str:
         return "chroma melody accuracy (librosa chroma_stft, scipy filtfilt; no model)"

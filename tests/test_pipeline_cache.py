@@ -28,8 +28,7 @@ def _config(data, cache, **kw):
         targets=data["targets"],
         ground_truth=data["ground_truth"],
         cache_dir=cache,
-        metrics="none",
-        **kw,
+        **{"metrics": "none", **kw},
     )
 
 
@@ -69,3 +68,28 @@ def test_retrieval_and_ir_metrics_on_tiny_set(tiny_dataset, tmp_path):
     assert result.metrics["map"] == pytest.approx(1.0)
     assert result.metrics["n_queries_evaluated"] == 2
     assert "melody_acc_top1_mean" not in result.metrics  # metrics="none": absent, never zero
+
+
+def _entry(cache_root, dtype):
+    """The first cache entry (any namespace) of ``dtype``: float32 embeddings, int8 melody pitch classes."""
+    return next(p for p in sorted(cache_root.glob("*/*/*.npy")) if np.load(p).dtype == dtype)
+
+
+def test_wrong_length_embedding_and_2d_melody_entry_are_repaired_and_counted(tiny_dataset, tmp_path):
+    """Each cache checks entries against what wrote them: the encoder's dim, the metric's declared features
+    (melody: int8 pitch classes, 1-D, in -1..11). Valid melody entries are hits on a re-run (none repaired)."""
+    from benchmark import pipeline
+
+    cache = tmp_path / "cache"
+    config = _config(tiny_dataset, cache, metrics="melody")
+    first = pipeline.run(config, progress=False)
+    assert first.metrics["n_cache_repaired"] == 0
+    again = pipeline.run(config, progress=False)
+    assert again.metrics["n_cache_repaired"] == 0 and again.metrics["n_cached"] == 6
+    assert again.topk.equals(first.topk)
+
+    np.save(_entry(cache, np.float32), np.zeros(7, dtype=np.float32))  # a wrong length: never served
+    np.save(_entry(cache, np.int8), np.zeros((3, 4), dtype=np.int8))  # 2-D: not a pitch-class sequence
+    third = pipeline.run(config, progress=False)
+    assert third.metrics["n_cache_repaired"] == 2 and third.metrics["n_embedded"] == 1
+    assert third.topk.equals(first.topk)
