@@ -200,7 +200,7 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     class Result:
         config = type("Config", (), {"as_params": lambda self: {}, "encoder": "x"})()
         encoder_params, encoder_tags, skipped_metrics = {}, {}, {}
-        dataset = type("Dataset", (), {"relevance": None})()
+        dataset = type("Dataset", (), {"relevance": None, "ground_truth": None})()
         dataset_fingerprint = "f"
         metrics = {"ok": 1.0, "nan": math.nan, "inf": math.inf, "ninf": -math.inf}
 
