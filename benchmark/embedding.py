@@ -185,7 +185,13 @@ def _init_worker(encoder: Encoder, batch_size: int) -> None:
 
 
 def _embed_file(item: AudioFile) -> _Embedded | _Undecodable:
-    encoder, batch_size = _WORKER["encoder"], _WORKER["batch_size"]
+    return embed_one(item, _WORKER["encoder"], _WORKER["batch_size"])
+
+
+def embed_one(item: AudioFile, encoder: Encoder, batch_size: int) -> _Embedded | _Undecodable:
+    """One file decoded, cut and embedded, as a worker does it: its window embeddings (``_Embedded``, pooled and
+    checked by ``embed_files``), or why it failed. Never raises for a bad file. Engines that embed files elsewhere
+    (``benchmark.ray_engine``) call this and hand the outcomes back to ``embed_files(source=...)``."""
     try:
         audio = decode(item.path, encoder.sample_rate)
         windows = encoder.window.segment(audio, encoder.sample_rate)
@@ -392,12 +398,15 @@ def embed_files(
     progress: bool = True,
     processes: bool | None = None,
     pool: ProcessWorkers | None = None,
+    source: Callable[[list[AudioFile]], Iterator[tuple[AudioFile, _Outcome]]] | None = None,
 ) -> EmbedResult:
     """Embed ``files`` (whose content hashes are in ``hashes``); reuse the cache; record failures.
 
     ``processes``: False = threads; None = worker processes when ``use_processes`` says so, or whenever ``pool``
     is already running; True = worker processes whenever the encoder allows them, whatever the amount of audio
     (tests). ``pool``: worker processes to use (and leave running) instead of a pool of this call's own.
+    ``source``: another engine's decode + embed (``benchmark.ray_engine``): called with the files to embed, it
+    yields ``(file, embed_one(file, ...))``; cache, pooling, failures and progress are then exactly as here.
     """
     result = EmbedResult()
     result.stats.files = len(files)
@@ -432,11 +441,14 @@ def embed_files(
     own = pool is None
     pool = pool if pool is not None else ProcessWorkers(encoder, batch_size, workers)
     in_processes = (
-        processes is not False
+        source is None
+        and processes is not False
         and bool(todo)
         and (pool.running or use_processes(encoder, todo, workers, at_any_size=bool(processes)))
     )
     outcomes = _in_processes(todo, pool) if in_processes else _in_threads(todo, encoder, workers)
+    if source is not None and todo:
+        outcomes = source(todo)
     batcher = _Batcher(encoder, batch_size, done, fail)
     with (
         pool if own else contextlib.nullcontext(),  # on an error or Ctrl-C: stop our pool now, not when collected
