@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from audio_factory import tone
+from cli_helpers import dataset_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -102,19 +103,9 @@ def run_on_tiny(tiny_dataset):
                 "run",
                 "--encoder",
                 encoder,
-                "--refs",
-                str(tiny_dataset["refs"]),
-                "--targets",
-                str(tiny_dataset["targets"]),
-                "--ground-truth",
-                str(tiny_dataset["ground_truth"]),
-                "--metrics",
-                metrics,
-                "--cache-dir",
-                str(tiny_dataset["root"] / "cache"),
+                *dataset_args(tiny_dataset, tiny_dataset["root"] / "cache", metrics=metrics),
                 "--experiment",
                 experiment,
-                "--no-progress",
             ],
         )
         assert result.exit_code == 0, result.output

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cli_helpers import dataset_args
 from click.testing import CliRunner
 
 from benchmark.cli import main
@@ -81,19 +82,9 @@ def suite_store(tiny_dataset, tmp_path, monkeypatch):
             "mfcc,chroma,clap",
             "--weights",
             "clap=/nonexistent/clap.pt",
-            "--refs",
-            str(tiny_dataset["refs"]),
-            "--targets",
-            str(tiny_dataset["targets"]),
-            "--ground-truth",
-            str(tiny_dataset["ground_truth"]),
-            "--metrics",
-            "none",
+            *dataset_args(tiny_dataset, tmp_path / "cache"),
             "--experiment",
             "ui-suite",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--no-progress",
         ],
     )
     assert result.exit_code == 1, result.output  # clap fails for its missing weights, the others finish

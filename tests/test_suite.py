@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from cli_helpers import dataset_args
 from click.testing import CliRunner
 
 from benchmark.cli import main
@@ -23,19 +24,9 @@ def _suite(tiny_dataset, experiment, encoders, *extra):
         "suite",
         "--encoders",
         encoders,
-        "--refs",
-        str(tiny_dataset["refs"]),
-        "--targets",
-        str(tiny_dataset["targets"]),
-        "--ground-truth",
-        str(tiny_dataset["ground_truth"]),
-        "--metrics",
-        "none",
-        "--cache-dir",
-        str(tiny_dataset["root"] / "cache"),
+        *dataset_args(tiny_dataset, tiny_dataset["root"] / "cache"),
         "--experiment",
         experiment,
-        "--no-progress",
         *extra,
     ]
     return CliRunner().invoke(main, args)

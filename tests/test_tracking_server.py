@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import dataset_args
 from click.testing import CliRunner
 from tracking_server import HangingServer, MlflowServer, Postgres, free_port, postgres_bin
 
@@ -73,22 +74,6 @@ def on_store(monkeypatch, tmp_path):
     mlflow.set_tracking_uri(previous)
 
 
-def _dataset_args(dataset: dict, cache: Path) -> list[str]:
-    return [
-        "--refs",
-        str(dataset["refs"]),
-        "--targets",
-        str(dataset["targets"]),
-        "--ground-truth",
-        str(dataset["ground_truth"]),
-        "--metrics",
-        "none",
-        "--cache-dir",
-        str(cache),
-        "--no-progress",
-    ]
-
-
 def _invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
@@ -132,7 +117,7 @@ def test_suite_run_compare_regress_and_baseline_through_the_server(tracking_serv
     from mlflow.tracking import MlflowClient
 
     on_store(tracking_server.uri)
-    args = _dataset_args(tiny_dataset, tmp_path / "cache")
+    args = dataset_args(tiny_dataset, tmp_path / "cache")
     result = _invoke("suite", "--encoders", "mfcc,chroma", "--experiment", "shared", *args)
     assert result.exit_code == 0, result.output
     assert f"in {tracking_server.uri}" in result.output
@@ -189,7 +174,7 @@ def test_two_concurrent_suites_lose_no_run_param_metric_or_artifact(tracking_ser
             name,
             "--out",
             str(tmp_path / name),
-            *_dataset_args(tiny_dataset, tmp_path / f"cache-{name}"),
+            *dataset_args(tiny_dataset, tmp_path / f"cache-{name}"),
         )
         processes.append(
             subprocess.Popen(command, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -248,7 +233,7 @@ def test_dead_server_is_one_line_exit_2_quickly_with_nothing_logged(tiny_dataset
         extra = ["--encoder", "mfcc"] if command == "run" else ["--encoders", "mfcc,chroma"]
         started = time.monotonic()
         done = subprocess.run(
-            _cli(command, *extra, *_dataset_args(tiny_dataset, cache)),
+            _cli(command, *extra, *dataset_args(tiny_dataset, cache)),
             env=_subprocess_env(MLFLOW_TRACKING_URI=uri),
             cwd=tmp_path,
             capture_output=True,
@@ -273,7 +258,7 @@ def test_hanging_server_gets_the_same_bounded_timeout(tiny_dataset, tmp_path, on
     with HangingServer() as hanging:
         on_store(hanging.uri)
         started = time.monotonic()
-        result = _invoke("run", "--encoder", "mfcc", *_dataset_args(tiny_dataset, tmp_path / "cache"))
+        result = _invoke("run", "--encoder", "mfcc", *dataset_args(tiny_dataset, tmp_path / "cache"))
         elapsed = time.monotonic() - started
         assert result.exit_code == 2, result.output
         _assert_one_line_refusal(
@@ -284,7 +269,7 @@ def test_hanging_server_gets_the_same_bounded_timeout(tiny_dataset, tmp_path, on
 
         started = time.monotonic()
         done = subprocess.run(
-            _cli("suite", "--encoders", "mfcc,chroma", *_dataset_args(tiny_dataset, tmp_path / "cache")),
+            _cli("suite", "--encoders", "mfcc,chroma", *dataset_args(tiny_dataset, tmp_path / "cache")),
             env=_subprocess_env(MLFLOW_TRACKING_URI=hanging.uri, MUSICBENCH_STORE_TIMEOUT="3"),
             cwd=tmp_path,
             capture_output=True,
@@ -316,7 +301,7 @@ def test_corrupt_sqlite_store_is_one_line(tiny_dataset, tmp_path, on_store):
     database.parent.mkdir()
     database.write_bytes(b"this is not a database\n" * 100)
     uri = on_store(f"sqlite:///{database}")
-    for args in (("run", "--encoder", "mfcc", *_dataset_args(tiny_dataset, tmp_path / "cache")), ("compare",)):
+    for args in (("run", "--encoder", "mfcc", *dataset_args(tiny_dataset, tmp_path / "cache")), ("compare",)):
         result = _invoke(*args)
         assert result.exit_code == 2, result.output
         _assert_one_line_refusal(result.output, f"tracking store {uri}", "file is not a database")
@@ -350,7 +335,7 @@ def test_read_only_store_is_one_line(tiny_dataset, tmp_path, on_store, run_on_ti
     _make_read_only(database)
     try:
         for args in (
-            ("run", "--encoder", "mfcc", "--experiment", "readonly", *_dataset_args(tiny_dataset, tmp_path / "c2")),
+            ("run", "--encoder", "mfcc", "--experiment", "readonly", *dataset_args(tiny_dataset, tmp_path / "c2")),
             ("regress", "--baseline", "previous", "--experiment", "readonly"),
         ):
             result = _invoke(*args)
@@ -363,8 +348,8 @@ def test_read_only_store_is_one_line(tiny_dataset, tmp_path, on_store, run_on_ti
 
 def test_empty_experiment_name_is_a_usage_error(tiny_dataset, tmp_path):
     for args in (
-        ("run", "--encoder", "mfcc", *_dataset_args(tiny_dataset, tmp_path / "cache"), "--experiment", ""),
-        ("suite", "--encoders", "mfcc", *_dataset_args(tiny_dataset, tmp_path / "cache"), "--experiment", " "),
+        ("run", "--encoder", "mfcc", *dataset_args(tiny_dataset, tmp_path / "cache"), "--experiment", ""),
+        ("suite", "--encoders", "mfcc", *dataset_args(tiny_dataset, tmp_path / "cache"), "--experiment", " "),
         ("regress", "--baseline", "previous", "--experiment", ""),
     ):
         result = _invoke(*args)

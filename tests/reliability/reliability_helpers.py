@@ -40,6 +40,23 @@ def tone_folder(folder: Path, n: int, seconds: float, start_hz: float = 180.0, p
     return paths
 
 
+def run_args(encoder: str, refs, targets, cache, experiment: str) -> list[str]:
+    """The arguments of ``musicbench run`` with ``encoder`` on two folders, a cache and an experiment."""
+    return [
+        "run",
+        "--encoder",
+        encoder,
+        "--refs",
+        str(refs),
+        "--targets",
+        str(targets),
+        "--cache-dir",
+        str(cache),
+        "--experiment",
+        experiment,
+    ]
+
+
 def invoke(*args: str):
     """``musicbench <args>`` in-process (CliRunner), into the isolated MLflow store of tests/conftest.py."""
     from click.testing import CliRunner

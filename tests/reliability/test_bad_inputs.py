@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from reliability_helpers import SR, artifact_csv, invoke, runs, tone, wav_bytes
+from reliability_helpers import SR, artifact_csv, invoke, run_args, runs, tone, wav_bytes
 
 from benchmark import data as data_module
 from benchmark.cache import ArrayCache
@@ -131,17 +131,7 @@ def bad_run(request, bad_dataset, unreadable_open, tmp_path_factory):
     encoder = request.param
     cache = tmp_path_factory.mktemp(f"bad-cache-{encoder}")
     result = invoke(
-        "run",
-        "--encoder",
-        encoder,
-        "--refs",
-        str(bad_dataset / "refs"),
-        "--targets",
-        str(bad_dataset / "targets"),
-        "--cache-dir",
-        str(cache),
-        "--experiment",
-        f"bad-{encoder}",
+        *run_args(encoder, str(bad_dataset / "refs"), str(bad_dataset / "targets"), str(cache), f"bad-{encoder}"),
         "--no-progress",
     )
     assert result.exit_code == 0, result.output
@@ -225,17 +215,7 @@ def test_unusable_folder_fails_before_any_run_with_one_line(case, tmp_path):
     experiment = f"unusable-{case}"
     for refs, targets in ((bad, good), (good, bad)):
         result = invoke(
-            "run",
-            "--encoder",
-            "mfcc",
-            "--refs",
-            str(refs),
-            "--targets",
-            str(targets),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--experiment",
-            experiment,
+            *run_args("mfcc", str(refs), str(targets), str(tmp_path / "cache"), experiment),
             "--no-progress",
         )
         assert result.exit_code != 0
@@ -253,17 +233,7 @@ def test_every_file_failing_ends_the_run_failed_with_the_reasons(tmp_path):
     (refs / "junk.wav").write_bytes(b"junk" * 100)
     sf.write(targets / "q.wav", tone(440.0, 0.5), SR)
     result = invoke(
-        "run",
-        "--encoder",
-        "mfcc",
-        "--refs",
-        str(refs),
-        "--targets",
-        str(targets),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--experiment",
-        "all-fail",
+        *run_args("mfcc", str(refs), str(targets), str(tmp_path / "cache"), "all-fail"),
         "--no-progress",
     )
     assert result.exit_code != 0

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from reliability_helpers import SR, cli_command, subprocess_env, tone, tone_folder
+from reliability_helpers import SR, cli_command, run_args, subprocess_env, tone, tone_folder
 
 from benchmark.cache import ArrayCache
 from benchmark.data import content_hash
@@ -42,17 +42,7 @@ def test_two_simultaneous_runs_agree_and_share_a_consistent_cache(tmp_path):
     uri = f"sqlite:///{store / 'mlflow.db'}"  # fresh: both processes create the tables at the same moment
     cache = tmp_path / "cache"
     command = cli_command(
-        "run",
-        "--encoder",
-        "mfcc",
-        "--refs",
-        str(tmp_path / "refs"),
-        "--targets",
-        str(tmp_path / "targets"),
-        "--cache-dir",
-        str(cache),
-        "--experiment",
-        "concurrent",
+        *run_args("mfcc", str(tmp_path / "refs"), str(tmp_path / "targets"), str(cache), "concurrent"),
         "--no-progress",
     )
     env = subprocess_env(MLFLOW_TRACKING_URI=uri)

@@ -18,6 +18,7 @@ from reliability_helpers import (
     cache_entries,
     cli_command,
     invoke,
+    run_args,
     runs,
     subprocess_env,
     tone,
@@ -45,17 +46,7 @@ def dataset(tmp_path_factory):
 
 def _start(dataset, cache, experiment, slow=SLOW_SECONDS):
     command = cli_command(
-        "run",
-        "--encoder",
-        "slow-mfcc",
-        "--refs",
-        str(dataset / "refs"),
-        "--targets",
-        str(dataset / "targets"),
-        "--cache-dir",
-        str(cache),
-        "--experiment",
-        experiment,
+        *run_args("slow-mfcc", str(dataset / "refs"), str(dataset / "targets"), str(cache), experiment),
         "--batch-size",
         "1",
         "--metrics",
@@ -102,17 +93,7 @@ def test_sigkill_mid_embedding_leaves_a_consistent_cache_and_the_rerun_resumes(d
     monkeypatch.setitem(registry.ENCODERS, "slow-mfcc", "slow_cli:SlowMFCC")
     monkeypatch.setenv("MUSICBENCH_TEST_SLOW_SECONDS", "0")
     result = invoke(
-        "run",
-        "--encoder",
-        "slow-mfcc",
-        "--refs",
-        str(dataset / "refs"),
-        "--targets",
-        str(dataset / "targets"),
-        "--cache-dir",
-        str(cache),
-        "--experiment",
-        "sigkill-resume",
+        *run_args("slow-mfcc", str(dataset / "refs"), str(dataset / "targets"), str(cache), "sigkill-resume"),
         "--batch-size",
         "1",
         "--metrics",

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_helpers import dataset_args
 from reliability_helpers import SR, artifact_csv, invoke, runs, tone
 
 from encoders.mfcc import MFCCStats
@@ -87,15 +88,9 @@ def _run(data, tmp_path, experiment, *extra):
         "run",
         "--encoder",
         "mfcc",
-        "--refs",
-        str(data["refs"]),
-        "--targets",
-        str(data["targets"]),
-        "--cache-dir",
-        str(tmp_path / "cache"),
+        *dataset_args(data, tmp_path / "cache", metrics="auto", ground_truth=False),
         "--experiment",
         experiment,
-        "--no-progress",
         *extra,
     )
     assert result.exit_code == 0, result.output

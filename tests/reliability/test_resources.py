@@ -22,6 +22,7 @@ from reliability_helpers import (
     artifact_csv,
     cli_command,
     invoke,
+    run_args,
     runs,
     subprocess_env,
     tone,
@@ -89,17 +90,7 @@ def test_mfcc_run_on_an_enormous_file_stays_under_1_5_gb(long_file, tmp_path):
     """The whole CLI run (whole-file MFCC of 20 min) in bounded memory. ``--metrics none``: the melody metric
     (metrics/melody.py) is measured separately in the report (its chroma of the whole file at 44.1 kHz)."""
     command = cli_command(
-        "run",
-        "--encoder",
-        "mfcc",
-        "--refs",
-        str(long_file / "refs"),
-        "--targets",
-        str(long_file / "targets"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--experiment",
-        "long-file",
+        *run_args("mfcc", str(long_file / "refs"), str(long_file / "targets"), str(tmp_path / "cache"), "long-file"),
         "--metrics",
         "none",
         "--no-progress",
@@ -136,17 +127,7 @@ def tiny_folder(tmp_path_factory):
 @pytest.mark.slow
 def test_thousands_of_tiny_files_complete_with_progress_in_bounded_time_and_memory(tiny_folder, tmp_path):
     command = cli_command(
-        "run",
-        "--encoder",
-        "mfcc",
-        "--refs",
-        str(tiny_folder / "refs"),
-        "--targets",
-        str(tiny_folder / "targets"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--experiment",
-        "tiny-files",
+        *run_args("mfcc", tiny_folder / "refs", tiny_folder / "targets", tmp_path / "cache", "tiny-files"),
         "--metrics",
         "none",
     )  # progress bars on (stderr)
@@ -239,17 +220,7 @@ def test_one_bad_file_in_a_large_folder_does_not_stop_the_rest(tmp_path):
     (tmp_path / "refs" / "f0005.wav").write_bytes(b"broken")
     tone_folder(tmp_path / "targets", 2, 0.3, start_hz=300.0, prefix="q")
     result = invoke(
-        "run",
-        "--encoder",
-        "mfcc",
-        "--refs",
-        str(tmp_path / "refs"),
-        "--targets",
-        str(tmp_path / "targets"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--experiment",
-        "one-bad",
+        *run_args("mfcc", str(tmp_path / "refs"), str(tmp_path / "targets"), str(tmp_path / "cache"), "one-bad"),
         "--metrics",
         "none",
         "--no-progress",
