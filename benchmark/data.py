@@ -324,6 +324,24 @@ def decode(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def decoded_length(path: str | os.PathLike, sample_rate: int) -> int | None:
+    """About how many samples ``decode(path, sample_rate)`` gives, from the file's header alone (exact for wav,
+    flac, …; an estimate for mp3); None when libsndfile cannot read the header or it states no length. Never
+    raises: a file that cannot be read says so when it is decoded."""
+    import soundfile as sf
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a FIFO would block
+            return None
+        with sf.SoundFile(os.fsencode(path)) as handle:
+            frames, rate = int(handle.frames), int(handle.samplerate)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    if frames <= 0 or rate <= 0 or frames >= 0x7FFFFFFFFFFFFFFF:
+        return None
+    return -(-frames * sample_rate // rate)
+
+
 def decode_blocks(path: str | os.PathLike, sample_rate: int) -> Iterator[np.ndarray]:
     """``decode(path, sample_rate)`` as consecutive mono float32 blocks (about ``BLOCK_FRAMES`` input frames
     each; some may be empty), never the whole signal at once: for a stage that can consume audio as it comes

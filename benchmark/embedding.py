@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -35,12 +36,16 @@ from tqdm.auto import tqdm
 from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
-from .data import AudioDecodeError, AudioFile, Failure, decode, shown
+from .data import AudioDecodeError, AudioFile, Failure, decode, decode_blocks, decoded_length, shown
 from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool
 
 #: The process pool is used only when the files to embed hold at least this many bytes: below it, the whole job
 #: takes well under a second in threads and a pool (≈0.1 s to fork two workers, and one warm-up call) cannot win.
 PROCESS_MIN_BYTES = 8 << 20
+#: A file longer than this (at the encoder's rate, from its header) is decoded block by block and its windows are
+#: embedded as they come (``WindowPolicy.stream``), so the embed stage never holds it whole: an hour at 48 kHz is
+#: 691 MB of float32. Only for windowed encoders (a whole-file policy embeds the file as one segment anyway).
+STREAM_MIN_SECONDS = 300.0
 #: files in flight per worker process: results are small (window embeddings, not audio), so a deep queue
 #: keeps every worker busy when file lengths differ.
 PROCESS_DEPTH_PER_WORKER = 8
@@ -78,7 +83,29 @@ class _Embedded:
     error: str | None = None
 
 
-_Outcome = list | _Embedded | _Undecodable  # windows (threads) | embedded (processes) | decode failure
+@dataclass(frozen=True)
+class _Stream:
+    """A long file to be decoded and cut as it is embedded (``streamed``): nothing of it is decoded yet."""
+
+    path: Path
+
+
+_Outcome = list | _Embedded | _Undecodable | _Stream  # windows | embedded (processes) | decode failure | long file
+
+
+def streamed(encoder: Encoder, path: Path) -> bool:
+    """Whether ``path`` is decoded and cut into ``encoder``'s windows as a stream: its policy is windowed and the
+    file is longer than ``STREAM_MIN_SECONDS`` (the same windows either way, see ``WindowPolicy.stream``)."""
+    if encoder.window.window_seconds is None:
+        return False
+    length = decoded_length(path, encoder.sample_rate)
+    return length is not None and length > STREAM_MIN_SECONDS * encoder.sample_rate
+
+
+def stream_windows(encoder: Encoder, path: Path) -> Iterator[list[np.ndarray]]:
+    """``encoder``'s windows of ``path``, list by list as it is decoded (``AudioDecodeError`` may come from any
+    ``next()``, a truncated file being known only at its end)."""
+    return encoder.window.stream(decode_blocks(path, encoder.sample_rate), encoder.sample_rate)
 
 
 def _decode_failure(path: Path, error: Exception) -> _Undecodable:
@@ -98,11 +125,28 @@ def _embed_windows(encoder: Encoder, windows: Sequence[np.ndarray], batch_size: 
     return np.concatenate(rows, axis=0)
 
 
-class _Batcher:
-    """Collects whole files' windows and embeds them in encoder batches; attributes failures to files.
+class _File:
+    """One file in the batcher: its window embeddings so far, how many of its windows wait in the queue, and
+    whether all of its windows have been added (``complete``) or it failed (``error``)."""
 
-    Files embedded in worker processes (``_Embedded``) pass through the same batches, so that results, failures
-    and progress are reported in the same order as when this process embeds them.
+    __slots__ = ("item", "rows", "pending", "complete", "error")
+
+    def __init__(self, item: AudioFile):
+        self.item, self.rows, self.pending, self.complete, self.error = item, [], 0, False, None
+
+
+class _Batcher:
+    """Embeds files' windows in encoder batches across files, pools each file's rows and reports files in order.
+
+    Windows join one queue in file order; a full batch (``batch_size`` windows) is embedded as soon as the queue
+    holds one, and when a file's last window has been added while the windows added since the last partial batch
+    number ``batch_size`` or more, the rest of the queue is embedded too. The batches are therefore exactly those
+    of cutting the concatenated windows of whole files (``add``) into ``batch_size`` pieces, and a long file can
+    be added window list by window list as it is decoded (``open`` / ``push`` / ``close``), never held whole, with
+    the same batches and so the same numbers as when it is added at once.
+
+    A batch the encoder fails on is retried file by file to find the file(s) responsible. Files embedded in worker
+    processes (``_Embedded``) bring their rows with them and are reported in the same order.
     """
 
     def __init__(
@@ -114,55 +158,104 @@ class _Batcher:
     ):
         self.encoder, self.batch_size = encoder, batch_size
         self.on_done, self.on_fail = on_done, on_fail
-        self.files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]] = []
-        self.n_windows = 0
+        self.queue: list[tuple[_File, np.ndarray]] = []  # windows not embedded yet, in order
+        self.group = 0  # windows added since the queue was last emptied by a partial batch
+        self.files: deque[_File] = deque()  # files not reported yet, in order
 
     def add(self, item: AudioFile, windows: list[np.ndarray] | _Embedded) -> None:
-        self.files.append((item, windows))
-        self.n_windows += windows.n_windows if isinstance(windows, _Embedded) else len(windows)
-        if self.n_windows >= self.batch_size:
-            self.flush()
+        """A whole file: its windows, or its rows embedded by a worker process."""
+        file = self.open(item)
+        if isinstance(windows, _Embedded):
+            file.rows, file.error = [windows.rows] if windows.error is None else [], windows.error
+        else:
+            self.push(file, windows)
+        self.close(file)
 
-    def _rows(self, files: list[tuple[AudioFile, list[np.ndarray] | _Embedded]]) -> list[tuple[AudioFile, np.ndarray]]:
-        """Each file's window embeddings; files the encoder failed on are reported first, in order."""
-        if isinstance(files[0][1], _Embedded):
-            for item, embedded in files:
-                if embedded.error is not None:
-                    self.on_fail(item, embedded.error)
-            return [(item, embedded.rows) for item, embedded in files if embedded.error is None]
-        try:
-            rows = _embed_windows(self.encoder, [w for _, windows in files for w in windows], self.batch_size)
-            groups, start = [], 0
-            for item, windows in files:
-                groups.append((item, rows[start : start + len(windows)]))
-                start += len(windows)
-            return groups
-        except Exception:  # noqa: BLE001 - find the file(s) responsible: retry one file at a time
-            groups = []
-            for item, windows in files:
-                try:
-                    groups.append((item, _embed_windows(self.encoder, windows, self.batch_size)))
-                except Exception as error:  # noqa: BLE001 - any model error is this file's failure
-                    self.on_fail(item, _encoder_failure(item.path, error))
-            return groups
+    def open(self, item: AudioFile) -> _File:
+        file = _File(item)
+        self.files.append(file)
+        return file
+
+    def push(self, file: _File, windows: Sequence[np.ndarray]) -> None:
+        """More windows of ``file``, in order."""
+        if file.error is not None:
+            return
+        self.queue.extend((file, window) for window in windows)
+        file.pending += len(windows)
+        self.group += len(windows)
+        while len(self.queue) >= self.batch_size:
+            self._embed(self.batch_size)
+
+    def close(self, file: _File) -> None:
+        """``file`` has no more windows."""
+        file.complete = True
+        if self.group >= self.batch_size:
+            self.flush()
+        self._report()
+
+    def abandon(self, file: _File) -> None:
+        """Forget ``file`` (its decoding failed part way): its rows and queued windows are dropped, nothing is
+        reported for it here."""
+        self.queue = [(owner, window) for owner, window in self.queue if owner is not file]
+        self.group -= file.pending
+        file.pending, file.rows, file.complete = 0, [], True
+        self.files.remove(file)
+        self._report()
 
     def flush(self) -> None:
-        files, self.files, self.n_windows = self.files, [], 0
-        if not files:
+        """Embed every queued window (the last batch may be partial) and report the files that are complete."""
+        while self.queue:
+            self._embed(min(self.batch_size, len(self.queue)))
+        self.group = 0
+        self._report()
+
+    def _embed(self, n: int) -> None:
+        batch, self.queue = self.queue[:n], self.queue[n:]
+        parts: list[tuple[_File, list[np.ndarray]]] = []  # the batch's windows, file by file
+        for owner, window in batch:
+            owner.pending -= 1
+            if owner.error is None:
+                if parts and parts[-1][0] is owner:
+                    parts[-1][1].append(window)
+                else:
+                    parts.append((owner, [window]))
+        if not parts:
             return
-        for item, rows in self._rows(files):
-            pooled = pool(rows)
-            if not np.all(np.isfinite(pooled)):
-                self.on_fail(item, f"{shown(item.path)}: embedding is not finite (NaN/inf)")
+        try:
+            rows = _embed_windows(self.encoder, [w for _, windows in parts for w in windows], self.batch_size)
+        except Exception:  # noqa: BLE001 - find the file(s) responsible: retry one file at a time
+            for owner, windows in parts:
+                try:
+                    owner.rows.append(_embed_windows(self.encoder, windows, self.batch_size))
+                except Exception as error:  # noqa: BLE001 - any model error is this file's failure
+                    owner.error, owner.rows = _encoder_failure(owner.item.path, error), []
+            return
+        start = 0
+        for owner, windows in parts:
+            owner.rows.append(rows[start : start + len(windows)])
+            start += len(windows)
+
+    def _report(self) -> None:
+        while self.files and self.files[0].complete and (self.files[0].pending == 0 or self.files[0].error):
+            file = self.files.popleft()
+            if file.error is not None:
+                self.on_fail(file.item, file.error)
                 continue
-            self.on_done(item, pooled)
+            pooled = pool(np.concatenate(file.rows, axis=0))
+            file.rows = []
+            if not np.all(np.isfinite(pooled)):
+                self.on_fail(file.item, f"{shown(file.item.path)}: embedding is not finite (NaN/inf)")
+                continue
+            self.on_done(file.item, pooled)
 
 
 # --- threads: decode ahead, embed here --------------------------------------------------------------------------
 
 
 def _in_threads(todo: list[AudioFile], encoder: Encoder, workers: int) -> Iterator[tuple[AudioFile, _Outcome]]:
-    def load(item: AudioFile) -> list[np.ndarray]:
+    def load(item: AudioFile) -> list[np.ndarray] | _Stream:
+        if streamed(encoder, item.path):
+            return _Stream(item.path)  # decoded by the consumer, block by block, as it embeds
         audio = decode(item.path, encoder.sample_rate)
         return encoder.window.segment(audio, encoder.sample_rate)
 
@@ -171,6 +264,31 @@ def _in_threads(todo: list[AudioFile], encoder: Encoder, workers: int) -> Iterat
             yield item, future.result()
         except Exception as error:  # noqa: BLE001 - one file's problem, whatever it is, is that file's failure
             yield item, _decode_failure(item.path, error)
+
+
+def _add_stream(batcher: _Batcher, item: AudioFile, encoder: Encoder) -> tuple[int, int] | _Undecodable:
+    """Decode a long file block by block here, handing its windows to ``batcher`` as they come (the batches, and so
+    the numbers, are those of adding its windows at once); its window and sample counts, or why it could not be
+    decoded (then nothing of it is kept)."""
+    file = batcher.open(item)
+    chunks = stream_windows(encoder, item.path)
+    n_windows = n_samples = 0
+    try:
+        while True:
+            try:
+                windows = next(chunks)
+            except StopIteration:
+                break
+            except Exception as error:  # noqa: BLE001 - as in the threaded path: this file's failure
+                batcher.abandon(file)
+                return _decode_failure(item.path, error)
+            n_windows += len(windows)
+            n_samples += sum(len(w) for w in windows)
+            batcher.push(file, windows)
+    finally:
+        chunks.close()
+    batcher.close(file)
+    return n_windows, n_samples
 
 
 # --- processes: decode, cut and embed each file in a worker -----------------------------------------------------
@@ -191,7 +309,10 @@ def _embed_file(item: AudioFile) -> _Embedded | _Undecodable:
 def embed_one(item: AudioFile, encoder: Encoder, batch_size: int) -> _Embedded | _Undecodable:
     """One file decoded, cut and embedded, as a worker does it: its window embeddings (``_Embedded``, pooled and
     checked by ``embed_files``), or why it failed. Never raises for a bad file. Engines that embed files elsewhere
-    (``benchmark.ray_engine``) call this and hand the outcomes back to ``embed_files(source=...)``."""
+    (``benchmark.ray_engine``) call this and hand the outcomes back to ``embed_files(source=...)``. A long file
+    (``streamed``) is decoded and embedded block by block, with the same results."""
+    if streamed(encoder, item.path):
+        return _embed_stream(encoder, item, batch_size)
     try:
         audio = decode(item.path, encoder.sample_rate)
         windows = encoder.window.segment(audio, encoder.sample_rate)
@@ -203,6 +324,40 @@ def embed_one(item: AudioFile, encoder: Encoder, batch_size: int) -> _Embedded |
     except Exception as error:  # noqa: BLE001 - as in the threaded path
         return _Embedded(n_windows, n_samples, error=_encoder_failure(item.path, error))
     return _Embedded(n_windows, n_samples, rows=rows)
+
+
+def _embed_stream(encoder: Encoder, item: AudioFile, batch_size: int) -> _Embedded | _Undecodable:
+    """``embed_one`` of a long file, decoded and cut as it is embedded: the same batches (``batch_size`` windows
+    from the file's start), so the same rows, holding only a batch of windows and a block of audio."""
+    chunks, queue, rows = stream_windows(encoder, item.path), [], []
+    n_windows = n_samples = 0
+    error = None
+    while True:
+        try:
+            windows = next(chunks)
+        except StopIteration:
+            break
+        except Exception as failure:  # noqa: BLE001 - as in _embed_file
+            return _decode_failure(item.path, failure)
+        n_windows += len(windows)
+        n_samples += sum(len(w) for w in windows)
+        if error is not None:
+            continue  # the encoder failed: read on, to report a decoding problem the way _embed_file would
+        queue.extend(windows)
+        try:
+            while len(queue) >= batch_size:
+                rows.append(encoder.embed(queue[:batch_size]))
+                del queue[:batch_size]
+        except Exception as failure:  # noqa: BLE001 - as in _embed_file
+            error, queue, rows = _encoder_failure(item.path, failure), [], []
+    if error is None and queue:
+        try:
+            rows.append(encoder.embed(queue))
+        except Exception as failure:  # noqa: BLE001 - as in _embed_file
+            error, rows = _encoder_failure(item.path, failure), []
+    if error is not None:
+        return _Embedded(n_windows, n_samples, error=error)
+    return _Embedded(n_windows, n_samples, rows=np.concatenate(rows, axis=0))
 
 
 def _embed_in_worker(item: AudioFile) -> tuple[_Embedded | _Undecodable, list[_Warning]]:
@@ -460,14 +615,22 @@ def embed_files(
                 result.stats.failed += 1
                 bar.update()
                 continue
-            n_windows, n_samples = (
-                (outcome.n_windows, outcome.n_samples)
-                if isinstance(outcome, _Embedded)
-                else (len(outcome), sum(len(w) for w in outcome))
-            )
+            if isinstance(outcome, _Stream):
+                counted = _add_stream(batcher, item, encoder)
+                if isinstance(counted, _Undecodable):
+                    result.failures.append(Failure(role, item.key, "decode", counted.message))
+                    result.stats.failed += 1
+                    bar.update()
+                    continue
+                n_windows, n_samples = counted
+            elif isinstance(outcome, _Embedded):
+                n_windows, n_samples = outcome.n_windows, outcome.n_samples
+                batcher.add(item, outcome)
+            else:
+                n_windows, n_samples = len(outcome), sum(len(w) for w in outcome)
+                batcher.add(item, outcome)
             result.stats.windows += n_windows
             result.stats.audio_seconds += n_samples / encoder.sample_rate
-            batcher.add(item, outcome)
     batcher.flush()
     bar.close()
     return result

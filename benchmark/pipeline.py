@@ -194,6 +194,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         embed_stats["n_cached"] += result.stats.cached
         embed_stats["audio_seconds_embedded"] += result.stats.audio_seconds
     timings["embed_seconds"] = time.perf_counter() - tick
+    encoder.close()  # its model is not needed any more: the evaluate stage (an hour of melody, …) runs without it
 
     ref_keys = [f.key for f in dataset.refs if f.key in embedded["reference"]]
     target_files = [f for f in dataset.targets if f.key in embedded["target"]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,48 @@ class WindowPolicy:
                 piece = np.pad(piece, (0, window - len(piece)))
             windows.append(piece)
         return windows
+
+    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[list[np.ndarray]]:
+        """``segment`` of the concatenation of ``blocks`` (consecutive pieces of one mono signal), yielded as lists
+        of windows as soon as each is known, so that a long file is never held whole: at any time only the tail
+        not yet cut (under one window plus one block) is kept. The windows, concatenated over the yielded lists,
+        equal ``segment``'s exactly (same starts, same padding, same ``min_seconds`` rule); each is a copy.
+
+        Only for windowed policies: a whole-file policy has one segment, the whole file (``ValueError``)."""
+        if self.window_seconds is None:
+            raise ValueError("a whole-file window policy cannot be streamed: its one segment is the whole file")
+        window = max(1, int(round(self.window_seconds * sample_rate)))
+        hop = max(1, int(round(self.hop * sample_rate)))
+        tail = np.empty(0, dtype=np.float32)  # samples [offset, offset + len(tail)) of the signal, not yet cut
+        offset = start = total = 0  # start: the next window's start (always one of segment's starts)
+        for block in blocks:
+            if len(block) == 0:
+                continue
+            tail = np.concatenate([tail, block]) if len(tail) else np.array(block, copy=True)
+            total += len(block)
+            windows = []
+            while total > start + window:  # that window is full, and (as in segment) another one starts after it
+                windows.append(tail[start - offset : start - offset + window].copy())
+                start += hop
+            drop = min(start, total) - offset
+            if drop > 0:
+                tail, offset = tail[drop:], offset + drop
+            if windows:
+                yield windows
+        min_len = int(round(self.min_seconds * sample_rate))
+        if total < min_len:  # zeros appended at the end: no window cut so far reaches that far
+            tail = np.pad(tail, (0, min_len - total))
+            total = min_len
+        windows = []
+        while True:  # the last windows, as segment cuts them once the length is known
+            piece = tail[max(0, start - offset) : max(0, start - offset + window)]
+            if self.pad_last and len(piece) < window:
+                piece = np.pad(piece, (0, window - len(piece)))
+            windows.append(np.array(piece, copy=True))
+            if not start + window < total:
+                break
+            start += hop
+        yield windows
 
     def as_params(self) -> dict[str, Any]:
         return {

@@ -170,3 +170,14 @@ def test_decode_blocks_reports_a_truncated_file_at_its_end(tmp_path, monkeypatch
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioDecodeError, match="empty file"):
         next(data.decode_blocks(tmp_path / "empty.wav", 22050))
+
+
+def test_decoded_length_comes_from_the_header_and_never_raises(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros((44100 * 3 + 7, 2), np.float32), 44100, subtype="PCM_16")
+    for rate in (44100, 48000, 22050):
+        assert data.decoded_length(path, rate) == len(decode(path, rate))
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    os.mkfifo(tmp_path / "fifo.wav")  # opening it would block
+    for name in ("junk.wav", "missing.wav", "fifo.wav"):
+        assert data.decoded_length(tmp_path / name, 48000) is None

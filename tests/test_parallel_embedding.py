@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from audio_factory import SR, tone
 
-from benchmark import embedding, parallel, pipeline
+from benchmark import data, embedding, parallel, pipeline
 from benchmark.cache import ArrayCache
 from benchmark.config import RunConfig
 from benchmark.data import content_hash, discover
-from encoders.base import WindowPolicy
+from encoders.base import Encoder, ModelCard, WindowPolicy
 from encoders.chroma import ChromaStats
 from encoders.mfcc import MFCCStats
 from encoders.registry import EncoderOptions
@@ -245,3 +245,155 @@ def test_forkserver_workers_give_the_same_embeddings(files, tmp_path, monkeypatc
     processes, _, _ = _embed(files, MFCCStats(), None, True, monkeypatch)
     assert processes.failures == threads.failures
     assert all(np.array_equal(processes.embeddings[k], v) for k, v in threads.embeddings.items())
+
+
+# --- long files: decoded and cut as a stream, with exactly the whole-file path's windows, batches and numbers ------
+
+
+class BatchSensitive(Encoder):
+    """A stand-in encoder whose numbers show the batch each window was embedded in: any change of windows
+    (starts, lengths, padding) or of batches (composition, order of calls) changes the embeddings."""
+
+    parallel = "thread"
+    card = ModelCard(
+        name="batch-sensitive",
+        description="test",
+        sample_rate=SR,
+        dim=5,
+        window=WindowPolicy(window_seconds=0.5, hop_seconds=0.3, pad_last=False),
+        license="test",
+    )
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed(self, batch):
+        self.calls += 1
+        return np.array(
+            [[float(np.sum(w, dtype=np.float64)), len(w), len(batch), i, self.calls] for i, w in enumerate(batch)],
+            dtype=np.float32,
+        )
+
+
+@pytest.fixture(scope="module")
+def long_and_short(tmp_path_factory):
+    """Short and 'long' files mixed (long: over the 3 s the tests set as STREAM_MIN_SECONDS), one of them 44.1 kHz
+    stereo (resampled as a stream) and one with a length that is not a whole number of hops."""
+    root = tmp_path_factory.mktemp("long")
+    for i, seconds in enumerate((1.3, 4.1, 0.7, 3.55, 0.2, 2.0)):
+        sf.write(root / f"f{i}.wav", tone(200.0 + 40 * i, seconds, noise=0.05, seed=i), SR)
+    stereo = np.stack([tone(300.0, 3.7, 44100, noise=0.02, seed=9), tone(301.0, 3.7, 44100)], axis=1)
+    sf.write(root / "f9_stereo_44k.wav", stereo, 44100, subtype="PCM_16")
+    found = discover(root, "reference")
+    return found, {f.path: content_hash(f.path) for f in found}
+
+
+def _embed_long(files, encoder, cache_dir, monkeypatch, stream: bool, batch_size=3):
+    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 3.0 if stream else float("inf"))
+    monkeypatch.setattr(data, "BLOCK_FRAMES", 1000)  # many small blocks, none a multiple of the window or hop
+    decoded = []
+    real_decode = embedding.decode
+    monkeypatch.setattr(embedding, "decode", lambda path, sr: decoded.append(path.name) or real_decode(path, sr))
+    found, hashes = files
+    result = embedding.embed_files(
+        found, "reference", encoder, ArrayCache(cache_dir, encoder.cache_identity()), hashes, batch_size, 2, False
+    )
+    return result, decoded
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_long_files_streamed_give_exactly_the_whole_file_embeddings(long_and_short, tmp_path, monkeypatch, batch_size):
+    whole, whole_decoded = _embed_long(long_and_short, BatchSensitive(), tmp_path / "w", monkeypatch, False, batch_size)
+    streamed, decoded = _embed_long(long_and_short, BatchSensitive(), tmp_path / "s", monkeypatch, True, batch_size)
+    assert sorted(set(whole_decoded) - set(decoded)) == ["f1.wav", "f3.wav", "f9_stereo_44k.wav"]  # never whole
+    assert list(streamed.embeddings) == list(whole.embeddings) and len(whole.embeddings) == 7
+    for key, vector in whole.embeddings.items():
+        np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)  # same windows, same batches
+    assert dataclasses.asdict(streamed.stats) == dataclasses.asdict(whole.stats)
+    assert streamed.failures == whole.failures == []
+
+
+def test_a_long_file_streamed_through_a_real_encoder(long_and_short, tmp_path, monkeypatch):
+    encoder = MFCCStats(EncoderOptions(window=WindowPolicy(window_seconds=0.5, hop_seconds=0.25)))
+    whole, _ = _embed_long(long_and_short, encoder, tmp_path / "w", monkeypatch, False)
+    streamed, _ = _embed_long(long_and_short, encoder, tmp_path / "s", monkeypatch, True)
+    for key, vector in whole.embeddings.items():
+        np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)
+    # a worker (embed_one) streams the long file too, with the same rows
+    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", float("inf"))
+    long_file = next(f for f in long_and_short[0] if f.key == "f1.wav")
+    expected = embedding.embed_one(long_file, encoder, 3)
+    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 3.0)
+    assert embedding.streamed(encoder, long_file.path)
+    got = embedding.embed_one(long_file, encoder, 3)
+    assert (got.n_windows, got.n_samples) == (expected.n_windows, expected.n_samples)
+    np.testing.assert_array_equal(got.rows, expected.rows)
+
+
+def test_whole_file_policies_are_never_streamed(long_and_short, monkeypatch):
+    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 0.0)
+    assert not embedding.streamed(MFCCStats(), long_and_short[0][0].path)
+
+
+def test_a_long_file_failing_mid_stream_is_a_decode_failure_and_the_others_carry_on(
+    long_and_short, tmp_path, monkeypatch
+):
+    real_blocks = embedding.decode_blocks
+
+    def failing(path, sample_rate):
+        for n, block in enumerate(real_blocks(path, sample_rate)):
+            if path.name == "f3.wav" and n == 40:
+                raise data.AudioDecodeError(f"{path.name}: truncated or corrupt (test)")
+            yield block
+
+    monkeypatch.setattr(embedding, "decode_blocks", failing)
+    result, _ = _embed_long(long_and_short, BatchSensitive(), tmp_path / "s", monkeypatch, True)
+    assert [(f.key, f.stage, f.message) for f in result.failures] == [
+        ("f3.wav", "decode", "f3.wav: truncated or corrupt (test)")
+    ]
+    assert "f3.wav" not in result.embeddings and len(result.embeddings) == 6
+    assert result.stats.failed == 1 and result.stats.embedded == 6
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_window_stream_equals_segment(seed):
+    rng = np.random.default_rng(seed)
+    policy = WindowPolicy(
+        window_seconds=float(rng.choice([0.3, 0.5, 1.0])),
+        hop_seconds=rng.choice([None, 0.25, 0.5, 1.7]),
+        pad_last=bool(rng.integers(2)),
+        min_seconds=float(rng.choice([0.0, 0.2, 2.5])),
+    )
+    audio = rng.standard_normal(int(rng.integers(0, 60))).astype(np.float32)
+    blocks = np.split(audio, np.sort(rng.integers(0, len(audio) + 1, size=int(rng.integers(0, 6)))))
+    expected = policy.segment(audio, 10)
+    got = [window for windows in policy.stream(iter(blocks), 10) for window in windows]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="whole-file"):
+        next(WindowPolicy().stream(iter(blocks), 10))
+
+
+@pytest.mark.slow
+def test_clap_streamed_equals_clap_whole(random_weights, tmp_path, monkeypatch):
+    """The real case: CLAP's 10 s windows (short last window, repeat-padded by the library) of a 44.1 kHz stereo
+    file longer than STREAM_MIN_SECONDS, batched with a short file's, give bit-identical embeddings."""
+    from encoders.clap import ClapEncoder
+
+    encoder = ClapEncoder(EncoderOptions(weights=str(random_weights("clap")), batch_size=2))
+    sf.write(tmp_path / "a_short.wav", tone(330.0, 4.0, 48000, noise=0.05), 48000)
+    stereo = np.stack([tone(220.0, 23.5, 44100, noise=0.05, seed=1), tone(221.0, 23.5, 44100)], axis=1)
+    sf.write(tmp_path / "b_long.wav", stereo, 44100, subtype="PCM_16")
+    found = discover(tmp_path, "reference")
+    files = (found, {f.path: content_hash(f.path) for f in found})
+    monkeypatch.setattr(data, "BLOCK_FRAMES", 50_000)
+    whole, _ = _embed_long(files, encoder, tmp_path / "w", monkeypatch, stream=False, batch_size=2)
+    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 12.0)
+    streamed = embedding.embed_files(
+        found, "reference", encoder, ArrayCache(tmp_path / "s", encoder.cache_identity()), files[1], 2, 2, False
+    )
+    assert embedding.streamed(encoder, found[1].path)
+    assert list(streamed.embeddings) == ["a_short.wav", "b_long.wav"]
+    for key, vector in whole.embeddings.items():
+        np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)
