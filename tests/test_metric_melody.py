@@ -11,7 +11,7 @@ import pytest
 from audio_factory import melody as melody_clip
 from audio_factory import sine, tone
 
-from metrics import melody
+from metrics import melody, melody_stream
 from metrics.base import PairMetric
 from metrics.melody import (
     MELODY_SAMPLE_RATE,
@@ -189,7 +189,7 @@ def test_matches_a_direct_transcription_of_the_formula(monkeypatch):
     got = melody_pitch_classes(clip, SR)
     np.testing.assert_array_equal(got, expected)
     # small blocks: the streaming pass (and the whole-file tuning estimate) do not depend on the block size
-    monkeypatch.setattr(melody, "_BLOCK_FRAMES", 37)
+    monkeypatch.setattr(melody_stream, "_BLOCK_FRAMES", 37)
     np.testing.assert_array_equal(melody_pitch_classes(clip, SR), expected)
 
 
@@ -260,9 +260,9 @@ SETTINGS = [None, (37, 1 << 30, 1 << 30), (64, 3 * 64 * 8200, 256 * 64 * 8 * 2),
 def setting(request, monkeypatch):
     if request.param is not None:
         frames, spectrum, forward = request.param
-        monkeypatch.setattr(melody, "_BLOCK_FRAMES", frames)
-        monkeypatch.setattr(melody, "_SPECTRUM_CACHE_BYTES", spectrum)
-        monkeypatch.setattr(melody, "_FORWARD_CACHE_BYTES", forward)
+        monkeypatch.setattr(melody_stream, "_BLOCK_FRAMES", frames)
+        monkeypatch.setattr(melody_stream, "_SPECTRUM_CACHE_BYTES", spectrum)
+        monkeypatch.setattr(melody_stream, "_FORWARD_CACHE_BYTES", forward)
     return request.param
 
 
@@ -270,12 +270,12 @@ def setting(request, monkeypatch):
 def test_streaming_pass_equals_librosa_bit_for_bit(name, setting):
     y = SIGNALS[name]
     y_hp, power, tuning, classes = _librosa_steps(y)
-    np.testing.assert_array_equal(melody._highpass(y, SR), y_hp)  # the blockwise filtfilt, exactly
+    np.testing.assert_array_equal(melody_stream._highpass(y, SR), y_hp)  # the blockwise filtfilt, exactly
     got_power = np.full_like(power, np.nan)
-    for first, block, _ in melody._Spectrogram(y, SR).blocks():
+    for first, block, _ in melody_stream._Spectrogram(y, SR).blocks():
         got_power[:, first : first + len(block)] = block.T
     np.testing.assert_array_equal(got_power, power)  # every frame once, librosa.stft's numbers exactly
-    assert melody._estimate_tuning(y, SR) == tuning  # estimate_tuning(S=power), exactly
+    assert melody_stream._estimate_tuning(y, SR) == tuning  # estimate_tuning(S=power), exactly
     np.testing.assert_array_equal(melody_pitch_classes(y, SR), classes)  # chroma_stft + argmax
 
 
@@ -313,12 +313,12 @@ def test_memory_is_bounded_for_long_audio():
     code = """
 import numpy as np
 from pathlib import Path
-from metrics import melody
+from metrics import melody, melody_stream
 
 def status(field):
     return int(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith(field)).split()[1])
 
-melody._SPECTRUM_CACHE_BYTES = melody._FORWARD_CACHE_BYTES = 16 << 20
+melody_stream._SPECTRUM_CACHE_BYTES = melody_stream._FORWARD_CACHE_BYTES = 16 << 20
 melody.melody_pitch_classes(np.zeros(44100, np.float32), 44100)  # imports
 rng = np.random.default_rng(0)
 y = np.empty(360 * 44100, np.float32)
