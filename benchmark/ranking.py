@@ -13,9 +13,12 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
   the rare rows where equal similarities straddle the cut; those rows take the lowest-index tied
   references, then each row's k are ordered by (similarity descending, index ascending);
 * ``relevant_ranks``: a relevant reference's rank is counted, never sorted: 1 + the references scoring
-  strictly above it + those tied with it at a lower index (the same tie rule), excluded ones not counted.
-  IR measures need nothing else (``metrics.ir.per_query_from_ranks``); ``ir_from_embeddings`` is the one
-  entry point from embeddings to per-query IR rows.
+  strictly above it + its place among those tied with it, excluded ones not counted. IR measures need nothing
+  else (``metrics.ir.per_query_from_ranks``); ``ir_from_embeddings`` is the one entry point from embeddings to
+  per-query IR rows. Its ``ties`` (``--ties``) orders equal similarities for the IR measures: ``index`` (the
+  ``top_k`` rule above), ``optimistic``, ``pessimistic``, or ``average`` — the run default — the expected
+  value of each measure over every order of the tied references (``metrics.ir.per_query_from_tie_blocks``), so
+  no file order or name decides a tie.
 
 Memory: one block of similarities (256 × n_refs float32, 100 MB at 100k references) plus the normalised
 references; torch is imported on first use, never at import.
@@ -156,11 +159,15 @@ def top_k(
     return indices, sims_out
 
 
-def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """1-based rank of reference ``cols[i]`` in row ``rows[i]`` of ``sims``: 1 + #(higher) + #(equal at a lower
-    index); 0 where that similarity is -inf (excluded). numpy's ``count_nonzero`` (torch's sum of a boolean
-    tensor is ~10× slower here); rows gathered in chunks of ≤ ``_RANK_CELLS`` similarities."""
-    ranks = np.zeros(len(rows), dtype=np.int64)
+def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For reference ``cols[i]`` in row ``rows[i]`` of ``sims``: ``(higher, tied, tied_before)`` — how many
+    references score strictly higher, how many others score exactly the same, and how many of those are at a lower
+    index; ``higher`` is -1 where that similarity is -inf (excluded). Excluded references (-inf) are never counted.
+    numpy's ``count_nonzero`` (torch's sum of a boolean tensor is ~10× slower here); rows gathered in chunks of
+    ≤ ``_RANK_CELLS`` similarities."""
+    higher = np.zeros(len(rows), dtype=np.int64)
+    tied = np.zeros(len(rows), dtype=np.int64)
+    tied_before = np.zeros(len(rows), dtype=np.int64)
     chunk = max(1, _RANK_CELLS // max(1, sims.shape[1]))
     for start in range(0, len(rows), chunk):
         r, c = rows[start : start + chunk], cols[start : start + chunk]
@@ -168,29 +175,26 @@ def _count_ranks(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
         own = block[np.arange(len(r)), c][:, None]
         at_least = np.count_nonzero(block >= own, axis=1)  # higher, equal, and the reference itself
         n_equal = np.count_nonzero(block == own, axis=1)
-        rank = at_least - n_equal + 1  # 1 + higher
-        tied = np.flatnonzero(n_equal > 1)
-        if tied.size:  # equal similarities: only those at a lower index come first
-            before = np.arange(sims.shape[1])[None, :] < c[tied, None]
-            rank[tied] += np.count_nonzero((block[tied] == own[tied]) & before, axis=1)
-        rank[np.isneginf(own[:, 0])] = 0
-        ranks[start : start + len(r)] = rank
-    return ranks
+        above = at_least - n_equal
+        before = np.zeros(len(r), dtype=np.int64)
+        with_ties = np.flatnonzero(n_equal > 1)
+        if with_ties.size:  # equal similarities: which are at a lower index
+            lower = np.arange(sims.shape[1])[None, :] < c[with_ties, None]
+            before[with_ties] = np.count_nonzero((block[with_ties] == own[with_ties]) & lower, axis=1)
+        above[np.isneginf(own[:, 0])] = -1
+        higher[start : start + len(r)] = above
+        tied[start : start + len(r)] = n_equal - 1
+        tied_before[start : start + len(r)] = before
+    return higher, tied, tied_before
 
 
-def relevant_ranks(
+def _rank_counts(
     queries: np.ndarray,
     refs: np.ndarray,
     relevant: Sequence[Mapping[int, float] | Iterable[int]],
-    exclude: Sequence[set[int]] | None = None,
-) -> list[dict[int, int | None]]:
-    """For each query, ``{reference index: rank}`` for every reference in ``relevant[i]`` (the keys of a
-    mapping ``index -> grade``, or a collection of indices): its 1-based rank in the query's full ranking —
-    the order ``top_k`` gives, excluded references removed — or ``None`` when it is excluded for that query.
-
-    Counted, never sorted: 1 + references scoring strictly higher + references with an equal score at a
-    lower index (excluded ones never counted). Feed the result to ``metrics.ir.per_query_from_ranks``.
-    """
+    exclude: Sequence[set[int]] | None,
+) -> tuple[list[list[int]], np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's keys of ``relevant`` and, per (query, key) pair in that order, ``_count_ranks``' three counts."""
     n_refs = len(refs)
     keys = [list(rel.keys() if isinstance(rel, Mapping) else rel) for rel in relevant]
     if len(keys) != len(queries):
@@ -200,19 +204,93 @@ def relevant_ranks(
     pair_ref = np.fromiter(itertools.chain.from_iterable(keys), dtype=np.int64, count=int(counts.sum()))
     if pair_ref.size and (pair_ref.min() < 0 or pair_ref.max() >= n_refs):
         raise ValueError(f"relevant reference indices must be in [0, {n_refs})")
-    ranks = np.zeros(pair_ref.size, dtype=np.int64)
+    higher = np.zeros(pair_ref.size, dtype=np.int64)
+    tied = np.zeros(pair_ref.size, dtype=np.int64)
+    tied_before = np.zeros(pair_ref.size, dtype=np.int64)
     bounds = np.searchsorted(pair_query, np.arange(0, len(keys) + BLOCK_QUERIES, BLOCK_QUERIES))
     if pair_ref.size:
         for start, sims in _similarity_blocks(queries, refs, exclude):
             lo, hi = bounds[start // BLOCK_QUERIES], bounds[start // BLOCK_QUERIES + 1]
             if hi > lo:
-                ranks[lo:hi] = _count_ranks(sims, pair_query[lo:hi] - start, pair_ref[lo:hi])
+                found = _count_ranks(sims, pair_query[lo:hi] - start, pair_ref[lo:hi])
+                higher[lo:hi], tied[lo:hi], tied_before[lo:hi] = found
+    return keys, higher, tied, tied_before
+
+
+def _grade_of(rel, ref) -> float:
+    return float(rel[ref]) if isinstance(rel, Mapping) else 1.0
+
+
+def relevant_ranks(
+    queries: np.ndarray,
+    refs: np.ndarray,
+    relevant: Sequence[Mapping[int, float] | Iterable[int]],
+    exclude: Sequence[set[int]] | None = None,
+    ties: str = "index",
+) -> list[dict[int, int | None]]:
+    """For each query, ``{reference index: rank}`` for every reference in ``relevant[i]`` (the keys of a
+    mapping ``index -> grade``, or a collection of indices): its 1-based rank in the query's full ranking,
+    excluded references removed, or ``None`` when it is excluded for that query.
+
+    Counted, never sorted: 1 + references scoring strictly higher + the place given to it among the references
+    with an equal score, by ``ties``:
+
+    * ``index``: those at a lower index first (the order ``top_k`` gives);
+    * ``optimistic``: the relevant ones (grade > 0) first, higher grade first, then by index;
+    * ``pessimistic``: the relevant ones last, lower grade first, then by index.
+
+    (``average`` has no single rank: see ``tie_blocks`` and ``metrics.ir.per_query_from_tie_blocks``.) Graded
+    zero keys are not relevant: under optimistic/pessimistic they keep the ``index`` rank (the IR measures ignore
+    them). Feed the result to ``metrics.ir.per_query_from_ranks``.
+    """
+    if ties not in ("index", "optimistic", "pessimistic"):
+        raise ValueError(f"relevant_ranks: ties must be index, optimistic or pessimistic, got {ties!r}")
+    keys, higher, tied, tied_before = _rank_counts(queries, refs, relevant, exclude)
     out: list[dict[int, int | None]] = []
     offset = 0
+    for rel, query_keys in zip(relevant, keys):
+        n = len(query_keys)
+        h, t, b = (a[offset : offset + n].tolist() for a in (higher, tied, tied_before))
+        offset += n
+        ranks: dict[int, int | None] = {}
+        blocks: dict[int, list[int]] = {}
+        for i, ref in enumerate(query_keys):
+            if h[i] < 0:
+                ranks[int(ref)] = None
+                continue
+            ranks[int(ref)] = h[i] + 1 + b[i]
+            if ties != "index" and t[i] > 0 and _grade_of(rel, ref) > 0:
+                blocks.setdefault(h[i], []).append(i)
+        for start, members in blocks.items():
+            if ties == "optimistic":
+                members.sort(key=lambda i: (-_grade_of(rel, query_keys[i]), query_keys[i]))
+                first = start + 1
+            else:
+                members.sort(key=lambda i: (_grade_of(rel, query_keys[i]), query_keys[i]))
+                first = start + t[members[0]] + 1 - len(members) + 1
+            for j, i in enumerate(members):
+                ranks[int(query_keys[i])] = first + j
+        out.append(ranks)
+    return out
+
+
+def tie_blocks(
+    queries: np.ndarray,
+    refs: np.ndarray,
+    relevant: Sequence[Mapping[int, float] | Iterable[int]],
+    exclude: Sequence[set[int]] | None = None,
+) -> list[dict[int, tuple[int, int] | None]]:
+    """For each query, ``{reference index: (higher, tied)}`` for every reference in ``relevant[i]``: how many
+    references score strictly higher and how many others score exactly the same (excluded ones never counted), or
+    ``None`` when it is excluded for that query. What ``metrics.ir.per_query_from_tie_blocks`` needs."""
+    keys, higher, tied, _ = _rank_counts(queries, refs, relevant, exclude)
+    out: list[dict[int, tuple[int, int] | None]] = []
+    offset = 0
     for query_keys in keys:
-        found = ranks[offset : offset + len(query_keys)].tolist()
-        out.append({int(ref): (rank or None) for ref, rank in zip(query_keys, found)})
-        offset += len(query_keys)
+        n = len(query_keys)
+        h, t = higher[offset : offset + n].tolist(), tied[offset : offset + n].tolist()
+        offset += n
+        out.append({int(ref): (None if hi < 0 else (hi, ti)) for ref, hi, ti in zip(query_keys, h, t)})
     return out
 
 
@@ -224,6 +302,7 @@ def ir_from_embeddings(
     ks: Iterable[int] = (1, 5, 10),
     ref_keys: Sequence[Hashable] | None = None,
     queries: Sequence[Hashable] | None = None,
+    ties: str = "index",
 ) -> list[dict]:
     """Per-query IR rows (``metrics.ir.per_query_ir``'s columns and values) straight from embeddings, at
     catalogue scale: the rows ``per_query_ir`` would give on every query's full ranking (the order ``top_k``
@@ -234,20 +313,27 @@ def ir_from_embeddings(
     reference *names* — a name that is not in ``ref_keys`` (e.g. a reference that failed to embed) counts
     as relevant and never retrieved, as in ``per_query_ir``. ``exclude[i]``: reference indices removed
     from target ``i``'s ranking. ``queries``: the ``"query"`` value of each row (default: the target index).
-    Rows only for targets with ≥ 1 relevant reference (grade > 0), in target order.
+    Rows only for targets with ≥ 1 relevant reference (grade > 0), in target order. ``ties``: how equal
+    similarities are ordered (``metrics.ir.TIES``; ``relevant_ranks``, and for ``average`` the expectation over
+    every order of the tied references, ``metrics.ir.per_query_from_tie_blocks``).
     """
-    from metrics.ir import per_query_from_ranks
+    from metrics.ir import check_ties, per_query_from_ranks, per_query_from_tie_blocks
 
+    check_ties(ties)
+    graded = [rel if isinstance(rel, Mapping) else dict.fromkeys(rel, 1.0) for rel in relevance]
     if ref_keys is None:
-        by_index = relevance
-        names = None
+        by_index = graded
     else:
         position = {key: i for i, key in enumerate(ref_keys)}
         if len(position) != len(ref_keys):
             raise ValueError("ref_keys must be unique")
-        names = [list(rel.keys() if isinstance(rel, Mapping) else rel) for rel in relevance]
-        by_index = [[position[name] for name in query_names if name in position] for query_names in names]
-    ranks = relevant_ranks(target_matrix, ref_matrix, by_index, exclude)
-    if names is not None:  # back to reference names
-        ranks = [{ref_keys[i]: rank for i, rank in query_ranks.items()} for query_ranks in ranks]
-    return per_query_from_ranks(ranks, relevance, ks, queries)
+        by_index = [{position[name]: grade for name, grade in rel.items() if name in position} for rel in graded]
+    if ties == "average":
+        found = tie_blocks(target_matrix, ref_matrix, by_index, exclude)
+    else:
+        found = relevant_ranks(target_matrix, ref_matrix, by_index, exclude, ties)
+    if ref_keys is not None:  # back to reference names
+        found = [{ref_keys[i]: value for i, value in query.items()} for query in found]
+    if ties == "average":
+        return per_query_from_tie_blocks(found, relevance, ks, queries)
+    return per_query_from_ranks(found, relevance, ks, queries)
