@@ -45,9 +45,7 @@ mlflow-demo: install
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)"
 
+# issue 11's performance targets side by side, one table, exit 1 on any FAIL (BENCHMARKS.md); options, e.g.
+# `make bench BENCH_ARGS="--only 3,7"` or `BENCH_ARGS=--quick` (perf/bench.py --help)
 bench: install
-	$(BIN)/python perf/ir_scale.py
-	$(BIN)/python perf/melody_speed.py
-	$(BIN)/python perf/baselines_speed.py
-	$(BIN)/python perf/encoder_throughput.py
-	$(BIN)/python perf/aesthetics_throughput.py
+	$(BIN)/python perf/bench.py $(BENCH_ARGS)

@@ -14,12 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from perf.common import Target, print_table  # noqa: E402  (after the sys.path set-up)
 
-def main() -> None:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    """One informational row (no target): seconds of compute per minute of audio."""
+    args = build_parser().parse_args(argv)
     import numpy as np
 
     from metrics.aesthetics import Aesthetics
@@ -38,12 +45,21 @@ def main() -> None:
             metric.file_features(audio)
             times.append(time.perf_counter() - started)
     per_minute = min(times) * 60.0 / args.seconds
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"aesthetics: best of {args.repeats}: {min(times):.1f} s for {args.seconds:g} s of audio "
-        f"= {per_minute:.1f} s per minute of audio; peak RSS "
-        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        f"= {per_minute:.1f} s per minute of audio; peak RSS {peak:.0f} MB"
     )
+    return [
+        Target(
+            "info: aesthetics metric compute (random-init weights)",
+            f"{per_minute:.1f} s per audio-min",
+            True,
+            f"best of {args.repeats} on {args.seconds:g} s of audio; peak RSS of the measuring process {peak:.0f} MB",
+            info=True,
+        )
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    print_table(main())

@@ -161,7 +161,7 @@ def logged_timings(store: str, run_ids: list[str]) -> dict[str, float]:
     return {k: statistics.median(m[k] for m in runs) for k in keys if runs and all(k in m for m in runs)}
 
 
-def main(argv: list[str] | None = None) -> list[Target]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=120, help="files in the catalogue (every fifth a target)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each file")
@@ -169,7 +169,11 @@ def main(argv: list[str] | None = None) -> list[Target]:
     parser.add_argument("--encoders", default="mfcc,chroma")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, help="data folder [default: $MUSICBENCH_HOME/perf/baselines-...]")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    args = build_parser().parse_args(argv)
 
     minutes = args.files * args.seconds / 60
     refs, targets = build_data(

@@ -90,7 +90,7 @@ def _native_bf16() -> bool:
     return native_bf16(torch.device("cpu"))
 
 
-def main(argv: list[str] | None = None) -> list[Target]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> list[Target]:
         "bf16 is several times slower than fp32, so one run shows it]",
     )
     parser.add_argument("--warm-minutes", type=float, default=60.0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    args = build_parser().parse_args(argv)
     import numpy as np
 
     native = _native_bf16()
@@ -177,14 +181,18 @@ def main(argv: list[str] | None = None) -> list[Target]:
         }
         sizes = f"{args.files} × {args.seconds:g} s"
         for precision, wanted, goal, other, versus in (
-            ("fp32", 1.3, "CLAP fp32 cold vs report loop", reference["vectors"], "loop"),
-            ("bf16", 1.8, "CLAP --precision bf16 vs report loop", mine["fp32"], "fp32"),
+            ("fp32", 1.3, "1: CLAP fp32 cold vs report loop", reference["vectors"], "loop"),
+            ("bf16", 1.8, "2: CLAP --precision bf16 vs report loop", mine["fp32"], "fp32"),
         ):
             if precision not in mine:  # --bf16-rounds 0
                 continue
             agree = float(_cosines(mine[precision], other).min())
             ratio = medians["loop"] / medians[precision]
-            note = "" if precision == "fp32" or native else "; this CPU has no native bf16 (emulated)"
+            note = (
+                ""
+                if precision == "fp32" or native
+                else "; needs bf16 hardware: AVX512_BF16/AMX or CUDA (this CPU emulates bf16)"
+            )
             targets.append(
                 Target(
                     f"{goal} (≥ {wanted}×, cosine ≥ 0.9999)",
@@ -244,7 +252,7 @@ def warm_rerun(weights: Path, minutes: float, tmp: Path) -> Target:
         stages.append(run.data.metrics["hash_seconds"] + run.data.metrics["embed_seconds"])
     ratio = stages[0] / max(stages[1], 1e-9)
     return Target(
-        "warm re-run, hash + embed (≥ 50×)",
+        "4: warm re-run, hash + embed (≥ 50×)",
         f"{ratio:.0f}×",
         ratio >= 50,
         f"cold {stages[0]:.1f} s, warm {stages[1]:.2f} s, {files} × 120 s = {files * 2} min",

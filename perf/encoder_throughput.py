@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from perf.common import Target, print_table  # noqa: E402  (after the sys.path set-up)
+
 DEFAULT_ENCODERS = "mfcc,chroma,crepe,clap,clap-music,music2latent,muq"
 
 
@@ -61,16 +63,21 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", default=DEFAULT_ENCODERS)
     parser.add_argument("--files", type=int, default=6, help="demo target files to embed (12-20 s each)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    """Informational rows (no target): each encoder's throughput and peak RSS."""
+    args = build_parser().parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child, args.files, args.batch_size)))
-        return
+        return []
     rows = []
     for name in [n for n in args.encoders.split(",") if n]:
         done = subprocess.run(
@@ -103,7 +110,22 @@ def main() -> None:
                 f"| {row['encoder']} | {row['files']} | {row['audio_seconds']} | {row['build_seconds']} | "
                 f"{row['embed_seconds']} | {row['audio_seconds_per_second']} | {row['peak_rss_mb']} |"
             )
+    return [
+        Target(
+            f"info: {row['encoder']} embedding throughput",
+            "error" if "error" in row else f"{row['audio_seconds_per_second']} audio-s/s",
+            "error" not in row,
+            f"{row['error']}"
+            if "error" in row
+            else f"{row['files']} demo files, {row['audio_seconds']} s of audio, peak RSS {row['peak_rss_mb']} MB, "
+            f"build {row['build_seconds']} s",
+            info="error" not in row,  # an encoder that cannot run at all is a failure
+        )
+        for row in rows
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    rows = main()
+    if rows:
+        print_table(rows)

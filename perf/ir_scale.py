@@ -155,7 +155,7 @@ def _spawn(stage: str, args, out_dir: Path) -> dict:
     return json.loads((out_dir / f"{stage}.json").read_text())
 
 
-def main(argv: list[str] | None = None) -> list[Target]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--refs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> list[Target]:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (best time kept)")
     parser.add_argument("--stage")
     parser.add_argument("--out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    args = build_parser().parse_args(argv)
     if args.stage:
         run_child(args.stage, args, Path(args.out))
         return []

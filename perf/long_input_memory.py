@@ -108,12 +108,16 @@ def _run_metrics(tracking_uri: str) -> dict[str, float]:
     return {**run.data.metrics, **{f"tag:{k}": v for k, v in run.data.tags.items() if k.startswith("skipped.")}}
 
 
-def main(argv: list[str] | None = None) -> list[Target]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--limit-mb", type=float, default=LIMIT_MB)
     parser.add_argument("--aesthetics", action="store_true", help="also random-init aesthetics weights")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    args = build_parser().parse_args(argv)
 
     from perf.melody_speed import write_hour
 

@@ -165,14 +165,18 @@ def write_hour(path: Path, seconds: int = 3600) -> None:
             handle.write(np.stack([y, np.roll(y, 441)], axis=1))
 
 
-def main(argv: list[str] | None = None) -> list[Target]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hour", action="store_true", help="also the 1-hour memory check")
     parser.add_argument("--hour-child")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Target]:
+    args = build_parser().parse_args(argv)
     if args.hour_child:
         hour_memory_child(args.hour_child)
         return []
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> list[Target]:
             ):
                 targets.append(
                     Target(
-                        f"1-hour stereo file, {what}: peak RSS (< {LIMIT_MB} MB)",
+                        f"7: 1-hour stereo file, melody {what}: peak RSS (< {LIMIT_MB} MB)",
                         f"{peaks[key]:.0f} MB",
                         peaks[key] < LIMIT_MB,
                         f"{peaks['features_extra_mb']:.0f} MB above the decoded audio"
