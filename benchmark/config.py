@@ -12,6 +12,12 @@ from typing import Any
 DEFAULT_K = 5
 DEFAULT_EXPERIMENT = "musicbench"
 DEFAULT_BATCH_SIZE = 8
+#: ``--ties``: how equal similarities are ordered for the IR measures (``metrics.ir.TIES``, which documents them)
+TIES = ("average", "index", "optimistic", "pessimistic")
+DEFAULT_TIES = "average"
+#: ``--missing-queries``: a ground-truth query whose target failed counts as a miss (trec_eval -c) or is dropped
+MISSING_QUERIES = ("miss", "drop")
+DEFAULT_MISSING_QUERIES = "miss"
 
 
 def musicbench_home() -> Path:
@@ -65,6 +71,8 @@ class RunConfig:
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
     precision: str = "fp32"  # fp32 (exact) | bf16 (opt-in autocast, neural encoders that offer it)
+    ties: str = DEFAULT_TIES  # how equal similarities are ordered for the IR measures (metrics.ir.TIES)
+    missing_queries: str = DEFAULT_MISSING_QUERIES  # miss | drop: a ground-truth query whose target failed
     window_seconds: float | None = None  # None: the encoder's default policy
     hop_seconds: float | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -80,6 +88,12 @@ class RunConfig:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.ties not in TIES:
+            raise ValueError(f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
+        if self.missing_queries not in MISSING_QUERIES:
+            raise ValueError(
+                f"missing queries must be one of {', '.join(MISSING_QUERIES)}, got {self.missing_queries!r}"
+            )
         if self.window_seconds is not None and self.window_seconds <= 0:
             raise ValueError(f"window must be positive seconds, got {self.window_seconds}")
         if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
@@ -100,6 +114,8 @@ class RunConfig:
             "device": self.device,
             "batch_size": self.batch_size,
             "precision": self.precision,
+            "ties": self.ties,
+            "missing_queries": self.missing_queries,
             "allow_download": self.allow_download,
             "cache_dir": str(Path(self.cache_dir).resolve()),
             "code_version": code_version(),

@@ -18,10 +18,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metrics.base import Measure, PairMetric
-from metrics.ir import aggregate_ir, bootstrap_ci, ir_confidence_intervals
+from metrics.ir import AT_K, aggregate_ir, bootstrap_ci, ir_confidence_intervals
 
 from .cache import ArrayCache, EntrySpec
-from .config import RunConfig
+from .config import DEFAULT_MISSING_QUERIES, DEFAULT_TIES, RunConfig
 from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
 from .parallel import prefetch_map
 from .ranking import ir_from_embeddings
@@ -47,9 +47,37 @@ HARNESS_MEASURES = (
     Measure("n_hashes_from_index", None, description="files recognised by their stat, not read again"),
     Measure("n_cache_repaired", None, description="invalid cache entries (embeddings, metric features) computed again"),
     Measure("n_queries_{stage}", None),
+    Measure(
+        "n_pairs_scored.{stage}",
+        None,
+        description="pairs with a finite value: the denominator of the mean of the same name "
+        "(n_pairs_scored.melody_acc_top1 for melody_acc_top1_mean)",
+    ),
     Measure("n_ground_truth_rows", None, description="rows read from the ground-truth file"),
     Measure("n_ground_truth_self_pairs", None, description="ground-truth rows pairing a file with itself (dropped)"),
 )
+
+
+class DuplicateMetric(ValueError):
+    """Two computations produced one metric name: one would silently overwrite the other."""
+
+
+class MetricValues(dict):
+    """The run's numbers, each name from exactly one source: ``add`` raises ``DuplicateMetric`` on a second one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: dict[str, str] = {}
+
+    def add(self, values: dict[str, float], source: str) -> None:
+        clash = sorted(name for name in values if name in self)
+        if clash:
+            raise DuplicateMetric(
+                ", ".join(f"{name} (from {self.source[name]} and {source})" for name in clash)
+                + ": one name, two computations"
+            )
+        self.update(values)
+        self.source.update(dict.fromkeys(values, source))
 
 
 @dataclass
@@ -84,7 +112,8 @@ def evaluate(
         .rename(columns={"reference": "top1_reference", "similarity": "sim_top1"})
         .set_index("target")
     )
-    values: dict[str, float] = {}
+    values = MetricValues()
+    cache_repaired = 0
     skipped = dict(skipped)
     failures: list[Failure] = []
     target_hash = {f.key: hashes[f.path] for f in target_files}
@@ -101,29 +130,43 @@ def evaluate(
             metric.close()
             release_free_memory()
         failures.extend(feats.failures)
-        values["n_cache_repaired"] = values.get("n_cache_repaired", 0) + feats.cache_repaired
+        cache_repaired += feats.cache_repaired
         topk = pd.concat([topk, score_pairs(metric, topk, feats.features, target_hash, ref_hash)], axis=1)
-        values.update(
+        values.add(
             file_value_means(
                 metric, feats.features, list(target_hash.values()), [ref_hash[r] for r in per_target["top1_reference"]]
-            )
+            ),
+            f"{metric.name} per-file values",
         )
+    values.add({"n_cache_repaired": cache_repaired}, "metric feature caches")
     pair_columns = [c for m in metrics if m.name not in skipped for c in m.columns]
-    values.update(aggregate(topk, pair_columns))
+    values.add(aggregate(topk, pair_columns), "top-k pairs")
     top1 = topk[topk["rank"] == 1].set_index("target")
     for column in pair_columns:
         per_target[f"{column}_top1"] = top1[column]
 
     if dataset.relevance is not None:
         ir_values, per_query = retrieval_metrics(
-            target_matrix, ref_matrix, ref_keys, exclude, [f.key for f in target_files], dataset.relevance, config.k
+            target_matrix,
+            ref_matrix,
+            ref_keys,
+            exclude,
+            [f.key for f in target_files],
+            dataset.relevance,
+            config.k,
+            ties=config.ties,
+            missing_queries=config.missing_queries,
+            ground_truth_targets=[f.key for f in dataset.targets],
         )
-        values.update(ir_values)
+        values.add(ir_values, "IR measures")
         if len(per_query):
-            per_target = per_target.join(per_query.set_index("query"), how="left")
-    per_target = per_target.reset_index()
-    values.update(similarity_confidence_interval(per_target))
-    return Evaluation(topk, per_target, values, skipped, failures)
+            per_query = per_query.set_index("query")
+            missing = per_query.index.difference(per_target.index)  # targets that failed, counted as misses
+            per_target = per_target.reindex(per_target.index.append(missing)).join(per_query, how="left")
+            per_target["target_failed"] = per_target.index.isin(missing)
+    per_target = per_target.rename_axis("target").reset_index()
+    values.add(similarity_confidence_interval(per_target), "top-1 similarity bootstrap")
+    return Evaluation(topk, per_target, dict(values), skipped, failures)
 
 
 def release_free_memory() -> None:
@@ -251,15 +294,20 @@ def aggregate(topk: pd.DataFrame, pair_columns: Sequence[str]) -> dict[str, floa
     for column in pair_columns:
         out[f"{column}_top1_mean"] = _mean(top1[column])
         out[f"{column}_topk_mean"] = _mean(topk[column])
+        for scope, rows in (("top1", top1), ("topk", topk)):  # each mean's denominator
+            out[f"n_pairs_scored.{column}_{scope}"] = int(np.isfinite(rows[column].to_numpy(np.float64)).sum())
     return {name: value for name, value in out.items() if value is not None}
 
 
 def file_value_means(
     metric: PairMetric, features: dict[str, np.ndarray], target_hashes: Sequence[str], top1_ref_hashes: Sequence[str]
 ) -> dict[str, float]:
-    """Per-file values of a metric averaged over targets and over the rank-1 references (by content hash)."""
+    """Per-file values of a metric averaged over the target files (``<v>_targets_file_mean``) and over the rank-1
+    reference files, one per target (``<v>_top1_refs_file_mean``), by content hash. Named apart from the pair
+    columns' means (e.g. ``aes_pq_ref_top1_mean``: over the rank-1 *pairs* with both files scored), which are
+    another computation."""
     out = {}
-    for suffix, digests in (("target_mean", target_hashes), ("ref_top1_mean", top1_ref_hashes)):
+    for suffix, digests in (("targets_file_mean", target_hashes), ("top1_refs_file_mean", top1_ref_hashes)):
         values = [metric.file_values(features[d]) for d in digests if d in features]
         for name in metric.file_value_names:
             mean = _mean([v[name] for v in values])
@@ -276,13 +324,23 @@ def retrieval_metrics(
     target_keys: Sequence[str],
     relevance: dict[str, dict[str, float]],
     k: int,
+    ties: str = DEFAULT_TIES,
+    missing_queries: str = DEFAULT_MISSING_QUERIES,
+    ground_truth_targets: Sequence[str] | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """IR metrics at 1, k and 10 with bootstrap CIs, over the targets that have relevant references; per-query rows.
+    """IR metrics at 1, k and 10 with bootstrap CIs, over the ground-truth queries; per-query rows.
 
     Each relevant reference's rank is counted from the embeddings (``ranking.ir_from_embeddings``: references
-    scoring above it, ties by reference order, excluded ones removed), never by sorting whole rows; the values
-    are those of ``metrics.ir.per_query_ir`` on the full rankings, bit for bit. A relevant reference that is not
-    in ``ref_keys`` (it failed to embed) counts in R and is never retrieved.
+    scoring above it, equal ones ordered by ``ties``, excluded ones removed), never by sorting whole rows; the
+    values are those of ``metrics.ir.per_query_ir`` on the full rankings, bit for bit (without ties: every
+    ``ties`` gives them). A relevant reference that is not in ``ref_keys`` (it failed to embed) counts in R and is
+    never retrieved.
+
+    The ground-truth queries are the targets of ``ground_truth_targets`` (every target of the dataset; default:
+    ``target_keys``) with a relevant reference. One whose target has no embedding (it failed) is, by
+    ``missing_queries``, a row of zeros — AP = RR = recall = hit = precision = nDCG = 0, no first relevant rank,
+    as trec_eval ``-c`` counts a query without results (``miss``) — or left out (``drop``). Logged either way:
+    ``n_queries_ground_truth``, ``n_queries_evaluated`` (those with a ranking), ``n_queries_missing``.
     """
     ks = tuple(sorted({1, k, 10}))
     rows = ir_from_embeddings(
@@ -293,9 +351,27 @@ def retrieval_metrics(
         ks,
         ref_keys=ref_keys,
         queries=target_keys,
+        ties=ties,
     )
+    ranked = set(target_keys)
+    everyone = list(ground_truth_targets) if ground_truth_targets is not None else list(target_keys)
+    missing = [t for t in everyone if t not in ranked and any(float(g) > 0 for g in relevance.get(t, {}).values())]
+    evaluated = len(rows)
+    if missing_queries == "miss":
+        for target in missing:
+            row = {"query": target, "n_relevant": sum(1 for g in relevance[target].values() if float(g) > 0)}
+            row.update(average_precision=0.0, reciprocal_rank=0.0, first_relevant_rank=None)
+            row.update({f"{name}_at_{cut}": 0.0 for cut in ks for name in AT_K})
+            rows.append(row)
+    elif missing_queries != "drop":
+        raise ValueError(f"missing_queries must be miss or drop, got {missing_queries!r}")
     values = {**aggregate_ir(rows, ks), **ir_confidence_intervals(rows, ks)} if rows else {}
-    values["n_queries_without_relevant"] = len(target_keys) - len(rows)
+    if rows and missing_queries == "miss":  # a missing query was not ranked at all: not "relevant not retrieved"
+        values["n_queries_relevant_not_retrieved"] -= len(missing)
+    values["n_queries_without_relevant"] = len(target_keys) - evaluated
+    values["n_queries_ground_truth"] = evaluated + len(missing)
+    values["n_queries_evaluated"] = evaluated
+    values["n_queries_missing"] = len(missing)
     return values, pd.DataFrame(rows)
 
 

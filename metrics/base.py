@@ -7,7 +7,8 @@ A pair metric works in two steps so each file is processed once, however many pa
 
 Logged names (one scheme, documented in README):
 * every pair column ``c`` → ``c_top1_mean`` (rank-1 pairs) and ``c_topk_mean`` (all top-k pairs);
-* every file value ``v`` → ``v_target_mean`` (over targets) and ``v_ref_top1_mean`` (over rank-1 references).
+* every file value ``v`` → ``v_targets_file_mean`` (over the target files) and ``v_top1_refs_file_mean`` (over the
+  rank-1 reference files) — named apart from the pair columns' ``<column>_top1_mean``, another computation.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class PairMetric(ABC):
         for value in cls.file_value_names:
             base = declared.get(value, Measure(value))
             out += [
-                base.named(f"{value}_target_mean").not_headline(),
-                base.named(f"{value}_ref_top1_mean").not_headline(),
+                base.named(f"{value}_targets_file_mean").not_headline(),
+                base.named(f"{value}_top1_refs_file_mean").not_headline(),
             ]
         return out

@@ -48,16 +48,103 @@ def _random_library(seed: int, n_refs: int = 240, n_targets: int = 70, dim: int 
 def test_retrieval_metrics_equal_the_previous_implementation(seed, k):
     targets, refs, ref_keys, exclude, target_keys, relevance = _random_library(seed)
     expected, expected_rows = reference_retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, relevance, k)
-    got, rows = retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, relevance, k)
-    assert got == expected  # every mean and CI bit for bit, same names
+    got, rows = retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, relevance, k, ties="index")
+    assert {name: got[name] for name in expected} == expected  # every mean and CI bit for bit, same names
     assert rows.to_dict("records") == expected_rows.to_dict("records")
     assert got["n_queries_without_relevant"] > 0 and f"ndcg_at_{k}_ci_low" in got
+    assert got["n_queries_ground_truth"] == got["n_queries_evaluated"] == len(rows) and got["n_queries_missing"] == 0
 
 
 def test_retrieval_metrics_without_any_relevant_target():
     targets, refs, ref_keys, exclude, target_keys, _ = _random_library(3, n_targets=5)
     got, rows = retrieval_metrics(targets, refs, ref_keys, exclude, target_keys, {"elsewhere.wav": {}}, 5)
-    assert got == {"n_queries_without_relevant": 5} and rows.empty
+    assert got == {
+        "n_queries_without_relevant": 5,
+        "n_queries_ground_truth": 0,
+        "n_queries_evaluated": 0,
+        "n_queries_missing": 0,
+    }
+    assert rows.empty
+
+
+def _four_queries_one_failed():
+    """The issue's example: 4 ground-truth queries, the target of one failed; the other three have AP 1, 1, 0.5."""
+    refs = np.eye(4, dtype=np.float32)
+    targets = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.9, 0, 0.5, 0]], dtype=np.float32)
+    ref_keys = ["r0", "r1", "r2", "r3"]
+    target_keys = ["t0", "t1", "t2"]  # "t3" failed to decode: no embedding
+    relevance = {"t0": {"r0": 1.0}, "t1": {"r1": 1.0}, "t2": {"r2": 1.0}, "t3": {"r3": 1.0}}
+    return targets, refs, ref_keys, None, target_keys, relevance
+
+
+@pytest.mark.parametrize("missing, expected_map", [("miss", 0.625), ("drop", 2.5 / 3)])
+def test_a_failed_target_is_a_miss_or_dropped(missing, expected_map):
+    args = _four_queries_one_failed()
+    got, rows = retrieval_metrics(*args, 5, missing_queries=missing, ground_truth_targets=["t0", "t1", "t2", "t3"])
+    assert got["map"] == pytest.approx(expected_map)
+    assert got["n_queries_ground_truth"] == 4 and got["n_queries_evaluated"] == 3 and got["n_queries_missing"] == 1
+    assert got["n_queries_relevant_not_retrieved"] == 0
+    if missing == "miss":  # as trec_eval -c: every measure 0 for the failed query, in the per-query table too
+        row = rows.set_index("query").loc["t3"]
+        assert row["average_precision"] == row["reciprocal_rank"] == row["hit_rate_at_1"] == row["ndcg_at_5"] == 0
+        assert row["n_relevant"] == 1 and got["mrr"] == pytest.approx((1 + 1 + 0.5) / 4)
+        assert got["hit_rate_at_1"] == pytest.approx(0.5)
+    else:
+        assert "t3" not in set(rows["query"])
+
+
+def test_metric_values_refuse_a_second_source_for_one_name():
+    from benchmark.evaluation import DuplicateMetric, MetricValues
+
+    values = MetricValues()
+    values.add({"a": 1.0, "b": 2.0}, "first")
+    values.add({"c": 3.0}, "second")
+    with pytest.raises(DuplicateMetric, match=r"b \(from first and third\)"):
+        values.add({"b": 2.0, "d": 4.0}, "third")
+    assert dict(values) == {"a": 1.0, "b": 2.0, "c": 3.0}
+
+
+def test_every_metric_name_has_one_source():
+    """Each pair metric's per-file means and pair-column means (and the IR measures and the harness's numbers) never
+    share a name: the aesthetics collision (aes_*_ref_top1_mean from both) cannot come back."""
+    import pandas as pd
+
+    from benchmark.evaluation import MetricValues, aggregate, file_value_means
+    from metrics import registry
+
+    for name in registry.names():
+        metric = registry.create(name)  # cheap: no model until first use
+        features = {"h": np.ones(tuple(d or 1 for d in (metric.feature_shape or (1,))), dtype=np.float32)}
+        topk = pd.DataFrame({"target": ["t"], "rank": [1], "reference": ["r"], "similarity": [0.5]})
+        for column in metric.columns:
+            topk[column] = 0.5
+        values = MetricValues()
+        if metric.file_value_names:
+            values.add(file_value_means(metric, features, ["h"], ["h"]), f"{name} per-file values")
+        values.add(aggregate(topk, list(metric.columns)), "top-k pairs")  # raises on a shared name
+        for column in metric.columns:
+            assert values[f"n_pairs_scored.{column}_top1"] == 1 and values[f"n_pairs_scored.{column}_topk"] == 1
+    logged = [m.name for m in registry.measures()]
+    assert len(logged) == len(set(logged)), sorted(n for n in logged if logged.count(n) > 1)
+
+
+def test_pair_means_count_their_pairs():
+    import pandas as pd
+
+    from benchmark.evaluation import aggregate
+
+    topk = pd.DataFrame(
+        {
+            "target": ["a", "a", "b", "b"],
+            "rank": [1, 2, 1, 2],
+            "reference": ["x", "y", "x", "y"],
+            "similarity": [0.9, 0.8, 0.7, 0.6],
+            "melody_acc": [0.5, np.nan, np.nan, 0.25],
+        }
+    )
+    out = aggregate(topk, ["melody_acc"])
+    assert out["melody_acc_top1_mean"] == 0.5 and out["n_pairs_scored.melody_acc_top1"] == 1
+    assert out["melody_acc_topk_mean"] == 0.375 and out["n_pairs_scored.melody_acc_topk"] == 2
 
 
 # --- per-file metric features: in worker threads for a parallel metric, cached by content hash -------------------

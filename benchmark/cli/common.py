@@ -8,7 +8,17 @@ from pathlib import Path
 
 import click
 
-from ..config import DEFAULT_BATCH_SIZE, DEFAULT_EXPERIMENT, DEFAULT_K, RunConfig, default_cache_dir
+from ..config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_K,
+    DEFAULT_MISSING_QUERIES,
+    DEFAULT_TIES,
+    MISSING_QUERIES,
+    TIES,
+    RunConfig,
+    default_cache_dir,
+)
 from ..store import StoreError, experiment_name
 
 DEMO_ENCODERS = "mfcc,chroma"
@@ -142,6 +152,23 @@ def run_options(fn):
             show_default=True,
             help="Numeric precision of neural encoders: fp32 (exact) or bf16 (opt-in autocast: faster only on a GPU "
             "or a CPU with native bf16; embeddings move by ~1e-5 in cosine). Weight-free encoders refuse bf16.",
+        ),
+        click.option(
+            "--ties",
+            type=click.Choice(TIES),
+            default=DEFAULT_TIES,
+            show_default=True,
+            help="How equal similarities are ordered for the IR metrics. average: the expected value over every "
+            "order of the tied references (no file order decides); index: lower reference index first; "
+            "optimistic: relevant first; pessimistic: relevant last.",
+        ),
+        click.option(
+            "--missing-queries",
+            type=click.Choice(MISSING_QUERIES),
+            default=DEFAULT_MISSING_QUERIES,
+            show_default=True,
+            help="A ground-truth query whose target failed: miss = counted with AP = RR = hit = 0 (trec_eval -c); "
+            "drop = left out of the IR means. n_queries_ground_truth / n_queries_evaluated are logged either way.",
         ),
         click.option(
             "--window",
