@@ -15,14 +15,19 @@ What comes out (``Comparison``), written to a folder and logged under ``comparis
   ``<m>_vs_best``, one of:
 
   * ``best``   – the highest value (lowest for lower-is-better metrics such as ``mean_first_relevant_rank``);
-  * ``tied``   – the encoder's CI overlaps the best encoder's CI: statistically indistinguishable from the
-    best at this sample size;
-  * ``below``  – the CIs are disjoint: a difference the data support;
-  * ``no CI``  – one of the two has no CI (e.g. ``melody_acc_top1_mean``): no statement.
+  * ``tied``   – the paired 95% bootstrap CI of the per-target difference to the best includes 0;
+  * ``below``  – it excludes 0 on the worse side: a difference the data support (``above``: on the better side,
+    possible only when the two runs scored different target sets);
+  * without per-target values for the metric (an older run): the unpaired check, ``tied`` when the two runs'
+    own CIs overlap, ``below`` when they are disjoint, ``no CI`` when one has none;
+  * ``<m>_test`` names which of the two was used.
 
-  CI overlap is a conservative test (disjoint 95% intervals imply p < 0.05; overlapping ones do not imply
-  the opposite), and it ignores that every encoder answers the same queries (a paired test would be sharper).
-  In the markdown table the best cell is marked ``★`` and tied cells ``≈``.
+  The paired test (``stats.paired_bootstrap``, 10,000 resamples, seed 0) takes each run's per-target values from
+  its ``tables/per_target.json``, joins them on the target, and resamples targets: every encoder answers the same
+  queries, so query difficulty cancels in the difference. Alongside: ``<m>_diff`` (encoder − best, mean over the
+  ``<m>_n_paired`` shared targets), ``<m>_diff_ci_low`` / ``<m>_diff_ci_high``, and for a hit rate McNemar's exact
+  test (``<m>_mcnemar_p``, ``stats.mcnemar_exact``). In the markdown table the best cell is marked ``★`` and tied
+  cells ``≈``; a second table lists the differences to the best.
 - ``per_target_top1.csv`` / ``.json``: every target's top-1 reference and similarity, encoders side by side.
 - ``per_target_summary.csv`` / ``.json``: mean, std, min, max (and n) over targets of each headline metric's
   per-target values (from each run's ``tables/per_target.json``; ``map`` → ``average_precision``, …).
@@ -69,6 +74,63 @@ def _labels(runs: list) -> list[str]:
     return [e if encoders.count(e) == 1 else f"{e} ({r.info.run_id[:8]})" for e, r in zip(encoders, runs)]
 
 
+def _best_label(table: pd.DataFrame, metric: str):
+    values = table[metric]
+    if values.notna().sum() == 0 or not has_direction(metric):
+        return None
+    return values.idxmin() if lower_is_better(metric) else values.idxmax()
+
+
+def paired_vs_best(table: pd.DataFrame, per_target: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """Per encoder, the paired comparison with the best on ``metric`` over the targets both scored: columns
+    ``<m>_vs_best``, ``<m>_test``, ``<m>_diff``, ``<m>_diff_ci_low``, ``<m>_diff_ci_high``, ``<m>_n_paired`` and,
+    for a hit rate, ``<m>_mcnemar_p``. None when some run has no per-target column for it (or no best exists)."""
+    from .stats import mcnemar_exact, paired_bootstrap
+
+    column = per_target_column(metric)
+    best_label = _best_label(table, metric)
+    if best_label is None or column is None or column not in per_target:
+        return None
+    by_encoder = {
+        label: pd.to_numeric(rows.set_index("target")[column], errors="coerce")
+        for label, rows in per_target.groupby("encoder", sort=False)
+    }
+    if any(label not in by_encoder or by_encoder[label].notna().sum() == 0 for label in table.index):
+        return None
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    best = by_encoder[best_label]
+    out = pd.DataFrame(index=table.index)
+    out[f"{metric}_vs_best"] = ""
+    out[f"{metric}_test"] = "paired bootstrap"
+    for label in table.index:
+        if pd.isna(table.at[label, metric]):
+            continue
+        if table.at[label, metric] == table.at[best_label, metric]:
+            out.at[label, f"{metric}_vs_best"] = "best"
+            if label == best_label:
+                continue
+        own = by_encoder[label]
+        shared = own.index.intersection(best.index)
+        try:
+            diff = paired_bootstrap(own[shared].to_numpy(), best[shared].to_numpy())
+        except ValueError:
+            out.at[label, f"{metric}_vs_best"] = "no pairs"
+            continue
+        out.at[label, f"{metric}_diff"] = diff.mean
+        out.at[label, f"{metric}_diff_ci_low"] = diff.low
+        out.at[label, f"{metric}_diff_ci_high"] = diff.high
+        out.at[label, f"{metric}_n_paired"] = diff.n
+        if metric.startswith("hit_rate_at_"):
+            out.at[label, f"{metric}_mcnemar_p"] = mcnemar_exact(
+                own[shared].to_numpy(), best[shared].to_numpy()
+            ).p_value
+        if out.at[label, f"{metric}_vs_best"] != "best":
+            # encoder − best, in "better" units: > 0 better than the best, < 0 worse
+            low, high = sorted((sign * diff.low, sign * diff.high))
+            out.at[label, f"{metric}_vs_best"] = "below" if high < 0 else "above" if low > 0 else "tied"
+    return out
+
+
 def _vs_best(table: pd.DataFrame, metric: str) -> pd.Series:
     values = table[metric]
     out = pd.Series("", index=table.index, dtype=object)
@@ -105,9 +167,15 @@ class Comparison:
     summary: pd.DataFrame  # encoder, metric, column, n, mean, std, min, max
     warnings: list[str] = field(default_factory=list)
     figures: dict = field(default_factory=dict)  # name → matplotlib Figure
+    per_deformation: pd.DataFrame | None = None  # robustness runs: encoders × deformations of hit@1
 
     def markdown(self, digits: int = 3) -> str:
-        return markdown_table(self.table, self.metrics, digits)
+        text = markdown_table(self.table, self.metrics, digits)
+        if self.per_deformation is not None:
+            from .scenarios.report import markdown
+
+            text += "\n\n" + markdown(self.per_deformation, digits=digits)
+        return text
 
     def close(self) -> None:
         import matplotlib.pyplot as plt
@@ -133,10 +201,43 @@ def markdown_table(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> 
     for label in table.index:
         lines.append(f"| {label} | " + " | ".join(cell(label, m) for m in metrics) + " |")
     lines.append("")
+    unpaired = [
+        m for m in metrics if not str(table.get(f"{m}_test", pd.Series(["paired"])).iloc[0]).startswith("paired")
+    ]
     lines.append(
-        "value [bootstrap 95% CI]; ★ best; ≈ CI overlaps the best's CI (statistically indistinguishable from the best)."
+        "value [bootstrap 95% CI over targets]; ★ best; ≈ tied with the best: the paired 95% bootstrap CI of the "
+        "per-target difference includes 0"
+        + (f" (for {', '.join(unpaired)}: the two CIs overlap — unpaired, no per-target values)" if unpaired else "")
+        + "."
     )
+    paired = [m for m in metrics if f"{m}_diff" in table]
+    if paired and len(table.index) > 1:
+        lines += ["", "Difference to the best (encoder − best, paired over the targets both scored):", ""]
+        lines += ["| encoder | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
+        for label in table.index:
+            lines.append(f"| {label} | " + " | ".join(diff_cell(table, label, m, digits) for m in paired) + " |")
+        lines.append("")
+        lines.append(
+            "mean difference [paired bootstrap 95% CI, 10,000 resamples of the targets, seed 0]; "
+            "p: McNemar's exact test (hit rates); ★ the best itself."
+        )
     return "\n".join(lines)
+
+
+def diff_cell(table: pd.DataFrame, label, metric: str, digits: int = 3) -> str:
+    if table.at[label, f"{metric}_vs_best"] == "best":
+        return "★"
+    value = table.at[label, f"{metric}_diff"]
+    if pd.isna(value):
+        return "–"
+    text = (
+        f"{value:+.{digits}f} [{table.at[label, f'{metric}_diff_ci_low']:+.{digits}f}, "
+        f"{table.at[label, f'{metric}_diff_ci_high']:+.{digits}f}]"
+    )
+    p_value = table.get(f"{metric}_mcnemar_p")
+    if p_value is not None and pd.notna(p_value[label]):
+        text += f" p={p_value[label]:.3f}"
+    return text
 
 
 def load_per_target(client, runs: list, labels: list[str]) -> pd.DataFrame:
@@ -187,9 +288,21 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
             row[f"{metric}_ci_high"] = values.get(f"{metric}_ci_high", np.nan)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("encoder")
+    per_target = load_per_target(client, runs, labels)
+    extra: dict[str, list[str]] = {}
     for metric in present:
-        table[f"{metric}_vs_best"] = _vs_best(table, metric)
-    ordered = ["run_id"] + [c for m in present for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_vs_best")]
+        paired = paired_vs_best(table, per_target, metric)
+        if paired is None:
+            table[f"{metric}_vs_best"] = _vs_best(table, metric)
+            table[f"{metric}_test"] = "CI overlap (unpaired: no per-target values)"
+            extra[metric] = []
+        else:
+            for column in paired.columns:
+                table[column] = paired[column]
+            extra[metric] = [c for c in paired.columns if c not in (f"{metric}_vs_best", f"{metric}_test")]
+    ordered = ["run_id"] + [
+        c for m in present for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_vs_best", f"{m}_test", *extra[m])
+    ]
     table = table[ordered]
 
     fingerprints = {r.data.params.get("dataset_fingerprint") for r in runs}
@@ -198,10 +311,12 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
     if len(ks) > 1:
         warnings.append(f"the runs used different k: {ks}")
 
-    per_target = load_per_target(client, runs, labels)
     top1 = side_by_side(per_target, labels)
     summary = summary_stats(per_target, labels, present)
     comparison = Comparison(labels, [r.info.run_id for r in runs], present, table, per_target, top1, summary, warnings)
+    from .scenarios.report import label_matrix
+
+    comparison.per_deformation = label_matrix(runs, labels)  # None unless robustness-scenario runs
     if figures:
         from .figures import grouped_top1_bars, metrics_heatmap, summary_figure
 
@@ -210,6 +325,10 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
             "metrics_heatmap": metrics_heatmap(table, present),
             "per_target_summary": summary_figure(summary, labels),
         }
+        if comparison.per_deformation is not None:
+            from .figures import label_heatmap
+
+            comparison.figures["deformation_heatmap"] = label_heatmap(comparison.per_deformation)
     return comparison
 
 
@@ -267,6 +386,10 @@ def write(comparison: Comparison, out_dir: Path) -> list[Path]:
     ):
         path = out_dir / f"{name}.csv"
         frame.to_csv(path, index=index)
+        written.append(path)
+    if comparison.per_deformation is not None:
+        path = out_dir / "per_deformation_hit_rate_at_1.csv"
+        comparison.per_deformation.to_csv(path, index_label="encoder")
         written.append(path)
     path = out_dir / "comparison.md"
     path.write_text(comparison.markdown() + "\n" + "".join(f"\nWarning: {w}\n" for w in comparison.warnings))

@@ -14,8 +14,16 @@ with no direction is reported, never failed. A metric *drops* when:
 
 - ``absolute``: ``baseline − candidate > tolerance``;
 - ``relative``: ``baseline − candidate > tolerance × |baseline|``;
-- ``ci``: ``candidate < baseline's <metric>_ci_low`` (outside the baseline's bootstrap 95% CI; the tolerance is
-  not used; a metric without a logged CI is skipped).
+- ``ci``, the two runs on **the same dataset** (equal ``dataset_fingerprint``): the paired test. Each run's
+  per-target values (its ``tables/per_target.json``) are joined on the target and the mean per-target difference
+  candidate − baseline gets a paired bootstrap 95% CI (``stats.paired_bootstrap``, 10,000 resamples, seed 0); the
+  metric drops when the CI's upper bound (in the better direction) is below ``-tolerance``: the data support a drop
+  larger than the tolerance. Every musicbench encoder is deterministic (fixed windows, no sampling), so an
+  identical re-run differs by exactly 0 and passes, and the noise that matters is which queries moved, not how
+  the query set was sampled.
+- ``ci`` on **different datasets** (or without per-target values): paired differences do not exist; the report
+  says so and falls back, per metric, to the *unpaired* check ``candidate < baseline's <metric>_ci_low`` (outside
+  the baseline's bootstrap CI over queries; the tolerance is not used; a metric without a logged CI is skipped).
 
 The verdict is set as tags on the candidate run: ``regress.verdict=pass|fail``, ``regress.baseline=<run id>``,
 ``regress.failed_metrics=<m,m>|none``, ``regress.mode``, ``regress.tolerance``.
@@ -81,6 +89,23 @@ class Report:
         return [p for p in self.pairs if p.verdict == "fail"]
 
 
+def paired_check(metric: str, b: float, c: float, base_values, cand_values, tolerance: float) -> MetricCheck:
+    """The paired ``ci`` check of one metric from the two runs' per-target values (pandas Series by target)."""
+    from .stats import paired_bootstrap
+
+    shared = base_values.index.intersection(cand_values.index)
+    try:
+        diff = paired_bootstrap(cand_values[shared].to_numpy(), base_values[shared].to_numpy())
+    except ValueError:
+        return MetricCheck(metric, b, c, "skipped", "no target scored by both runs")
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    low, high = sorted((sign * diff.low, sign * diff.high))  # candidate − baseline, > 0 better
+    failed = high < -tolerance
+    interval = f"paired Δ {diff.mean:+.4g} [{diff.low:+.4g}, {diff.high:+.4g}] over {diff.n} targets"
+    note = f"{interval}: upper bound < -{tolerance:g}" if failed else interval
+    return MetricCheck(metric, b, c, "FAIL" if failed else "pass", note)
+
+
 def check_metric(
     metric: str, baseline: dict[str, float], candidate: dict[str, float], mode: str, tolerance: float
 ) -> MetricCheck:
@@ -103,7 +128,7 @@ def check_metric(
             return MetricCheck(metric, b, c, "skipped", "baseline has no CI")
         bound = float(baseline[bound_name])
         failed = sign * c < sign * bound
-        note = f"outside baseline CI ({'>' if sign < 0 else '<'} {bound:.4g})" if failed else ""
+        note = f"unpaired: outside baseline CI ({'>' if sign < 0 else '<'} {bound:.4g})" if failed else "unpaired"
     else:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     return MetricCheck(metric, b, c, "FAIL" if failed else "pass", note)
@@ -114,11 +139,60 @@ def default_metrics(run) -> list[str]:
     return headline_metrics([int(k)] if str(k).isdigit() else [5])
 
 
-def check_pair(encoder: str, baseline, candidate, metrics: list[str] | None, mode: str, tolerance: float) -> Pair:
+def per_target_values(client, baseline, candidate) -> tuple[object, str]:
+    """``(table, why)``: the two runs' per-target tables stacked (``encoder`` = baseline | candidate) when a paired
+    check is possible — same dataset fingerprint, both tables readable — else ``(None, why not)``."""
+    from .compare import CompareError, load_per_target
+
+    b_print = baseline.data.params.get("dataset_fingerprint")
+    c_print = candidate.data.params.get("dataset_fingerprint")
+    if not b_print or b_print != c_print:
+        return None, f"different datasets (dataset_fingerprint {b_print} vs {c_print})"
+    try:
+        return load_per_target(client, [baseline, candidate], ["baseline", "candidate"]), ""
+    except CompareError as error:
+        return None, f"no per-target values ({error})"
+
+
+def check_pair(
+    encoder: str,
+    baseline,
+    candidate,
+    metrics: list[str] | None,
+    mode: str,
+    tolerance: float,
+    per_target=None,
+    unpaired_reason: str = "",
+) -> Pair:
+    """Check every metric of ``candidate`` against ``baseline``. In ``ci`` mode ``per_target`` (from
+    ``per_target_values``) makes the check paired; without it the fallback is named in the pair's warnings."""
+    from .compare import per_target_column
+
     pair = Pair(encoder, baseline, candidate)
     wanted = metrics or default_metrics(baseline)
+    if mode == "ci" and per_target is None:
+        pair.warnings.append(
+            f"paired check impossible: {unpaired_reason or 'no per-target values'}; "
+            "falling back to the unpaired check (candidate outside the baseline's bootstrap CI)"
+        )
     for metric in wanted:
         check = check_metric(metric, baseline.data.metrics, candidate.data.metrics, mode, tolerance)
+        column = per_target_column(metric)
+        if (
+            mode == "ci"
+            and per_target is not None
+            and check.baseline is not None
+            and check.candidate is not None
+            and has_direction(metric)
+            and column in per_target
+        ):
+            values = {
+                role: pd_numeric(rows.set_index("target")[column])
+                for role, rows in per_target.groupby("encoder", sort=False)
+            }
+            check = paired_check(
+                metric, check.baseline, check.candidate, values["baseline"], values["candidate"], tolerance
+            )
         if metrics is None and check.verdict == "skipped" and check.note.startswith("not in"):
             continue  # default list: only metrics present in both
         pair.checks.append(check)
@@ -207,7 +281,8 @@ def regress(
     found, skipped = find_pairs(client, baseline, experiment)
     report = Report([], skipped, mode, tolerance)
     for encoder, base_run, candidate in found:
-        pair = check_pair(encoder, base_run, candidate, metrics, mode, tolerance)
+        per_target, why = per_target_values(client, base_run, candidate) if mode == "ci" else (None, "")
+        pair = check_pair(encoder, base_run, candidate, metrics, mode, tolerance, per_target, why)
         report.pairs.append(pair)
         if record_tags:
             tracking.set_tags(client, candidate.info.run_id, verdict_tags(pair, mode, tolerance))
@@ -226,13 +301,19 @@ def regress(
     return report
 
 
+def pd_numeric(series):
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce")
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
 def format_report(report: Report) -> str:
     lines = []
-    threshold = "tolerance unused" if report.mode == "ci" else f"tolerance {report.tolerance:g}"
+    threshold = f"tolerance {report.tolerance:g}"
     for pair in report.pairs:
         lines.append(
             f"{pair.encoder}: candidate {pair.candidate.info.run_id} vs baseline "

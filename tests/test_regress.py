@@ -178,3 +178,73 @@ def test_nothing_to_check_exits_2(store):
         result = regress("--baseline", baseline, "--experiment", experiment)
         assert result.exit_code == 2, result.output
     assert "only one FINISHED run" in regress("--baseline", "previous", "--experiment", experiment).output
+
+
+# --- ci mode: paired on the same dataset, unpaired (named) otherwise -----------------------------------------------
+
+
+def _per_target_run(client, experiment_id, ap, fingerprint, encoder="mfcc"):
+    """A finished run whose map (with its unpaired bootstrap CI) and per-target table come from ``ap``."""
+    import numpy as np
+    import pandas as pd
+
+    from metrics.ir import bootstrap_ci
+
+    low, high = bootstrap_ci(ap)
+    run_id = make_run(
+        client,
+        experiment_id,
+        encoder,
+        {"map": float(np.mean(ap)), "map_ci_low": low, "map_ci_high": high},
+        {"dataset_fingerprint": fingerprint},
+    )
+    table = pd.DataFrame({"target": [f"q{i:02d}" for i in range(len(ap))], "average_precision": ap})
+    client.log_table(run_id, table, "tables/per_target.json")
+    return run_id
+
+
+def _ap(seed=0, n=20):
+    import numpy as np
+
+    return np.random.default_rng(seed).choice([1.0, 0.5, 1 / 3, 0.25, 0.0], size=n, p=[0.3, 0.2, 0.1, 0.1, 0.3])
+
+
+def test_ci_mode_is_paired_on_the_same_dataset(store):
+    """The issue's case: on identical data a 40% MAP drop passed the unpaired check; the paired one fails it, and an
+    identical re-run passes."""
+    from benchmark import regress as regress_module
+
+    client, experiment, experiment_id = store
+    ap = _ap()
+    baseline = _per_target_run(client, experiment_id, ap, "fp-1")
+    dropped = _per_target_run(client, experiment_id, ap * 0.6, "fp-1")  # every query 40% lower
+    report = regress_module.regress(baseline, 0.02, "ci", experiment, ["map"])
+    check = report.pairs[0].checks[0]
+    assert report.pairs[0].candidate.info.run_id == dropped
+    assert check.verdict == "FAIL" and "paired" in check.note and not report.pairs[0].warnings
+    # the unpaired check alone would have let it through: the candidate is inside the baseline's CI
+    run = client.get_run(baseline).data.metrics
+    assert run["map_ci_low"] < run["map"] * 0.6
+    assert regress_module.check_metric("map", run, {"map": run["map"] * 0.6}, "ci", 0.02).verdict == "pass"
+
+    _per_target_run(client, experiment_id, ap, "fp-1")  # an identical re-run
+    report = regress_module.regress(baseline, 0.02, "ci", experiment, ["map"])
+    assert report.pairs[0].checks[0].verdict == "pass" and "[+0, +0]" in report.pairs[0].checks[0].note
+    assert (
+        regress("--baseline", baseline, "--mode", "ci", "--experiment", experiment, "--metrics", "map").exit_code == 0
+    )
+
+
+def test_ci_mode_on_another_dataset_falls_back_to_the_unpaired_check_and_says_so(store):
+    from benchmark import regress as regress_module
+
+    client, experiment, experiment_id = store
+    ap = _ap(1)
+    baseline = _per_target_run(client, experiment_id, ap, "fp-1")
+    _per_target_run(client, experiment_id, ap * 0.6, "fp-2")
+    report = regress_module.regress(baseline, 0.02, "ci", experiment, ["map"])
+    pair = report.pairs[0]
+    assert any("different datasets" in w and "unpaired" in w for w in pair.warnings)
+    assert pair.checks[0].note.startswith("unpaired")
+    text = regress_module.format_report(report)
+    assert "different datasets" in text and "falling back to the unpaired check" in text
