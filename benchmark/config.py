@@ -56,6 +56,57 @@ def code_version() -> str:
             return "unknown"
 
 
+ENGINES = ("local", "ray")
+INDEXES = ("exact", "faiss")
+FAISS_TYPES = ("flat", "ivf", "hnsw")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``--engine ray``: where the cluster is and how the embed stage's actors are shaped."""
+
+    address: str | None = None  # None: $RAY_ADDRESS, else a local Ray started for the run
+    actors: int = 2  # actors holding the encoder (the map_batches actor pool size)
+    batch_size: int = 4  # files per map_batches call
+    num_gpus: float = 0.0  # GPUs per actor
+
+    def __post_init__(self) -> None:
+        if self.actors < 1 or self.batch_size < 1 or self.num_gpus < 0:
+            raise ValueError("--ray-actors and --ray-batch-size must be at least 1, --ray-num-gpus at least 0")
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """``--index``: exact blocked top-k, or a FAISS index (flat = exact inner product; IVF-Flat; HNSW)."""
+
+    kind: str = "exact"  # exact | faiss
+    faiss_type: str = "ivf"  # flat | ivf | hnsw
+    nlist: int = 0  # IVF lists; 0: 4·sqrt(n_refs), at most n_refs / 39
+    nprobe: int = 32  # IVF lists searched per query
+    hnsw_m: int = 32  # HNSW neighbours per node
+    ef_search: int = 128  # HNSW search depth
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEXES:
+            raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {self.kind!r}")
+        if self.faiss_type not in FAISS_TYPES:
+            raise ValueError(f"faiss type must be one of {', '.join(FAISS_TYPES)}, got {self.faiss_type!r}")
+        if self.nlist < 0 or min(self.nprobe, self.hnsw_m, self.ef_search) < 1:
+            raise ValueError("--faiss-nlist must be ≥ 0 (0: automatic); nprobe, hnsw M and efSearch ≥ 1")
+
+    @property
+    def index_type(self) -> str:
+        return "exact" if self.kind == "exact" else f"faiss-{self.faiss_type}"
+
+    def as_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"index_type": self.index_type}
+        if self.kind == "faiss" and self.faiss_type == "ivf":
+            params.update(faiss_nlist=self.nlist or "auto", faiss_nprobe=self.nprobe)
+        elif self.kind == "faiss" and self.faiss_type == "hnsw":
+            params.update(faiss_hnsw_m=self.hnsw_m, faiss_ef_search=self.ef_search)
+        return params
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on; logged as MLflow params (see ``as_params``)."""
@@ -80,6 +131,9 @@ class RunConfig:
     run_name: str | None = None
     metric_weights: tuple[tuple[str, str], ...] = ()  # (metric, path) pairs, e.g. ("aesthetics", "/ckpt.pth")
     workers: int = 2  # decode threads; worker processes for weight-free encoders
+    engine: str = "local"  # local | ray: who decodes and embeds (benchmark/ray_engine.py)
+    ray: RayOptions = field(default_factory=RayOptions)
+    index: IndexOptions = field(default_factory=IndexOptions)  # retrieval (benchmark/index.py)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -98,6 +152,8 @@ class RunConfig:
             raise ValueError(f"window must be positive seconds, got {self.window_seconds}")
         if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
             raise ValueError("--hop needs --window and must be positive")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -119,4 +175,21 @@ class RunConfig:
             "allow_download": self.allow_download,
             "cache_dir": str(Path(self.cache_dir).resolve()),
             "code_version": code_version(),
+            "engine": self.engine,
+            **(self.engine_params() if self.engine == "ray" else {}),
+            **self.index.as_params(),
+            **(self.scenario_params() if self.scenario else {}),
+        }
+
+    def scenario_params(self) -> dict[str, Any]:
+        from .scenarios import params
+
+        return params(self)
+
+    def engine_params(self) -> dict[str, Any]:
+        return {
+            "ray_actors": self.ray.actors,
+            "ray_batch_size": self.ray.batch_size,
+            "ray_num_gpus": self.ray.num_gpus,
+            "ray_address": self.ray.address or os.environ.get("RAY_ADDRESS") or "local",
         }

@@ -23,6 +23,7 @@ from metrics.ir import AT_K, aggregate_ir, bootstrap_ci, ir_confidence_intervals
 from .cache import ArrayCache, EntrySpec
 from .config import DEFAULT_MISSING_QUERIES, DEFAULT_TIES, RunConfig
 from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
+from .index import MEASURES as INDEX_MEASURES
 from .parallel import prefetch_map
 from .ranking import ir_from_embeddings
 
@@ -55,6 +56,7 @@ HARNESS_MEASURES = (
     ),
     Measure("n_ground_truth_rows", None, description="rows read from the ground-truth file"),
     Measure("n_ground_truth_self_pairs", None, description="ground-truth rows pairing a file with itself (dropped)"),
+    *INDEX_MEASURES,
 )
 
 

@@ -6,6 +6,7 @@ workers. ``tracking.py`` turns a ``RunResult`` into an MLflow run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from metrics import registry as metric_registry
 from metrics.base import PairMetric
 
 from . import evaluation
+from . import index as retrieval_index
 from .cache import ArrayCache, EntrySpec
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import ProcessWorkers, embed_files
 from .hash_index import HashIndex
-from .ranking import cosine_matrix, top_k
+from .ranking import cosine_matrix
 
 HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
 
@@ -55,6 +57,7 @@ class RunResult:
     skipped_metrics: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # resolved at run time (e.g. the index's), logged as params
 
 
 def window_override(config: RunConfig) -> WindowPolicy | None:
@@ -155,6 +158,16 @@ def _topk_table(
     )
 
 
+def _embed_engine(config: RunConfig, encoder: Encoder):
+    """The embed stage's engine, as a context manager giving ``embed_files``'s ``source``: None for the local engine
+    (threads / worker processes), Ray's for ``--engine ray`` (``benchmark/ray_engine.py``)."""
+    if config.engine == "ray":
+        from .ray_engine import RayEngine
+
+        return RayEngine(config, encoder, encoder_options(config))
+    return contextlib.nullcontext()
+
+
 def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = None) -> RunResult:
     """Run the whole benchmark for ``config.encoder``; raises ``RunError`` when nothing could be evaluated."""
     timings: dict[str, float] = {}
@@ -169,7 +182,10 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     cache = ArrayCache(config.cache_dir, encoder.cache_identity(), EntrySpec(shape=(encoder.dim,)))
     embedded = {}
     embed_stats = {"n_embedded": 0, "n_cached": 0, "audio_seconds_embedded": 0.0}
-    with ProcessWorkers(encoder, config.batch_size, config.workers) as pool:  # one pool for both roles
+    with (
+        _embed_engine(config, encoder) as source,  # None: local; ray: decode + embed on Ray (same cache, same path)
+        ProcessWorkers(encoder, config.batch_size, config.workers) as pool,  # one pool for both roles
+    ):
         results = [
             (
                 role,
@@ -183,6 +199,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
                     workers=config.workers,
                     progress=progress,
                     pool=pool,
+                    source=source,
                 ),
             )
             for role, files in (("reference", dataset.refs), ("target", dataset.targets))
@@ -215,7 +232,8 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         for matches, t in zip(dataset.self_matches(), dataset.targets)
         if t.key in embedded["target"]
     ]
-    indices, sims = top_k(target_matrix, ref_matrix, config.k, exclude)
+    retrieved = retrieval_index.retrieve(target_matrix, ref_matrix, config.k, exclude, config.index)
+    indices, sims = retrieved.indices, retrieved.sims
     topk = _topk_table(target_keys, ref_keys, indices, sims, dataset.relevance)
     similarity = (
         cosine_matrix(target_matrix, ref_matrix) if len(target_keys) * len(ref_keys) <= HEATMAP_MAX_CELLS else None
@@ -257,6 +275,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
             timings["embed_seconds"], 1e-9
         )
+    metrics.update(retrieved.metrics)
     metrics.update(timings)
     metrics = {name: float(v) for name, v in metrics.items() if v is not None and np.isfinite(v)}  # never log NaN
     return RunResult(
@@ -280,4 +299,5 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         skipped_metrics=evaluated.skipped,
         failures=failures,
         stats=embed_stats,
+        params=retrieved.params,
     )

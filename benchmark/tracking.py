@@ -242,6 +242,7 @@ def _log_values(result: RunResult, config_params: dict) -> None:
         **result.encoder_params,
         "dataset_fingerprint": result.dataset_fingerprint,
         "ground_truth_given": result.dataset.relevance is not None,
+        **result.params,
     }
     log_params_once(params)
     package = result.encoder_params.get("encoder_package")

@@ -31,9 +31,19 @@ def user_errors():
     from metrics.base import MetricUnavailable
 
     from ..data import DatasetError
+    from ..index import IndexUnavailable
     from ..pipeline import RunError
+    from ..ray_engine import EngineUnavailable
 
-    return (DatasetError, EncoderUnavailable, UnknownEncoder, MetricUnavailable, RunError)
+    return (
+        DatasetError,
+        EncoderUnavailable,
+        UnknownEncoder,
+        MetricUnavailable,
+        RunError,
+        EngineUnavailable,
+        IndexUnavailable,
+    )
 
 
 class Refused(click.ClickException):
@@ -96,6 +106,91 @@ def optional_float(ctx, param, value):
     if number <= 0:
         raise click.BadParameter("must be positive")
     return number
+
+
+#: ``--engine`` and ``--index`` with their parameters (docs/SCALING.md); grouped into the config by ``scale_options``
+SCALE_OPTIONS = (
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Who decodes and embeds: local (threads / worker processes) or ray (a Ray Data pipeline; extra 'ray').",
+    ),
+    click.option(
+        "--ray-address",
+        default="",
+        help="Ray cluster to use with --engine ray [default: $RAY_ADDRESS, else a local Ray for the run].",
+    ),
+    click.option(
+        "--ray-actors", type=click.IntRange(min=1), default=2, show_default=True, help="Ray actors holding the encoder."
+    ),
+    click.option(
+        "--ray-batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Files per Ray batch."
+    ),
+    click.option(
+        "--ray-num-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs per Ray actor."
+    ),
+    click.option(
+        "--index",
+        "index_kind",
+        type=click.Choice(["exact", "faiss"]),
+        default="exact",
+        show_default=True,
+        help="Retrieval: exact blocked top-k, or a FAISS index (extra 'faiss'; recall vs exact is logged). "
+        "Ground-truth IR metrics are always exact.",
+    ),
+    click.option(
+        "--faiss-type",
+        type=click.Choice(["flat", "ivf", "hnsw"]),
+        default="ivf",
+        show_default=True,
+        help="FAISS index: flat (exact inner product), ivf (IVF-Flat) or hnsw.",
+    ),
+    click.option(
+        "--faiss-nlist",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="IVF lists (0: 4*sqrt(refs), at most refs/39).",
+    ),
+    click.option(
+        "--faiss-nprobe", type=click.IntRange(min=1), default=32, show_default=True, help="IVF lists searched."
+    ),
+    click.option("--faiss-hnsw-m", type=click.IntRange(min=1), default=32, show_default=True, help="HNSW neighbours."),
+    click.option(
+        "--faiss-ef-search", type=click.IntRange(min=1), default=128, show_default=True, help="HNSW search depth."
+    ),
+)
+
+
+def scale_options(kw: dict) -> dict:
+    """Takes ``--engine``/``--ray-*`` and ``--index``/``--faiss-*`` out of ``kw`` as ``RunConfig`` fields; an engine or
+    index whose package is not installed is refused here, before any work, in one line naming the extra."""
+    from ..config import IndexOptions, RayOptions
+    from ..index import FAISS_EXTRA, faiss_available
+    from ..ray_engine import RAY_EXTRA, ray_available
+
+    engine = kw.pop("engine", "local") or "local"
+    ray = RayOptions(
+        address=kw.pop("ray_address", "") or None,
+        actors=kw.pop("ray_actors", 2),
+        batch_size=kw.pop("ray_batch_size", 4),
+        num_gpus=kw.pop("ray_num_gpus", 0.0),
+    )
+    index = IndexOptions(
+        kind=kw.pop("index_kind", "exact") or "exact",
+        faiss_type=kw.pop("faiss_type", "ivf"),
+        nlist=kw.pop("faiss_nlist", 0),
+        nprobe=kw.pop("faiss_nprobe", 32),
+        hnsw_m=kw.pop("faiss_hnsw_m", 32),
+        ef_search=kw.pop("faiss_ef_search", 128),
+    )
+    if engine == "ray" and not ray_available():
+        raise Refused(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
+    if index.kind == "faiss" and not faiss_available():
+        raise Refused(f"--index faiss needs FAISS, which is not installed: {FAISS_EXTRA}")
+    return {"engine": engine, "ray": ray, "index": index}
 
 
 def run_options(fn):
@@ -197,6 +292,7 @@ def run_options(fn):
             show_default=True,
             help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders.",
         ),
+        *SCALE_OPTIONS,
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
     for option in reversed(options):
@@ -243,6 +339,7 @@ def check_precision(encoders: list[str], precision: str) -> None:
 def make_config(encoder: str, **kw) -> RunConfig:
     from ..store import check
 
+    kw.update(scale_options(kw))  # --engine / --index: grouped, and refused (exit 2) when their extra is missing
     check_precision([encoder], kw["precision"])
     check(kw["experiment"])  # the bounded pre-flight of the tracking store, before any work (StoreError: exit 2)
     refs, targets, ground_truth = dataset_paths(
