@@ -7,8 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.musicbench-installed
 # setup.cfg extras installed by `make install`: dev (tests, ruff), server (PostgreSQL driver for a shared MLflow
-# server). Comma-separated; add one here to have CI install and test it.
-EXTRAS ?= dev,server
+# server), ray (--engine ray), faiss (--index faiss). Comma-separated; add one here to have CI install and test it.
+EXTRAS ?= dev,server,ray,faiss
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 .PHONY: install demo test lint format mlflow-demo ui bench clean-demo
