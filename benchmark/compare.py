@@ -25,8 +25,10 @@ What comes out (``Comparison``), written to a folder and logged under ``comparis
   The paired test (``stats.paired_bootstrap``, 10,000 resamples, seed 0) takes each run's per-target values from
   its ``tables/per_target.json``, joins them on the target, and resamples targets: every encoder answers the same
   queries, so query difficulty cancels in the difference. Alongside: ``<m>_diff`` (encoder − best, mean over the
-  ``<m>_n_paired`` shared targets), ``<m>_diff_ci_low`` / ``<m>_diff_ci_high``, and for a hit rate McNemar's exact
-  test (``<m>_mcnemar_p``, ``stats.mcnemar_exact``). In the markdown table the best cell is marked ``★`` and tied
+  ``<m>_n_paired`` shared targets), ``<m>_diff_ci_low`` / ``<m>_diff_ci_high``. For a hit rate (paired 0/1
+  outcomes) McNemar's exact test decides instead (``<m>_mcnemar_p`` < 0.05: ``below``/``above``;
+  ``stats.mcnemar_exact``): on few targets the percentile bootstrap of a 0/1 difference is too narrow (the demo:
+  CI [-0.611, -0.056] while the exact p is 0.070). In the markdown table the best cell is marked ``★`` and tied
   cells ``≈``; a second table lists the differences to the best.
 - ``per_target_top1.csv`` / ``.json``: every target's top-1 reference and similarity, encoders side by side.
 - ``per_target_summary.csv`` / ``.json``: mean, std, min, max (and n) over targets of each headline metric's
@@ -85,7 +87,7 @@ def paired_vs_best(table: pd.DataFrame, per_target: pd.DataFrame, metric: str) -
     """Per encoder, the paired comparison with the best on ``metric`` over the targets both scored: columns
     ``<m>_vs_best``, ``<m>_test``, ``<m>_diff``, ``<m>_diff_ci_low``, ``<m>_diff_ci_high``, ``<m>_n_paired`` and,
     for a hit rate, ``<m>_mcnemar_p``. None when some run has no per-target column for it (or no best exists)."""
-    from .stats import mcnemar_exact, paired_bootstrap
+    from .stats import CONFIDENCE, mcnemar_exact, paired_bootstrap
 
     column = per_target_column(metric)
     best_label = _best_label(table, metric)
@@ -120,13 +122,14 @@ def paired_vs_best(table: pd.DataFrame, per_target: pd.DataFrame, metric: str) -
         out.at[label, f"{metric}_diff_ci_low"] = diff.low
         out.at[label, f"{metric}_diff_ci_high"] = diff.high
         out.at[label, f"{metric}_n_paired"] = diff.n
-        if metric.startswith("hit_rate_at_"):
-            out.at[label, f"{metric}_mcnemar_p"] = mcnemar_exact(
-                own[shared].to_numpy(), best[shared].to_numpy()
-            ).p_value
+        # encoder − best, in "better" units: > 0 better than the best, < 0 worse
+        low, high = sorted((sign * diff.low, sign * diff.high))
+        if metric.startswith("hit_rate_at_"):  # paired 0/1 outcomes: McNemar's exact test decides
+            p_value = mcnemar_exact(own[shared].to_numpy(), best[shared].to_numpy()).p_value
+            out.at[label, f"{metric}_mcnemar_p"] = p_value
+            out.at[label, f"{metric}_test"] = "McNemar exact (paired)"
+            low, high = (sign * diff.mean,) * 2 if p_value < 1 - CONFIDENCE else (-1.0, 1.0)
         if out.at[label, f"{metric}_vs_best"] != "best":
-            # encoder − best, in "better" units: > 0 better than the best, < 0 worse
-            low, high = sorted((sign * diff.low, sign * diff.high))
             out.at[label, f"{metric}_vs_best"] = "below" if high < 0 else "above" if low > 0 else "tied"
     return out
 
@@ -201,12 +204,10 @@ def markdown_table(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> 
     for label in table.index:
         lines.append(f"| {label} | " + " | ".join(cell(label, m) for m in metrics) + " |")
     lines.append("")
-    unpaired = [
-        m for m in metrics if not str(table.get(f"{m}_test", pd.Series(["paired"])).iloc[0]).startswith("paired")
-    ]
+    unpaired = [m for m in metrics if str(table.get(f"{m}_test", pd.Series([""])).iloc[0]).startswith("CI overlap")]
     lines.append(
         "value [bootstrap 95% CI over targets]; ★ best; ≈ tied with the best: the paired 95% bootstrap CI of the "
-        "per-target difference includes 0"
+        "per-target difference includes 0 (hit rates: McNemar's exact p ≥ 0.05)"
         + (f" (for {', '.join(unpaired)}: the two CIs overlap — unpaired, no per-target values)" if unpaired else "")
         + "."
     )

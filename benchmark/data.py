@@ -1,8 +1,11 @@
 """Datasets: finding audio files and the one audio decoding path (the ground truth is read by ``ground_truth.py``).
 
 Decoding: soundfile (libsndfile: wav, flac, ogg, mp3, aiff, …), read in blocks, falling back to librosa/audioread
-for other containers; mono = mean of channels; resampling with soxr 'HQ' (bit-identical to
-``librosa.load(sr=...)``). A file whose header promises more audio than it holds is refused as truncated.
+for other containers; mono = mean of channels; resampling with soxr 'HQ' (the samples are bit-identical
+to ``librosa.load(sr=...)``'s, but the length can be one sample shorter: librosa rounds the resampled length up,
+soxr down, e.g. 60 s at 22.05 kHz gives 1,440,000 samples at 24 kHz here and 1,440,001 from librosa, 2,880,000 vs
+2,880,001 at 48 kHz; 44.1 and 16 kHz agree — measured with librosa 0.11). A file whose header promises more
+audio than it holds is refused as truncated.
 torchaudio I/O is never used (its extension does not load on CPU-only machines).
 """
 
