@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -12,6 +13,40 @@ from typing import Any
 DEFAULT_K = 5
 DEFAULT_EXPERIMENT = "musicbench"
 DEFAULT_BATCH_SIZE = 8
+#: ``--window`` bounds, seconds: shorter windows hold less than one analysis frame of most encoders and make a file
+#: thousands of segments; longer ones are whole-file embedding in disguise
+MIN_WINDOW_SECONDS = 0.1
+MAX_WINDOW_SECONDS = 3600.0
+#: ``--hop`` lower bound, seconds (at most 10 windows start per second of audio); its upper bound is the window
+MIN_HOP_SECONDS = 0.1
+
+
+class OptionError(ValueError):
+    """An option value that cannot make a run (names the option): refused at the edge, before any work."""
+
+
+def check_window(window: float | None, hop: float | None) -> None:
+    """``--window`` / ``--hop`` in seconds: finite, within bounds, and the hop no larger than the window, so every
+    window starts inside the file and no audio between windows is skipped (there is no gapped mode)."""
+    if window is None:
+        if hop is not None:
+            raise OptionError("--hop needs --window (the hop is the step between windows of --window seconds)")
+        return
+    if not math.isfinite(window) or not MIN_WINDOW_SECONDS <= window <= MAX_WINDOW_SECONDS:
+        raise OptionError(
+            f"--window {window:g}: expected seconds between {MIN_WINDOW_SECONDS:g} and {MAX_WINDOW_SECONDS:g}"
+        )
+    if hop is None:
+        return
+    if not math.isfinite(hop) or not MIN_HOP_SECONDS <= hop:
+        raise OptionError(f"--hop {hop:g}: expected seconds between {MIN_HOP_SECONDS:g} and the window ({window:g})")
+    if hop > window:
+        raise OptionError(
+            f"--hop {hop:g} is larger than --window {window:g}: the audio between windows would be skipped and "
+            f"windows would start past the end of short files; use a hop of at most the window"
+        )
+
+
 #: ``--ties``: how equal similarities are ordered for the IR measures (``metrics.ir.TIES``, which documents them)
 TIES = ("average", "index", "optimistic", "pessimistic")
 DEFAULT_TIES = "average"
@@ -148,10 +183,7 @@ class RunConfig:
             raise ValueError(
                 f"missing queries must be one of {', '.join(MISSING_QUERIES)}, got {self.missing_queries!r}"
             )
-        if self.window_seconds is not None and self.window_seconds <= 0:
-            raise ValueError(f"window must be positive seconds, got {self.window_seconds}")
-        if self.hop_seconds is not None and (self.window_seconds is None or self.hop_seconds <= 0):
-            raise ValueError("--hop needs --window and must be positive")
+        check_window(self.window_seconds, self.hop_seconds)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
 

@@ -84,8 +84,16 @@ def table_columns(table: Table, names: Sequence[str]) -> dict[str, list]:
     return {name: list(table[name]) for name in names if name in table}
 
 
+def _text(text: object) -> str:
+    """``text`` shown literally: matplotlib reads a pair of ``$`` as math-text (``$$.wav`` and ``a$^$b.wav`` are
+    file names it would refuse or garble); an escaped ``\\$`` is drawn as ``$``."""
+    return str(text).replace("$", r"\$")
+
+
 def _short(name: str, width: int = 28) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1) :]
+    """A label (a file name, an encoder): its end when longer than ``width``, shown literally (``_text``)."""
+    name = str(name)
+    return _text(name if len(name) <= width else "…" + name[-(width - 1) :])
 
 
 def similarity_heatmap(
@@ -109,7 +117,7 @@ def similarity_heatmap(
     data = similarity[:, columns]
     y_labels = [_short(k) for k in target_keys]
     x_labels = [_short(ref_keys[i]) for i in columns]
-    title = f"{encoder}: target × reference cosine similarity"
+    title = f"{_text(encoder)}: target × reference cosine similarity"
     fig = _figure(min(4 + 0.22 * len(columns), 40), min(2.5 + 0.3 * len(target_keys), 40))
     text = _Layout(fig)
     bar_ticks = text.widest(["−0.00", "0.00"], 10)  # colour bar tick labels (two decimals at most)
@@ -168,7 +176,7 @@ def top1_bars(per_target: Table, encoder: str) -> Figure:
     first = sizes[0][0] * math.cos(slant) + sizes[0][1] * math.sin(slant) if sizes else 0.0
     width = fig.get_size_inches()[0]
     left = _EDGE + max(y_axis, first - 0.6 * (width - y_axis) / (n + 0.2))
-    title = f"{encoder}: top-1 retrieval similarity per target"
+    title = f"{_text(encoder)}: top-1 retrieval similarity per target"
     if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"
     ax = text.place(
@@ -202,6 +210,47 @@ def warm_up() -> None:
         save_run_figures(folder, similarity, keys, keys, topk, per_target, "warm-up", {"a.wav": {"a.wav": 1.0}})
 
 
+#: a run's figures, as artifact names
+HEATMAP = "figures/similarity_heatmap.png"
+TOP1_BARS = "figures/top1_similarity.png"
+
+
+def run_figure_names(similarity: np.ndarray | None) -> list[str]:
+    """The figures of a run: the heatmap when the similarity matrix is given, and the top-1 bars."""
+    return [HEATMAP, TOP1_BARS] if similarity is not None else [TOP1_BARS]
+
+
+def save_run_figure(
+    name: str,
+    folder: str,
+    similarity: np.ndarray | None,
+    target_keys: list[str],
+    ref_keys: list[str],
+    topk: Table,
+    per_target: Table,
+    encoder: str,
+    relevance: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """Draw one of a run's figures (``run_figure_names``) and save it as ``folder/name``; raises when it cannot be
+    drawn (and leaves no partial file)."""
+    from pathlib import Path
+
+    if name == HEATMAP:
+        figure = similarity_heatmap(similarity, target_keys, ref_keys, topk, encoder, relevance)
+    elif name == TOP1_BARS:
+        figure = top1_bars(per_target, encoder)
+    else:
+        raise ValueError(f"not a run figure: {name}")
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        figure.savefig(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return name
+
+
 def save_run_figures(
     folder: str,
     similarity: np.ndarray | None,
@@ -213,21 +262,18 @@ def save_run_figures(
     relevance: dict[str, dict[str, float]] | None = None,
 ) -> list[str]:
     """Draw one run's figures and save them under ``folder`` as ``figures/similarity_heatmap.png`` (when
-    ``similarity`` is given) and ``figures/top1_similarity.png``; returns those names. Picklable arguments only,
-    so it can run in another process."""
-    from pathlib import Path
-
-    drawn = {}
-    if similarity is not None:
-        drawn["figures/similarity_heatmap.png"] = similarity_heatmap(
-            similarity, target_keys, ref_keys, topk, encoder, relevance
-        )
-    drawn["figures/top1_similarity.png"] = top1_bars(per_target, encoder)
-    for name, figure in drawn.items():
-        path = Path(folder) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
-    return list(drawn)
+    ``similarity`` is given) and ``figures/top1_similarity.png``; returns the names of those drawn. A figure that
+    cannot be drawn is left out (the caller draws it again with ``save_run_figure`` to see why). Picklable
+    arguments only, so it can run in another process."""
+    drawn = []
+    for name in run_figure_names(similarity):
+        try:
+            drawn.append(
+                save_run_figure(name, folder, similarity, target_keys, ref_keys, topk, per_target, encoder, relevance)
+            )
+        except Exception:  # noqa: BLE001, S112 - left out; the caller's own attempt records the reason
+            continue
+    return drawn
 
 
 # --- a comparison of runs -------------------------------------------------------------------------------------
@@ -245,7 +291,7 @@ def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
     for i, label in enumerate(labels):
         rows = per_target[per_target["encoder"] == label].set_index("target")
         values = [float(rows["sim_top1"].get(t, np.nan)) for t in targets]
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=label, color=f"C{i % 10}")
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=_text(label), color=f"C{i % 10}")
         if know_hits:
             for bar, target in zip(bars, targets):
                 if not rows["hit_rate_at_1"].get(target, 1) > 0:
@@ -292,7 +338,7 @@ def metrics_heatmap(table: pd.DataFrame, metrics: list[str]):
             text = "–" if not np.isfinite(raw[i, j]) else f"{raw[i, j]:.3f}"
             dark = np.isfinite(norm[i, j]) and norm[i, j] < 0.6
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(len(metrics)), metrics, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(metrics)), [_text(m) for m in metrics], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(table)), [_short(str(i), 24) for i in table.index], fontsize=8)
     ax.set_title("Encoders × metrics (raw values annotated)")
     return fig
@@ -329,7 +375,7 @@ def summary_figure(summary: pd.DataFrame, labels: list[str]):
         ax.set_ylim(-0.7, len(labels) - 0.3)
         ax.invert_yaxis()
         column = part["column"].iloc[0] if len(part) else ""
-        ax.set_title(f"{metric} (per-target {column})", fontsize=9)
+        ax.set_title(_text(f"{metric} (per-target {column})"), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle("Per-target values: mean ± std (thick), min–max (thin)", fontsize=10)
     return fig

@@ -83,7 +83,7 @@ def test_identical_copy_passes_and_lowered_metric_fails(run_on_tiny, store):
     map_value = client.get_run(original).data.metrics["map"]
     worse = copy_run(client, original, map=map_value - 0.1)
     result = regress("--baseline", original, "--tolerance", "0.02", "--mode", "absolute")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert "mfcc dropped on map" in result.output
     line = next(x for x in result.output.splitlines() if x.strip().startswith("map "))
     assert "FAIL" in line and "-0.1000" in line
@@ -108,7 +108,7 @@ def test_each_mode(store, mode, tolerance, candidate_map, passes):
     baseline = make_run(client, experiment_id, "mfcc", BASE)
     candidate = make_run(client, experiment_id, "mfcc", {**BASE, "map": candidate_map})
     result = regress("--baseline", baseline, "--mode", mode, "--tolerance", tolerance)
-    assert result.exit_code == (0 if passes else 1), result.output
+    assert result.exit_code == (0 if passes else 3), result.output
     if not passes:
         assert "dropped on map" in result.output and "mrr" not in result.output.splitlines()[-1]
     assert client.get_run(candidate).data.tags["regress.verdict"] == ("pass" if passes else "fail")
@@ -129,7 +129,7 @@ def test_tag_baseline_pinned_with_the_cli(store):
     assert CliRunner().invoke(main, ["baseline", "pin", pinned]).exit_code == 0
     assert client.get_run(pinned).data.tags["baseline"] == "true"
     result = regress("--baseline", "tag", "--experiment", experiment)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert "mfcc dropped on mrr" in result.output
     assert "chroma: not checked" in result.output
     tags = client.get_run(latest).data.tags
@@ -153,7 +153,7 @@ def test_previous_compares_each_encoder_with_its_run_before(store):
     previous = make_run(client, experiment_id, "chroma", BASE)
     make_run(client, experiment_id, "chroma", {**BASE, "map": 0.6, "mrr": 0.6})
     result = regress("--baseline", "previous", "--experiment", experiment)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "chroma dropped on map, mrr" in result.output
     assert f"vs baseline {previous}" in result.output
 
@@ -166,7 +166,7 @@ def test_only_metrics_in_both_runs_and_lower_is_better(store):
     assert result.exit_code == 0, result.output
     assert "ndcg_at_5" not in result.output  # only in the baseline: not compared
     result = regress("--baseline", baseline, "--metrics", "mean_first_relevant_rank,ndcg_at_5")
-    assert result.exit_code == 1  # a higher first-relevant rank is worse
+    assert result.exit_code == 3  # a higher first-relevant rank is worse
     assert "dropped on mean_first_relevant_rank" in result.output
     assert "skipped (not in candidate)" in result.output
 

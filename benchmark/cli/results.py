@@ -71,6 +71,12 @@ class _NothingToCheck(click.ClickException):
     exit_code = 2
 
 
+class Regression(click.ClickException):
+    """A metric dropped: exit status 3, distinct from a failure of the command itself (1)."""
+
+    exit_code = 3
+
+
 @main.command()
 @click.option(
     "--baseline",
@@ -110,8 +116,8 @@ def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
     """Check each encoder's latest finished run against a baseline run; fail on any metric drop.
 
     Prints metric, baseline, candidate, delta and verdict per encoder and tags the candidate run
-    (regress.verdict=pass|fail, regress.baseline, regress.failed_metrics). Exit status: 0 no drop; 1 a
-    metric dropped (named); 2 nothing could be checked (no baseline found).
+    (regress.verdict=pass|fail, regress.baseline, regress.failed_metrics). Exit status: 0 no drop; 3 a
+    metric dropped (named); 2 nothing could be checked (no baseline found) or the store is unusable.
     """
     from .. import regress as regress_module
 
@@ -122,7 +128,7 @@ def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
         raise _NothingToCheck(str(error)) from None
     click.echo(regress_module.format_report(report))
     if report.failed:
-        raise click.ClickException(
+        raise Regression(
             "regression: " + "; ".join(f"{p.encoder} dropped on {', '.join(p.failed_metrics)}" for p in report.failed)
         )
     click.echo("no regression")

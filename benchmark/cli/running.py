@@ -9,7 +9,7 @@ import click
 
 from .common import (
     DEMO_ENCODERS,
-    check_precision,
+    check_options,
     comma_list,
     echo_comparison,
     friendly,
@@ -43,7 +43,12 @@ def prestart(encoders: list[str], workers: int) -> None:
 @run_options
 @friendly
 def run(encoder, weights, run_name, **kw) -> None:
-    """Embed, retrieve and score with one encoder; record everything in one MLflow run."""
+    """Embed, retrieve and score with one encoder; record everything in one MLflow run.
+
+    Exit status: 0 the run finished; 1 it ended FAILED (the reason is printed and tagged); 2 refused before any
+    run (an option, the dataset, the ground truth or the store); 130 / 143 interrupted (Ctrl-C / SIGTERM).
+    """
+    check_options([encoder], kw, {encoder: str(weights)} if weights else {})
     prestart([encoder], kw["workers"])
     progress = not kw["no_progress"]
     config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
@@ -109,7 +114,8 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     `musicbench compare`).
 
     Exit status: 0 when every encoder finished and the comparison was logged; 1 when any encoder failed
-    (or the comparison could not be made).
+    (or the comparison could not be made); 2 when an option, the dataset or the store is refused before any
+    run; 130 / 143 when interrupted (Ctrl-C / SIGTERM).
     """
     from .. import pipeline
     from .. import suite as suite_module
@@ -117,9 +123,9 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     names = comma_list(encoders)
     if not names:
         raise click.BadParameter("give at least one encoder", param_hint="--encoders")
-    check_precision(names, kw["precision"])
-    prestart(names, kw["workers"])
     encoder_weights = name_path_pairs(weights, "ENCODER", "--weights")
+    check_options(names, kw, encoder_weights)
+    prestart(names, kw["workers"])
     progress = not kw["no_progress"]
     base = make_config(names[0], **kw)
     dataset = pipeline.load(base)
