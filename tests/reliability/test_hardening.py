@@ -483,3 +483,24 @@ def test_no_user_error_prints_a_traceback_in_a_real_process(songs, tmp_path):
     )
     assert store.returncode == 2 and "Traceback" not in store.stderr, store.stderr
     assert runs("tb-process") == []
+
+
+# --- item 1 (and 6), recorded: the self-pairs and fallback matches of the ground truth on the run ----------------
+
+
+def test_item1_self_pairs_and_fallbacks_are_logged_on_the_run(tmp_path):
+    """The reader's own tests are in tests/test_ground_truth.py; here, what a run records of them: the metric
+    ``n_ground_truth_self_pairs`` and the tag ``ground_truth_notes`` (self-pairs dropped, fallback matches)."""
+    music = tmp_path / "music"  # refs and targets are one folder: every file is excluded from its own results
+    music.mkdir()
+    for i, name in enumerate(("a", "b", "c")):
+        sf.write(music / f"{name}.wav", tone(300.0 + 60 * i, 0.8, SR, noise=0.02, seed=i), SR)
+    gt = tmp_path / "gt.csv"
+    gt.write_text("target,reference\na.wav,a.wav\na.wav,other/b.wav\nb.wav,c.wav\n")
+    songs = {"refs": music, "targets": music, "ground_truth": gt, "root": tmp_path}
+    result = cli("run", "--encoder", "mfcc", *data_args(songs, "h1"))
+    assert result.exit_code == 0, result.output
+    run = finished_run("h1")
+    assert run.data.metrics["n_ground_truth_self_pairs"] == 1
+    notes = run.data.tags["ground_truth_notes"]
+    assert "self-pair" in notes and "a.wav" in notes and "other/b.wav" in notes, notes
