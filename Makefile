@@ -7,8 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.musicbench-installed
 # setup.cfg extras installed by `make install`: dev (tests, ruff), server (PostgreSQL driver for a shared MLflow
-# server), ray (--engine ray), faiss (--index faiss). Comma-separated; add one here to have CI install and test it.
-EXTRAS ?= dev,server,ray,faiss
+# server), ray (--engine ray), faiss (--index faiss), madmom (the deepchroma encoders). Comma-separated; add one here
+# to have CI install and test it.
+EXTRAS ?= dev,server,ray,faiss,madmom
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 .PHONY: install demo test lint format mlflow-demo ui bench clean-demo

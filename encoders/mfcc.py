@@ -12,23 +12,33 @@ N_MFCC = 20
 
 
 class MFCCStats(FrameStatsEncoder):
-    """Mean and standard deviation over time of 20 MFCCs (librosa defaults, 22.05 kHz) → 40-d."""
+    """Mean and standard deviation over time of MFCCs 1–19 (librosa defaults, 22.05 kHz; the 0th dropped) → 38-d.
+
+    Level-independent: with librosa's orthonormal DCT, the 0th coefficient is the mean log-mel energy, and a gain
+    change (a constant dB offset in every mel band) moves that coefficient alone; dropping it, as timbre-similarity
+    practice does (Logan & Salomon 2001, Aucouturier & Pachet 2002), leaves the embedding unchanged by the level
+    (up to power_to_db's floor, 80 dB below the loudest bin). Per-file normalisation of every coefficient was not
+    chosen: subtracting the per-file means would discard the average spectral envelope, i.e. the timbre itself.
+    """
 
     card = ModelCard(
         name="mfcc",
-        description="MFCC statistics (mean+std of 20 MFCCs); weight-free timbre baseline",
+        description="MFCC statistics (mean+std of MFCCs 1-19, the level coefficient 0 dropped); weight-free timbre "
+        "baseline",
         sample_rate=22050,
-        dim=2 * N_MFCC,
+        dim=2 * (N_MFCC - 1),
         window=WindowPolicy(),
         license="n/a (no weights)",
         package="librosa",
-        captures="spectral envelope / timbre and loudness; ignores melody and harmony",
+        captures="spectral envelope / timbre, independent of the level (gain); ignores melody and harmony",
     )
+    #: 2: the 0th coefficient (level) dropped (40-d → 38-d); embeddings cached by version 1 are never served
+    implementation_version = 2
 
     worker_modules = ("librosa.feature.spectral",)  # what the first call imports (≈ all of librosa's features)
 
     def _frames(self, audio: np.ndarray) -> np.ndarray:
-        return mfcc(audio, self.sample_rate)
+        return mfcc(audio, self.sample_rate)[1:]  # without the 0th coefficient: the level
 
 
 def mfcc(y: np.ndarray, sr: int) -> np.ndarray:

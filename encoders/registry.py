@@ -18,6 +18,9 @@ from .base import Encoder, EncoderUnavailable, ModelCard, WindowPolicy
 ENCODERS: dict[str, str] = {
     "mfcc": "encoders.mfcc:MFCCStats",
     "chroma": "encoders.chroma:ChromaStats",
+    "chroma-keyinv": "encoders.keyinv:ChromaKeyInvariant",
+    "deepchroma": "encoders.deepchroma:DeepChromaStats",
+    "deepchroma-keyinv": "encoders.keyinv:DeepChromaKeyInvariant",
     "crepe": "encoders.crepe:CrepeEmbedding",
     "clap": "encoders.clap:ClapEncoder",
     "clap-music": "encoders.clap:ClapMusicEncoder",

