@@ -169,6 +169,10 @@ class RunConfig:
     engine: str = "local"  # local | ray: who decodes and embeds (benchmark/ray_engine.py)
     ray: RayOptions = field(default_factory=RayOptions)
     index: IndexOptions = field(default_factory=IndexOptions)  # retrieval (benchmark/index.py)
+    scenario: str = ""  # "" = a folder pair; "robustness": queries made from refs (benchmark/scenarios)
+    deformations: tuple[str, ...] = ()  # the scenario's deformations; empty = its default set
+    query_seconds: float = 20.0  # length of a scenario query
+    scenario_seed: int = 0  # seeds query offsets and noise
 
     def __post_init__(self) -> None:
         if self.k < 1:

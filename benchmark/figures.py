@@ -379,3 +379,73 @@ def summary_figure(summary: pd.DataFrame, labels: list[str]):
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle("Per-target values: mean ± std (thick), min–max (thin)", fontsize=10)
     return fig
+
+
+# --- scenarios: metrics by each query's label (a robustness scenario's deformation) --------------------------
+
+
+def save_figure(figure: Figure, folder: str, name: str) -> str:
+    """Save ``figure`` as ``folder/name`` (no partial file on error); returns ``name``."""
+    from pathlib import Path
+
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        figure.savefig(path, dpi=110)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return name
+
+
+def per_label_bars(table: pd.DataFrame, label_name: str, encoder: str) -> Figure:
+    """One run: hit@1 and MAP per label (deformation), one group of bars per label in the scenario's order, with
+    their bootstrap 95 % intervals as whiskers and hit@1 annotated."""
+    labels = [str(v) for v in table[label_name]]
+    metrics = [m for m in ("hit_rate_at_1", "map") if m in table]
+    n = max(len(labels), 1)
+    fig = _figure(min(max(6.0, 0.62 * n + 2.5), 30), 4.4, constrained=True)
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        values = table[metric].astype(float).to_numpy()
+        low = table.get(f"{metric}_ci_low", table[metric]).astype(float).to_numpy()
+        high = table.get(f"{metric}_ci_high", table[metric]).astype(float).to_numpy()
+        errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+        offset = -0.4 + width * (i + 0.5)
+        ax.bar(x + offset, values, width, yerr=errors, capsize=2, label=metric, color=f"C{i}")
+        if metric == "hit_rate_at_1":
+            for xi, value in zip(x + offset, values):
+                if np.isfinite(value):
+                    ax.annotate(
+                        f"{value:.2f}", (xi, value), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=6
+                    )
+    ax.set_xticks(x, [_text(label) for label in labels], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("value (95% bootstrap CI)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(f"{_text(encoder)}: retrieval by {_text(label_name)}")
+    return fig
+
+
+def label_heatmap(matrix: pd.DataFrame, metric: str = "hit_rate_at_1", label_name: str = "deformation") -> Figure:
+    """A comparison: encoders × labels (deformations) of ``metric``, colour 0–1, raw values annotated."""
+    from matplotlib import colormaps
+
+    raw = matrix.astype(float).to_numpy()
+    fig = _figure(max(5.0, 0.75 * raw.shape[1] + 3.0), max(2.5, 0.55 * raw.shape[0] + 1.8), constrained=True)
+    ax = fig.subplots()
+    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
+    image = ax.imshow(np.ma.masked_invalid(raw), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, label=_text(metric))
+    for i in range(raw.shape[0]):
+        for j in range(raw.shape[1]):
+            value = raw[i, j]
+            text = "–" if not np.isfinite(value) else f"{value:.2f}"
+            dark = np.isfinite(value) and value < 0.6
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(raw.shape[1]), [_text(c) for c in matrix.columns], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(raw.shape[0]), [_short(str(i), 24) for i in matrix.index], fontsize=8)
+    ax.set_title(f"Encoders × {_text(label_name)}s: {_text(metric)} (raw values annotated)")
+    return fig

@@ -17,7 +17,7 @@ import re
 from metrics.base import Measure
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
-_PLACEHOLDERS = {"{k}": r"\d+", "{stage}": r"[a-z0-9_]+"}
+_PLACEHOLDERS = {"{k}": r"\d+", "{stage}": r"[a-z0-9_]+", "{deformation}": r"[A-Za-z0-9_.\-]+"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,8 +27,9 @@ def declared() -> tuple[Measure, ...]:
     from metrics.ir import MEASURES as IR_MEASURES
 
     from .evaluation import HARNESS_MEASURES
+    from .scenarios import MEASURES as SCENARIO_MEASURES
 
-    return (*IR_MEASURES, *HARNESS_MEASURES, *registry.measures())
+    return (*IR_MEASURES, *HARNESS_MEASURES, *registry.measures(), *SCENARIO_MEASURES)
 
 
 def _pattern(name: str) -> re.Pattern:

@@ -58,6 +58,7 @@ class RunResult:
     failures: list[Failure] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # resolved at run time (e.g. the index's), logged as params
+    groups: Any = None  # scenarios.report.Grouped: metrics by each query's label (a scenario's deformation)
 
 
 def window_override(config: RunConfig) -> WindowPolicy | None:
@@ -97,7 +98,12 @@ class Prepared:
 
 
 def load(config: RunConfig) -> Dataset:
-    """The dataset of ``config``: folders found and scanned, ground truth read (``DatasetError`` otherwise)."""
+    """The dataset of ``config``: folders found and scanned, ground truth read (``DatasetError`` otherwise); for a
+    scenario, the references (its queries are made when the run starts: ``benchmark/scenarios``)."""
+    if config.scenario:
+        from . import scenarios
+
+        return scenarios.load(config)
     return load_dataset(config.refs, config.targets, config.ground_truth)
 
 
@@ -175,6 +181,8 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     prepared = prepared or prepare(config)
     dataset, encoder = prepared.dataset, prepared.encoder
     failures: list[Failure] = []
+    prepare_targets = getattr(dataset, "prepare_targets", None)  # a scenario's queries, made (or found cached) now
+    source_metrics = prepare_targets(config.workers, failures, progress) if prepare_targets is not None else {}
     hashes, n_hash_index_hits = _hash_files(dataset, failures, config.cache_dir)
     timings["hash_seconds"] = time.perf_counter() - started
 
@@ -257,6 +265,14 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     timings["total_seconds"] = time.perf_counter() - started
 
     metrics = dict(evaluated.metrics)
+    metrics.update(source_metrics)
+    groups = None
+    if getattr(dataset, "query_labels", None):  # metrics also grouped by each query's label (a scenario's deformation)
+        from .scenarios.report import per_label
+
+        groups = per_label(evaluated.per_target, dataset.query_labels, dataset.label_order, config.k)
+        metrics.update(groups.metrics)
+        evaluated.per_target = groups.per_target
     metrics.update(
         {
             "n_refs": len(ref_keys),
@@ -300,4 +316,5 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         failures=failures,
         stats=embed_stats,
         params=retrieved.params,
+        groups=groups,
     )

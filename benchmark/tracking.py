@@ -266,8 +266,25 @@ def log_result(result: RunResult) -> None:
             for name in figures.run_figure_names(result.similarity):
                 if name not in drawn:
                     skipped.attempt(name, figures.save_run_figure, name, folder, *figure_args)
-        skipped.attempt("artifacts", _log_artifacts, folder)
+        extra_tables = []
+        if result.groups is not None:  # metrics by each query's label (a scenario's deformation): table, figure
+            extra_tables = skipped.attempt(result.groups.table_name, _write_groups, result, folder) or []
+        skipped.attempt("artifacts", _log_artifacts, folder, extra_tables)
     skipped.record()
+
+
+def _write_groups(result: RunResult, folder: str) -> list[str]:
+    """``tables/per_<label>.{csv,json}`` and ``figures/per_<label>.png``; returns the table to register."""
+    from . import figures
+
+    groups, root = result.groups, Path(folder)
+    (root / "tables").mkdir(parents=True, exist_ok=True)
+    (root / f"{groups.table_name}.csv").write_text(groups.table.to_csv(index=False), encoding="utf-8")
+    _json_ready(groups.table).to_json(root / f"{groups.table_name}.json", orient="split", index=False)
+    figures.save_figure(
+        figures.per_label_bars(groups.table, groups.label_name, result.config.encoder), folder, groups.figure_name
+    )
+    return [f"{groups.table_name}.json"]
 
 
 def _background_figures(stack: contextlib.ExitStack, folder: str, figure_args: tuple):
@@ -305,6 +322,8 @@ def _log_values(result: RunResult, config_params: dict, skipped: _Skipped) -> No
     ground_truth = result.dataset.ground_truth
     if ground_truth is not None and ground_truth.notes():
         tags["ground_truth_notes"] = tag_text("\n".join(ground_truth.notes()))
+    if getattr(result.dataset, "notes", None):  # a scenario's (shortened queries, skipped excerpts)
+        tags["scenario_notes"] = tag_text("\n".join(result.dataset.notes))
     if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score
         tags["dropped_non_finite_metrics"] = tag_text(",".join(dropped))
     if skipped.attempt("tags", mlflow.set_tags, tags) is None and "tags" in skipped:
@@ -368,7 +387,7 @@ def _log_dataset_and_files(result: RunResult, config_params: dict, root: Path, s
 _TABLES = {"tables/topk.json": "topk", "tables/per_target.json": "per_target"}
 
 
-def _log_artifacts(folder: str) -> None:
+def _log_artifacts(folder: str, extra_tables: list[str] = ()) -> None:
     """Upload ``folder``, then register the tables (those written) with the tag through which ``mlflow.load_table``
     finds a run's tables, as ``log_table`` sets it."""
     import mlflow
@@ -376,7 +395,7 @@ def _log_artifacts(folder: str) -> None:
 
     mlflow.log_artifacts(folder)
     logged = json.loads(mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
-    tables = [name for name in _TABLES if (Path(folder) / name).is_file()]
+    tables = [name for name in (*_TABLES, *extra_tables) if (Path(folder) / name).is_file()]
     logged += [entry for entry in ({"path": name, "type": "table"} for name in tables) if entry not in logged]
     mlflow.set_tag(MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged))
 

@@ -298,6 +298,7 @@ def run_options(fn):
         ),
         *SCALE_OPTIONS,
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        *scenario_options(),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -421,14 +422,78 @@ def check_options(encoders: list[str], kw: dict, weights: dict[str, str]) -> Non
     check_precision(encoders, kw["precision"])
 
 
+def scenario_options() -> list:
+    """``--scenario robustness`` and its options (``benchmark/scenarios``)."""
+    return [
+        click.option(
+            "--scenario",
+            default="",
+            help="robustness: derive queries from --refs (a seeded excerpt of each reference under each deformation; "
+            "its source is the relevant reference) instead of --targets and --ground-truth.",
+        ),
+        click.option(
+            "--deformations",
+            default="",
+            help="Deformations of the robustness scenario, comma-separated [default: identity, excerpt, pitch_up_1, "
+            "pitch_down_1, pitch_up_2, pitch_down_2, tempo_0.9, tempo_1.1, noise_snr_20, noise_snr_10, gain_-10db, "
+            "lowpass_4k, mp3_32k].",
+        ),
+        click.option(
+            "--query-seconds",
+            callback=optional_float,
+            help="Length of a robustness query in seconds [default: 20].",
+        ),
+        click.option("--scenario-seed", type=int, default=0, show_default=True, help="Seeds query offsets and noise."),
+    ]
+
+
+def scenario_paths(kw: dict, refs, targets, ground_truth):
+    """A scenario run's (refs, targets, ground truth): its options checked (one line, exit 2), ``--refs`` (the demo
+    set's references when omitted), the deformed-audio cache as the targets' folder, no ground-truth file."""
+    from .. import scenarios
+
+    try:
+        scenarios.check(kw["scenario"], kw["deformations"], kw["query_seconds"], targets, ground_truth)
+        missing = scenarios.pedalboard_available()
+    except scenarios.ScenarioOptionError as error:
+        raise Refused(str(error)) from None
+    if missing:
+        raise Refused(missing)
+    kw["deformations"] = tuple(name.strip() for name in kw["deformations"].split(",") if name.strip())
+    if kw["query_seconds"] is None:
+        kw["query_seconds"] = scenarios.DEFAULT_QUERY_SECONDS
+    if refs is None:
+        from ..demo import build_demo
+
+        refs = build_demo(progress=not kw["no_progress"]).refs
+        click.echo(f"Using the embedded demo set's references at {refs}", err=True)
+    cache_dir = Path(kw.get("cache_dir") or default_cache_dir()).expanduser()
+    return refs, cache_dir / "deformed", None
+
+
+def no_scenario(kw: dict) -> None:
+    """Without ``--scenario``, its options are refused (one line, exit 2), and set to the config's defaults."""
+    from .. import scenarios
+
+    try:
+        scenarios.check(None, kw["deformations"], kw["query_seconds"], None, None)
+    except scenarios.ScenarioOptionError as error:
+        raise Refused(str(error)) from None
+    kw["deformations"], kw["query_seconds"] = (), scenarios.DEFAULT_QUERY_SECONDS
+
+
 def make_config(encoder: str, **kw) -> RunConfig:
     from ..store import check
 
     kw.update(scale_options(kw))  # --engine / --index: grouped, and refused (exit 2) when their extra is missing
     check(kw["experiment"])  # the bounded pre-flight of the tracking store, before any work (StoreError: exit 2)
-    refs, targets, ground_truth = dataset_paths(
-        kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"), not kw["no_progress"]
-    )
+    if kw.get("scenario"):  # queries made from --refs (benchmark/scenarios); they live in the cache
+        refs, targets, ground_truth = scenario_paths(kw, kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"))
+    else:
+        no_scenario(kw)
+        refs, targets, ground_truth = dataset_paths(
+            kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"), not kw["no_progress"]
+        )
     kw.pop("no_progress")
     if kw.get("allow_download"):
         os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"

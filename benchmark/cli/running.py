@@ -22,6 +22,8 @@ from .common import (
 )
 from .group import main
 
+DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 14-20 s: two excerpts fit)
+
 
 def prestart(encoders: list[str], workers: int) -> None:
     """First thing a run does: the fork server of weight-free encoders' worker processes starts importing their
@@ -63,9 +65,15 @@ def run(encoder, weights, run_name, **kw) -> None:
 @click.option("--build-only", is_flag=True, help="Only build (or find) the demo set and print where it is.")
 @click.option("--force", is_flag=True, help="Rebuild the demo set even if it exists.")
 @click.option("--no-progress", is_flag=True)
+@click.option(
+    "--scenario",
+    default="",
+    help="robustness: run the robustness scenario on the demo set's references instead (queries of "
+    f"{DEMO_QUERY_SECONDS:g} s: the demo pieces are 14-20 s long).",
+)
 @click.pass_context
 @friendly
-def demo(ctx, encoders, build_only, force, no_progress) -> None:
+def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
     """Build the embedded demo set (offline) and run a suite of encoders on it, with their comparison."""
     from ..demo import build_demo
 
@@ -77,15 +85,11 @@ def demo(ctx, encoders, build_only, force, no_progress) -> None:
     )
     if build_only:
         return
+    dataset = {"targets": demo_set.targets, "ground_truth": demo_set.ground_truth}
+    if scenario:  # queries made from the references (benchmark/scenarios)
+        dataset = {"targets": None, "ground_truth": None, "scenario": scenario, "query_seconds": DEMO_QUERY_SECONDS}
     try:
-        ctx.invoke(
-            suite,
-            encoders=encoders,
-            refs=demo_set.refs,
-            targets=demo_set.targets,
-            ground_truth=demo_set.ground_truth,
-            no_progress=no_progress,
-        )
+        ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, no_progress=no_progress, **dataset)
     finally:
         click.echo(f"Open the results: mlflow ui --backend-store-uri {shown_tracking_uri()}", err=True)
 
