@@ -270,3 +270,23 @@ def test_a_scenario_suite_logs_per_deformation_results_and_compare_draws_the_hea
         assert list(table["deformation"]) == ["identity", "gain_-10db", "noise_snr_10"]
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison/figures")}
     assert "comparison/figures/deformation_heatmap.png" in figures
+
+
+@pytest.mark.slow
+def test_demo_runs_the_scenario_on_the_demo_references(tmp_path, monkeypatch):
+    """``musicbench demo --scenario robustness``: the demo set's references (here a stand-in, and two cheap
+    deformations as the default set, to stay fast), the weight-free encoders, no targets."""
+    import benchmark.demo
+    from benchmark.demo import DemoSet
+    from benchmark.scenarios import deformations
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "demo"
+    _refs(root / "refs", 3, seconds=15.0)
+    monkeypatch.setattr(benchmark.demo, "build_demo", lambda **kw: DemoSet.at(root))
+    monkeypatch.setattr(deformations, "DEFAULT_DEFORMATIONS", ("identity", "gain_-10db"))
+    monkeypatch.setenv("MUSICBENCH_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["demo", "--scenario", "robustness", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "| deformation | mfcc | chroma |" in result.output
+    assert "| identity | 1.000 | 1.000 |" in result.output
