@@ -3,8 +3,9 @@
 Whole-process wall time, side by side, of
 
 * **the loop**: one script that, for each file, runs ``librosa.load(path, sr=22050, mono=True)`` and the features
-  (MFCC: 20 coefficients; chroma: ``chroma_stft``), takes ``[mean, std]`` over frames, then the cosine top-5 of
-  the targets against the references — one file at a time, as the issue names it;
+  (MFCC: 20 coefficients without the 0th, as musicbench's level-independent ``mfcc``; chroma: ``chroma_stft``),
+  takes ``[mean, std]`` over frames, then the cosine top-5 of the targets against the references — one file at a
+  time, as the issue names it;
 * **musicbench**: ``musicbench run --encoder E --metrics none --no-progress`` on the same two folders, start-up,
   store set-up, hashing, embedding, retrieval, MLflow recording (params, tags, metrics, dataset, tables, figures)
   and exit included.
@@ -66,7 +67,7 @@ encoder, refs, targets, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]),
 def embed(path):
     y, sr = librosa.load(path, sr=22050, mono=True)
     if encoder == "mfcc":
-        m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+        m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)[1:]  # musicbench's mfcc: without the 0th (level)
     else:
         m = librosa.feature.chroma_stft(y=y, sr=sr)
     return np.concatenate([m.mean(1), m.std(1)])
