@@ -28,6 +28,7 @@ from reliability_helpers import (
 
 from benchmark.cache import TEMP_PREFIX
 from encoders import registry
+from encoders.mfcc import MFCCStats
 
 N_REFS, N_TARGETS = 30, 2
 SLOW_SECONDS = "0.1"  # per file at --batch-size 1: ≥ 3 s of embedding, a wide window to kill in
@@ -64,11 +65,11 @@ def _start(dataset, cache, experiment, slow=SLOW_SECONDS):
 
 
 def _assert_consistent(cache) -> list:
-    """Every entry loads as a finite 40-d embedding; anything else is a hidden temp file, never ``*.npy``."""
+    """Every entry loads as a finite embedding of mfcc's size; anything else is a hidden temp file, never ``*.npy``."""
     entries = cache_entries(cache)
     for entry in entries:
         value = np.load(entry, allow_pickle=False)
-        assert value.shape == (40,) and np.all(np.isfinite(value)), entry
+        assert value.shape == (MFCCStats.card.dim,) and np.all(np.isfinite(value)), entry
     others = [p for p in cache.rglob("*") if p.is_file() and p.suffix != ".npy" and p.name != "identity.json"]
     assert all(p.name.startswith(TEMP_PREFIX) and p.suffix == ".partial" for p in others), others
     return entries
