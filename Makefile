@@ -16,13 +16,17 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+EXAMPLE_PLUGIN := examples/musicbench-example-plugin
+
+$(STAMP): setup.cfg pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[$(EXTRAS)]"
 	# tinysoundfont renders the demo set; its pyaudio dependency is only for live playback and does not build here
 	$(BIN)/python -m pip install --quiet --no-deps tinysoundfont==0.3.7
+	# the example plug-in (an encoder and a metric declared by entry points): tests/test_plugins.py runs a suite with it
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 demo: install

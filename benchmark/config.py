@@ -157,6 +157,7 @@ class RunConfig:
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
     precision: str = "fp32"  # fp32 (exact) | bf16 (opt-in autocast, neural encoders that offer it)
+    trust_remote_code: bool = False  # hf: encoders: run a model's own Python code (off unless asked for)
     ties: str = DEFAULT_TIES  # how equal similarities are ordered for the IR measures (metrics.ir.TIES)
     missing_queries: str = DEFAULT_MISSING_QUERIES  # miss | drop: a ground-truth query whose target failed
     window_seconds: float | None = None  # None: the encoder's default policy
@@ -206,6 +207,7 @@ class RunConfig:
             "device": self.device,
             "batch_size": self.batch_size,
             "precision": self.precision,
+            "trust_remote_code": self.trust_remote_code,
             "ties": self.ties,
             "missing_queries": self.missing_queries,
             "allow_download": self.allow_download,

@@ -75,6 +75,7 @@ def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:
         batch_size=config.batch_size,
         window=window_override(config),
         precision=config.precision,
+        trust_remote_code=config.trust_remote_code,
     )
 
 

@@ -2,12 +2,19 @@
 
 Adding a metric = one file in ``metrics/`` defining a ``PairMetric`` subclass + one entry below.
 A metric's constructor must be cheap (no model loading): models load on first use.
+
+Other packages add metrics through the ``musicbench.metrics`` entry-point group (``encoders.plugins``): a plug-in
+name works wherever a built-in one does (``--metrics name``; ``auto`` when its class says ``in_auto``). Plug-ins are
+discovered without being imported; one that fails to import is unavailable (``MetricUnavailable`` naming the error:
+``auto`` tags it skipped), never a crash.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+
+from encoders.plugins import METRIC_GROUP, Plugin, PluginError, discover
 
 from .base import Measure, MetricUnavailable, PairMetric
 
@@ -28,16 +35,36 @@ class MetricOptions:
     batch_size: int = 8
 
 
+def plugins(refresh: bool = False) -> dict[str, Plugin]:
+    """Every ``musicbench.metrics`` entry point installed, by name; none is imported (``encoders.plugins``)."""
+    return discover(METRIC_GROUP, tuple(PAIR_METRICS), refresh=refresh)
+
+
+def plugin_names() -> list[str]:
+    return [name for name, plugin in plugins().items() if not plugin.conflict]
+
+
 def names() -> list[str]:
-    return list(PAIR_METRICS)
+    """Every metric name ``--metrics`` accepts: the built-ins, then the installed plug-ins (none imported)."""
+    return [*PAIR_METRICS, *plugin_names()]
 
 
 def metric_class(name: str) -> type[PairMetric]:
-    try:
+    if name in PAIR_METRICS:
         module_name, class_name = PAIR_METRICS[name].split(":")
-    except KeyError:
-        raise MetricUnavailable(f"unknown metric '{name}'; known metrics: {', '.join(PAIR_METRICS)}") from None
-    return getattr(importlib.import_module(module_name), class_name)
+        return getattr(importlib.import_module(module_name), class_name)
+    plugin = plugins().get(name)
+    if plugin is None:
+        raise MetricUnavailable(f"unknown metric '{name}'; known metrics: {', '.join(names())}")
+    try:
+        cls = plugin.load()
+    except PluginError as error:
+        raise MetricUnavailable(str(error)) from None
+    if not isinstance(cls, type) or not issubclass(cls, PairMetric):
+        raise MetricUnavailable(
+            f"plug-in metric '{name}' ({plugin.source}, {plugin.target}) is not a metrics.base.PairMetric subclass"
+        )
+    return cls
 
 
 def create(name: str, options: MetricOptions | None = None) -> PairMetric:
@@ -45,8 +72,15 @@ def create(name: str, options: MetricOptions | None = None) -> PairMetric:
 
 
 def measures() -> list[Measure]:
-    """What every pair metric logs, with direction and headline flag (imports the metric modules, not models)."""
-    return [measure for name in PAIR_METRICS for measure in metric_class(name).logged_measures()]
+    """What every pair metric logs, with direction and headline flag (imports the metric modules, not models);
+    a plug-in that cannot be imported declares nothing."""
+    out = [measure for name in PAIR_METRICS for measure in metric_class(name).logged_measures()]
+    for name in plugin_names():
+        try:
+            out += metric_class(name).logged_measures()
+        except MetricUnavailable:
+            continue
+    return out
 
 
 def select(spec: str, options: MetricOptions | None = None) -> tuple[list[PairMetric], dict[str, str]]:
@@ -58,14 +92,22 @@ def select(spec: str, options: MetricOptions | None = None) -> tuple[list[PairMe
     spec = (spec or "auto").strip()
     if spec == "none":
         return [], {}
+    selected, skipped = [], {}
     if spec in ("auto", "all"):
         wanted = [n for n in PAIR_METRICS if spec == "all" or create(n, options).in_auto]
+        for name in plugin_names():  # a plug-in joins auto / all when its class says in_auto
+            try:
+                if metric_class(name).in_auto:
+                    wanted.append(name)
+            except MetricUnavailable as error:
+                if spec != "auto":
+                    raise MetricUnavailable(f"metric '{name}' cannot run: {error}") from None
+                skipped[name] = str(error)
     else:
         wanted = [n.strip() for n in spec.split(",") if n.strip()]
-    selected, skipped = [], {}
     for name in wanted:
-        metric = create(name, options)
         try:
+            metric = create(name, options)
             metric.check_available()
         except MetricUnavailable as error:
             if spec != "auto":

@@ -1,22 +1,20 @@
 """The contract every registered encoder meets, on short random audio (neural ones at random init).
 
-Adding an encoder = one file + one registry entry + passing this test. The invariants themselves live in
-``encoders.contract`` (``run_checks``), so a user can run them on any built encoder; this test runs them on every
-registered encoder, plus the harness's own path (decode → embed_files) on odd files.
+Adding an encoder = one file + one registry entry + passing this test. The checks themselves live in
+``benchmark.encoder_check`` (``check_encoder``: card, build, the harness's decode → embed path on odd files) and
+``encoders.contract`` (``run_checks``: the library invariants), which is exactly what ``musicbench check-encoder``
+runs on anyone's encoder; this test runs it on every registered encoder, so the two never diverge.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from benchmark.cache import ArrayCache
-from benchmark.data import load_dataset
-from benchmark.embedding import embed_files
+from benchmark.encoder_check import CHECKS, check_encoder
 from encoders import registry
 from encoders.base import Encoder, EncoderUnavailable, WeightFreeEncoder
-from encoders.contract import CheckResult, failures, run_checks
+from encoders.contract import CheckResult, run_checks
 from encoders.mfcc import MFCCStats
 
 #: keyword arguments for write_random_weights that keep test builds quick (same widths, fewer layers)
@@ -51,69 +49,17 @@ def options_for(tmp_path_factory):
     return get
 
 
-@pytest.fixture
-def encoder(name, options_for):
-    built = registry.build(name, options_for(name))
-    yield built
-    built.close()  # one encoder in memory at a time
-
-
-@pytest.fixture(scope="module")
-def odd_files(tmp_path_factory):
-    """Short noisy tones at 22.05/44.1/48 kHz, stereo, and one clip shorter than any window (0.2 s)."""
-    root = tmp_path_factory.mktemp("contract-audio")
-    rng = np.random.default_rng(0)
-    specs = {"sr22050.wav": (22050, 1), "sr44100_stereo.wav": (44100, 2), "sr48000.flac": (48000, 1)}
-    for name, (sr, channels) in specs.items():
-        t = np.arange(int(1.5 * sr)) / sr
-        y = 0.3 * np.sin(2 * np.pi * 330 * t)[:, None] + 0.05 * rng.standard_normal((len(t), channels))
-        sf.write(root / name, y.astype(np.float32), sr)
-    sf.write(root / "short.wav", (0.2 * rng.standard_normal(int(0.2 * 16000))).astype(np.float32), 16000)
-    return load_dataset(root, root)
-
-
 @pytest.mark.parametrize("name", [_marked(name) for name in registry.names()])
-def test_encoder_contract(name, encoder, odd_files):
-    card = registry.card(name)
-    assert (encoder.sample_rate, encoder.dim) == (card.sample_rate, card.dim)
-    assert card.license and card.description and card.captures
-
-    hashes = {f.path: f.key for f in odd_files.refs}  # any unique key works with a disabled cache
-    first = embed_files(odd_files.refs, "reference", encoder, ArrayCache(None, {}), hashes, progress=False)
-    assert not first.failures, first.failures
-    assert set(first.embeddings) == {f.key for f in odd_files.refs}
-    for key, vector in first.embeddings.items():
-        assert vector.shape == (card.dim,), key
-        assert vector.dtype == np.float32 and np.all(np.isfinite(vector)), key
-
-    second = embed_files(odd_files.refs, "reference", encoder, ArrayCache(None, {}), hashes, progress=False)
-    for key in first.embeddings:
-        np.testing.assert_array_equal(first.embeddings[key], second.embeddings[key], err_msg=key)
-
-    rng = np.random.default_rng(1)
-    batch = [
-        rng.standard_normal(int(1.0 * encoder.sample_rate)).astype(np.float32) * 0.1,
-        rng.standard_normal(int(0.3 * encoder.sample_rate)).astype(np.float32) * 0.1,
-    ]
-    windows = [w for audio in batch for w in encoder.window.segment(audio, encoder.sample_rate)]
-    out = encoder.embed(windows)
-    assert out.shape == (len(windows), card.dim) and np.all(np.isfinite(out))
-
-    results = run_checks(encoder, rng_seed=0, seconds=CHECK_SECONDS)
-    assert {result.name for result in results} >= {
-        "output_shape_dtype",
-        "finite",
-        "deterministic",
-        "input_untouched",
-        "batch_equals_single",
-        "sliced_batches",
-        "shorter_than_window",
-        "source_sample_rates",
-        "silence",
-        "speed",
-    }
-    assert not failures(results), "\n".join(f"{r.name}: {r.detail}" for r in failures(results))
-    speed = next(result for result in results if result.name == "speed")
+def test_encoder_contract(name, options_for):
+    """Every check of ``benchmark.encoder_check`` (what ``musicbench check-encoder`` runs) passes: the card is
+    complete and matches the built encoder (sample rate, dim, licence, description, captures); the harness path
+    (decode → embed_files) gives finite float32 (dim,) embeddings for 8/22.05/44.1 kHz stereo/48 kHz FLAC files and a
+    0.2 s clip, identical on a second pass, and a stereo file embeds as its mono signal; the policy's windows embed
+    to (n, dim); and every library invariant (``encoders.contract.run_checks``) holds."""
+    report = check_encoder(name, options_for(name), rng_seed=0, seconds=CHECK_SECONDS)
+    assert [result.name for result in report.results] == list(CHECKS), report.table()
+    assert report.ok, report.table()
+    speed = report.by_name()["speed"]
     assert speed.value is not None and speed.value > 0
 
 
@@ -157,3 +103,60 @@ def test_run_checks_reports_broken_encoders():
     results = {result.name: result for result in run_checks(_Broken(nan_float64=True), seconds=0.2)}
     for name in ("output_shape_dtype", "finite", "shorter_than_window", "source_sample_rates", "silence"):
         assert not results[name].passed, name
+
+
+class _NotAnEncoder:
+    """Has an ``embed`` but is no ``Encoder`` and has no card: refused by the protocol check."""
+
+    def embed(self, batch):
+        return np.zeros((len(batch), 3), dtype=np.float32)
+
+
+class _WrongShape(Encoder):
+    """An ``Encoder`` whose embeddings have 3 columns while its card says 38."""
+
+    card = MFCCStats.card
+
+    def __init__(self, options=None):
+        self.options = options
+
+    def embed(self, batch):
+        return np.zeros((len(batch), 3), dtype=np.float32)
+
+
+def _check_cli(spec: str):
+    from click.testing import CliRunner
+
+    from benchmark.cli import main
+
+    return CliRunner().invoke(main, ["check-encoder", spec, "--seconds", "0.2"])
+
+
+def _row(output: str, check: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(check + " "))
+
+
+def test_check_encoder_refuses_a_class_that_violates_the_protocol_naming_the_check():
+    result = _check_cli(f"{__name__}:_WrongShape")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in _row(result.output, "output_shape_dtype")
+    assert "expected float32 (3, 38)" in _row(result.output, "output_shape_dtype")
+    assert "PASS" in _row(result.output, "protocol")
+    assert "FAILED" in result.output.splitlines()[-1] and "output_shape_dtype" in result.output.splitlines()[-1]
+
+    result = _check_cli(f"{__name__}:_NotAnEncoder")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in _row(result.output, "protocol") and "not a subclass of encoders.base.Encoder" in result.output
+    assert "not run (the encoder could not be built)" in result.output
+
+
+def test_check_encoder_cli_passes_a_builtin_and_refuses_unknown_names():
+    result = _check_cli("mfcc")
+    assert result.exit_code == 0, result.output
+    assert all(f"{name} " in result.output for name in CHECKS)
+    assert "mfcc: all checks passed" in result.output
+
+    result = _check_cli("no-such-encoder")
+    assert result.exit_code == 2 and "unknown encoder 'no-such-encoder'" in result.output
+    result = _check_cli("no_such_module_xyz:Enc")
+    assert result.exit_code == 1 and "ModuleNotFoundError" in _row(result.output, "protocol")

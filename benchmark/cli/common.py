@@ -112,6 +112,50 @@ def optional_float(ctx, param, value):
         raise click.BadParameter(f"'{value}' is not a number") from None
 
 
+def optional_layer(ctx, param, value):
+    """``--hf-layer``: None when not given (or an ``UNSET`` word of an ``mlflow run`` parameter)."""
+    return None if value is None or str(value).strip() in ("", "none", "default") else str(value).strip()
+
+
+#: ``--hf-layer`` and ``--trust-remote-code``: options of ``hf:`` encoders (``encoders/hf.py``)
+HF_OPTIONS = (
+    click.option(
+        "--hf-layer",
+        default=None,
+        callback=optional_layer,
+        metavar="N|mean|last",
+        help="hf: encoders: the hidden layer to pool over time: last (default: last_hidden_state), N "
+        "(hidden_states[N]; 0 = the transformer's input) or mean (of all hidden states). A name's own suffix "
+        "(hf:MODEL:layer-N) wins, so one suite can compare layers.",
+    ),
+    click.option(
+        "--trust-remote-code",
+        is_flag=True,
+        help="hf: encoders: allow a model that ships its own Python code (e.g. MERT) to run it. Off by default: "
+        "that code runs with your permissions.",
+    ),
+)
+
+
+def hf_names(names: list[str], hf_layer: str | None) -> list[str]:
+    """Encoder names with ``--hf-layer`` applied to the ``hf:`` ones (canonical: a local directory made absolute);
+    ``--hf-layer`` with no ``hf:`` encoder, or a value that is not a layer, is refused (``OptionError``)."""
+    from encoders import hf
+
+    layer = (hf_layer or "").strip() or None
+    if layer is not None:
+        try:
+            hf.check_layer(layer)
+        except ValueError as error:
+            raise OptionError(str(error)) from None
+        if not any(hf.is_hf(name) for name in names):
+            raise OptionError(f"--hf-layer {layer} applies to hf: encoders only; none is given")
+    try:
+        return [hf.with_layer(name, layer) for name in names]
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+
+
 #: ``--engine`` and ``--index`` with their parameters (docs/SCALING.md); grouped into the config by ``scale_options``
 SCALE_OPTIONS = (
     click.option(
@@ -297,6 +341,7 @@ def run_options(fn):
             help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders.",
         ),
         *SCALE_OPTIONS,
+        *HF_OPTIONS,
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
         *scenario_options(),
     ]
@@ -344,8 +389,9 @@ def check_precision(encoders: list[str], precision: str) -> None:
 def check_metrics(spec: str | None) -> str:
     """``--metrics`` checked and normalised before any work: ``auto`` | ``all`` | ``none`` | known names, each once
     (a name given twice is run once, with a note); unknown names and a keyword mixed with names are refused."""
-    from metrics.registry import PAIR_METRICS
+    from metrics.registry import names
 
+    known = names()  # the built-ins and the installed plug-ins (none imported)
     text = (spec or "").strip() or "auto"
     parts = [part.strip() for part in text.split(",") if part.strip()]
     keywords = [part for part in parts if part in ("auto", "all", "none")]
@@ -353,11 +399,11 @@ def check_metrics(spec: str | None) -> str:
         raise OptionError(f"--metrics {text}: '{keywords[0]}' cannot be combined with other names")
     if keywords:
         return keywords[0]
-    unknown = [part for part in parts if part not in PAIR_METRICS]
+    unknown = [part for part in parts if part not in known]
     if unknown:
         raise OptionError(
             f"--metrics: unknown metric {', '.join(repr(n) for n in dict.fromkeys(unknown))}; "
-            f"known: auto, all, none, {', '.join(PAIR_METRICS)}"
+            f"known: auto, all, none, {', '.join(known)}"
         )
     unique = list(dict.fromkeys(parts))
     if len(unique) < len(parts):

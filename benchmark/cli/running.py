@@ -13,6 +13,7 @@ from .common import (
     comma_list,
     echo_comparison,
     friendly,
+    hf_names,
     make_config,
     name_path_pairs,
     optional_path,
@@ -30,16 +31,27 @@ def prestart(encoders: list[str], workers: int) -> None:
     packages (librosa, …) and a spare process what the figures need (matplotlib), in the background, while this
     process imports MLflow and sets the store up (``embedding.prestart_workers``, ``parallel.prestart_helper``).
     Unknown names are left for the run to refuse."""
-    from encoders.registry import ENCODERS, encoder_class
+    from encoders.registry import ENCODERS, encoder_class, plugin_names
 
     from ..embedding import prestart_workers
 
-    classes = [encoder_class(name) for name in encoders if name in ENCODERS]
+    known = {*ENCODERS, *plugin_names()}  # hf: and module:Class names are resolved by the run itself
+    classes = []
+    for name in (name for name in encoders if name in known):
+        try:
+            classes.append(encoder_class(name))
+        except Exception:  # noqa: BLE001 - a plug-in that cannot be imported is reported by its run
+            continue
     prestart_workers(classes, workers, extra=("benchmark.cli",))  # the console script workers import as main
 
 
 @main.command()
-@click.option("--encoder", "-e", required=True, help="Encoder name (see `musicbench encoders`).")
+@click.option(
+    "--encoder",
+    "-e",
+    required=True,
+    help="Encoder: a name (see `musicbench encoders`; plug-ins included), hf:<model> or package.module:Class.",
+)
 @click.option("--weights", callback=optional_path, help="Encoder weights: checkpoint file or directory.")
 @click.option("--run-name", help="MLflow run name [default: the encoder name].")
 @run_options
@@ -50,6 +62,7 @@ def run(encoder, weights, run_name, **kw) -> None:
     Exit status: 0 the run finished; 1 it ended FAILED (the reason is printed and tagged); 2 refused before any
     run (an option, the dataset, the ground truth or the store); 130 / 143 interrupted (Ctrl-C / SIGTERM).
     """
+    encoder = hf_names([encoder], kw.pop("hf_layer"))[0]
     check_options([encoder], kw, {encoder: str(weights)} if weights else {})
     prestart([encoder], kw["workers"])
     progress = not kw["no_progress"]
@@ -95,7 +108,12 @@ def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
 
 
 @main.command()
-@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Comma-separated encoder names.")
+@click.option(
+    "--encoders",
+    default=DEMO_ENCODERS,
+    show_default=True,
+    help="Comma-separated encoders: names, hf:<model>[:layer-N] or package.module:Class.",
+)
 @click.option(
     "--weights",
     "weights",
@@ -127,6 +145,7 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     names = comma_list(encoders)
     if not names:
         raise click.BadParameter("give at least one encoder", param_hint="--encoders")
+    names = hf_names(names, kw.pop("hf_layer"))
     encoder_weights = name_path_pairs(weights, "ENCODER", "--weights")
     check_options(names, kw, encoder_weights)
     prestart(names, kw["workers"])
