@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .measures import has_direction, headline_metrics, lower_is_better
+from .measures import headline_metrics, lower_is_better, ranked_across_encoders
 from .runs import Selection, SelectionError, encoder_of, select_runs
 
 COMPARISON_TAG = "musicbench.comparison"
@@ -78,7 +78,7 @@ def _labels(runs: list) -> list[str]:
 
 def _best_label(table: pd.DataFrame, metric: str):
     values = table[metric]
-    if values.notna().sum() == 0 or not has_direction(metric):
+    if values.notna().sum() == 0 or not ranked_across_encoders(metric):
         return None
     return values.idxmin() if lower_is_better(metric) else values.idxmax()
 
@@ -137,7 +137,7 @@ def paired_vs_best(table: pd.DataFrame, per_target: pd.DataFrame, metric: str) -
 def _vs_best(table: pd.DataFrame, metric: str) -> pd.Series:
     values = table[metric]
     out = pd.Series("", index=table.index, dtype=object)
-    if values.notna().sum() == 0 or not has_direction(metric):
+    if values.notna().sum() == 0 or not ranked_across_encoders(metric):
         return out
     best_label = values.idxmin() if lower_is_better(metric) else values.idxmax()
     best = values[best_label]
@@ -293,7 +293,11 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
     extra: dict[str, list[str]] = {}
     for metric in present:
         paired = paired_vs_best(table, per_target, metric)
-        if paired is None:
+        if not ranked_across_encoders(metric):  # e.g. sim_top1_mean: a cosine in each encoder's own space
+            table[f"{metric}_vs_best"] = ""
+            table[f"{metric}_test"] = "not ranked: comparable within an encoder only"
+            extra[metric] = []
+        elif paired is None:
             table[f"{metric}_vs_best"] = _vs_best(table, metric)
             table[f"{metric}_test"] = "CI overlap (unpaired: no per-target values)"
             extra[metric] = []
@@ -345,7 +349,11 @@ def side_by_side(per_target: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 
 def summary_stats(per_target: pd.DataFrame, labels: list[str], metrics: list[str]) -> pd.DataFrame:
-    """mean, std (ddof 1), min, max and n over targets of each metric's per-target values, per encoder."""
+    """mean with its percentile-bootstrap 95% CI (``metrics.ir.bootstrap_ci``: 1,000 resamples of the targets, seed 0;
+    the runs' own ``<metric>_ci_low/_high`` for the mean metrics), std (ddof 1), min, max and n over targets of each
+    metric's per-target values, per encoder."""
+    from metrics.ir import bootstrap_ci
+
     rows = []
     for metric in metrics:
         column = per_target_column(metric)
@@ -353,6 +361,7 @@ def summary_stats(per_target: pd.DataFrame, labels: list[str], metrics: list[str
             continue
         for label in labels:
             values = pd.to_numeric(per_target.loc[per_target["encoder"] == label, column], errors="coerce").dropna()
+            low, high = bootstrap_ci(values.to_numpy(dtype=np.float64)) if len(values) else (np.nan, np.nan)
             rows.append(
                 {
                     "encoder": label,
@@ -360,12 +369,15 @@ def summary_stats(per_target: pd.DataFrame, labels: list[str], metrics: list[str
                     "column": column,
                     "n": int(len(values)),
                     "mean": float(values.mean()) if len(values) else np.nan,
+                    "ci_low": float(low),
+                    "ci_high": float(high),
                     "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
                     "min": float(values.min()) if len(values) else np.nan,
                     "max": float(values.max()) if len(values) else np.nan,
                 }
             )
-    return pd.DataFrame(rows, columns=["encoder", "metric", "column", "n", "mean", "std", "min", "max"])
+    columns = ["encoder", "metric", "column", "n", "mean", "ci_low", "ci_high", "std", "min", "max"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --- output --------------------------------------------------------------------------------------------------
@@ -426,12 +438,17 @@ def compare(
 ) -> Outcome:
     """Select runs, build the comparison, write it to ``out_dir`` and log it to MLflow.
 
-    Logged to ``log_run_id`` when given (the suite passes its parent), else to the ``parent`` run, else to a new
-    run tagged ``musicbench.comparison=true`` (in the compared runs' experiment unless ``new_run_experiment``).
-    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the run MLflow started is the new run / also gets the comparison.
+    Logged to ``log_run_id`` when given (the suite passes its parent), else to the ``parent`` run, else to the
+    experiment's one comparison run (tagged ``musicbench.comparison=true``, named after what it compares), which
+    replaces the previous one: a bare ``compare`` run again and again leaves one comparison run per experiment, not
+    one more each time. Its experiment follows the rule of ``store.resolve_experiment`` (``new_run_experiment`` or
+    ``experiment``, else ``$MLFLOW_EXPERIMENT_NAME`` / ``_ID``, else an enclosing ``mlflow run``'s), else the compared
+    runs' experiment when they share one, else "musicbench". Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) the run
+    MLflow started is that run.
     """
     from . import tracking
     from .runs import client as runs_client
+    from .store import configure, resolve_experiment
 
     client = runs_client()
     selection = select_runs(client, parent=parent, experiment=experiment, run_ids=run_ids)
@@ -444,9 +461,20 @@ def compare(
             tracking.log_comparison(client, run_id, comparison)
         mlflow_run = os.environ.get("MLFLOW_RUN_ID")
         if not targets or (mlflow_run and mlflow_run not in targets):
-            name = new_run_experiment or client.get_experiment(selection.experiment_id).name
-            with tracking.started_run(name, "comparison", tags={COMPARISON_TAG: "true"}) as run:
+            name, source = resolve_experiment(new_run_experiment or experiment)
+            shared = {r.info.experiment_id for r in selection.runs}
+            if source == "default" and len(shared) == 1:  # nothing said where: beside the runs it compares
+                name = client.get_experiment(shared.pop()).name
+            experiment_id = configure(name)
+            previous = [
+                r.info.run_id
+                for r in client.search_runs([experiment_id], f"tags.`{COMPARISON_TAG}` = 'true'", max_results=1000)
+                if r.info.run_id != mlflow_run and not r.data.tags.get("musicbench.suite")
+            ]
+            run_name = "comparison: " + " vs ".join(comparison.labels)
+            with tracking.started_run(name, run_name, tags={COMPARISON_TAG: "true"}) as run:
                 tracking.log_comparison(client, run.info.run_id, comparison)
+            tracking.delete_runs(client, previous)
             targets.append(run.info.run_id)
     finally:
         comparison.close()

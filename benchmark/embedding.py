@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
 from .data import AudioDecodeError, AudioFile, Failure, decode, decode_blocks, decoded_length, shown
 from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool
+from .progress import bar as progress_bar
 
 #: The process pool is used only when the files to embed hold at least this many bytes: below it, the whole job
 #: takes well under a second in threads and a pool (≈0.1 s to fork two workers, and one warm-up call) cannot win.
@@ -573,7 +573,7 @@ def embed_files(
         else:
             result.embeddings[item.key] = cached
             result.stats.cached += 1
-    bar = tqdm(
+    bar = progress_bar(
         total=len(files),
         initial=result.stats.cached,
         desc=f"embed {role}s ({encoder.name})",

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from metrics.base import Measure, PairMetric
 from metrics.ir import AT_K, aggregate_ir, bootstrap_ci, ir_confidence_intervals
@@ -25,6 +24,7 @@ from .config import DEFAULT_MISSING_QUERIES, DEFAULT_TIES, RunConfig
 from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
 from .index import MEASURES as INDEX_MEASURES
 from .parallel import prefetch_map
+from .progress import bar as progress_bar
 from .ranking import ir_from_embeddings
 
 #: the numbers the harness itself logs (pair metrics and IR measures declare theirs where they are computed)
@@ -32,12 +32,12 @@ HARNESS_MEASURES = (
     Measure(
         "sim_top1_mean",
         True,
-        True,
-        "mean cosine of each target and its top-1 reference, in the encoder's "
-        "own embedding space (comparable within an encoder only)",
+        description="mean cosine of each target and its top-1 reference, in the encoder's own embedding space: "
+        "how tight its neighbourhoods are, comparable within an encoder only (never ranked across encoders)",
+        across_encoders=False,
     ),
-    Measure("sim_top1_median", True, description="median of the same"),
-    Measure("sim_topk_mean", True, description="mean cosine over all top-k pairs"),
+    Measure("sim_top1_median", True, description="median of the same", across_encoders=False),
+    Measure("sim_topk_mean", True, description="mean cosine over all top-k pairs", across_encoders=False),
     Measure("n_failed", False, description="files that failed at any stage"),
     Measure("{stage}_seconds", False, description="wall time of a stage"),
     Measure("embed_audio_seconds_per_second", True, description="embedding throughput"),
@@ -227,7 +227,7 @@ def metric_features(
             todo.append((role, item))
         else:
             out.features[digest] = cached
-    bar = tqdm(
+    bar = progress_bar(
         total=len(seen),
         initial=len(seen) - len(todo),
         desc=f"score ({metric.name})",

@@ -91,9 +91,38 @@ def _text(text: object) -> str:
 
 
 def _short(name: str, width: int = 28) -> str:
-    """A label (a file name, an encoder): its end when longer than ``width``, shown literally (``_text``)."""
+    """A label (a file name, an encoder) at most ``width`` characters, shown literally (``_text``): its start (a
+    piece's name comes first) and its last characters (a version's suffix), the middle cut with "…"."""
     name = str(name)
-    return _text(name if len(name) <= width else "…" + name[-(width - 1) :])
+    if len(name) > width:
+        tail = max(4, (width - 1) // 3)
+        name = name[: width - 1 - tail] + "…" + name[-tail:]
+    return _text(name)
+
+
+def short_labels(names: Sequence[str], width: int = 28) -> list[str]:
+    """Labels for file keys that tell them apart: the folder part they all share dropped (a relative path), the
+    extension they all share dropped, then ``_short``; where two still read the same, the longer form is kept."""
+    names = [str(n) for n in names]
+    parts = [n.split("/") for n in names]
+    common = 0
+    if len(names) > 1:
+        while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+            common += 1
+    stripped = ["/".join(p[common:]) for p in parts]
+    suffixes = {n.rsplit(".", 1)[1] if "." in n.rsplit("/", 1)[-1] else "" for n in stripped}
+    if len(suffixes) == 1 and "" not in suffixes:
+        stripped = [n[: -(len(next(iter(suffixes))) + 1)] for n in stripped]
+    labels = [_short(n, width) for n in stripped]
+    if len(set(labels)) < len(labels):
+        labels = [_short(n, max(width, 60)) for n in stripped]
+    return labels
+
+
+#: above this many targets a figure shows their distribution, not one bar (or row label) per target
+MAX_BARS = 60
+#: no figure is larger than this (inches at the figure's dpi: 1,400 × 900 px at 100 dpi)
+MAX_WIDTH, MAX_HEIGHT = 14.0, 9.0
 
 
 def similarity_heatmap(
@@ -115,10 +144,11 @@ def similarity_heatmap(
         shown = set(topk["reference"])
         columns = [i for i, k in enumerate(ref_keys) if k in shown][:HEATMAP_MAX_REFS]
     data = similarity[:, columns]
-    y_labels = [_short(k) for k in target_keys]
-    x_labels = [_short(ref_keys[i]) for i in columns]
+    many_rows = len(target_keys) > MAX_BARS
+    y_labels = [] if many_rows else short_labels(target_keys)
+    x_labels = short_labels([ref_keys[i] for i in columns])
     title = f"{_text(encoder)}: target × reference cosine similarity"
-    fig = _figure(min(4 + 0.22 * len(columns), 40), min(2.5 + 0.3 * len(target_keys), 40))
+    fig = _figure(min(4 + 0.22 * len(columns), MAX_WIDTH), min(2.5 + 0.3 * min(len(target_keys), MAX_BARS), MAX_HEIGHT))
     text = _Layout(fig)
     bar_ticks = text.widest(["−0.00", "0.00"], 10)  # colour bar tick labels (two decimals at most)
     gap, bar = 0.2, 0.15  # inches between the heatmap and its colour bar; the bar's width
@@ -135,14 +165,17 @@ def similarity_heatmap(
     cax = fig.add_axes((x0 + w + gap / fig_width, y0, bar / fig_width, h))
     image = ax.imshow(data, aspect="auto", cmap="viridis")
     fig.colorbar(image, cax=cax, label="cosine similarity")
-    ax.set_yticks(range(len(target_keys)), y_labels, fontsize=7)
+    if many_rows:
+        ax.set_ylabel(f"target (1–{len(target_keys)}, in file order)")
+    else:
+        ax.set_yticks(range(len(target_keys)), y_labels, fontsize=7)
     ax.set_xticks(range(len(columns)), x_labels, rotation=90, fontsize=6)
     position = {ref_keys[i]: c for c, i in enumerate(columns)}
     row = {k: r for r, k in enumerate(target_keys)}
     top1 = [(t, r) for t, r, rank in zip(topk["target"], topk["reference"], topk["rank"]) if rank == 1]
     xs = [position[r] for _, r in top1 if r in position]
     ys = [row[t] for t, r in top1 if r in position]
-    ax.scatter(xs, ys, s=14, c="white", label="top-1")
+    ax.scatter(xs, ys, s=2 if many_rows else 14, c="white", label="top-1", linewidths=0)
     if relevance:
         pairs = [(row[t], position[r]) for t, refs in relevance.items() if t in row for r in refs if r in position]
         ax.scatter(
@@ -156,17 +189,23 @@ def similarity_heatmap(
     ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_title(title)
     ax.set_xlabel("reference")
-    ax.set_ylabel("target")
+    if not many_rows:
+        ax.set_ylabel("target")
     return fig
 
 
 def top1_bars(per_target: Table, encoder: str) -> Figure:
-    """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted.
-    ``per_target``: the per-target table (its ``target``, ``sim_top1`` and, when known, ``hit_rate_at_1``)."""
+    """Each target's top-1 retrieval similarity; bars of correct top-1 hits (when known) are highlighted. Above
+    ``MAX_BARS`` targets, their distribution instead (``top1_distribution``): the image never grows past
+    ``MAX_WIDTH`` × ``MAX_HEIGHT``. The y-axis starts at 0 (or at the lowest value, when one is negative, said in the
+    axis label). ``per_target``: the per-target table (its ``target``, ``sim_top1`` and, when known,
+    ``hit_rate_at_1``)."""
     per_target = table_columns(per_target, ("target", "sim_top1", "hit_rate_at_1"))
     n = len(per_target["target"])
-    labels = [_short(t, 24) for t in per_target["target"]]
-    fig = _figure(max(6, 0.45 * n + 2), 4.5)
+    if n > MAX_BARS:
+        return top1_distribution(per_target, encoder)
+    labels = short_labels(per_target["target"], 24)
+    fig = _figure(min(max(6, 0.45 * n + 2), MAX_WIDTH), 4.5)
     text = _Layout(fig)
     sizes = [text.size(label, 7) for label in labels]
     slant = math.radians(70)  # labels rotated 70°, anchored at their right end under their bar
@@ -185,14 +224,49 @@ def top1_bars(per_target: Table, encoder: str) -> Figure:
     colors = "tab:blue"
     if "hit_rate_at_1" in per_target:
         colors = ["tab:green" if hit is not None and hit > 0 else "tab:gray" for hit in per_target["hit_rate_at_1"]]
-    ax.bar(range(n), np.asarray(per_target["sim_top1"], dtype=np.float64), color=colors)
+    values = np.asarray(per_target["sim_top1"], dtype=np.float64)
+    ax.bar(range(n), values, color=colors)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xticks(range(n), labels, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("top-1 cosine similarity")
-    low = float(np.nanmin(np.asarray(per_target["sim_top1"], dtype=np.float64))) if n else 0.0
-    bottom = min(0.0, low) if low < 0.5 else low - 0.05  # zoom in when every similarity is high
-    ax.set_ylim(bottom, 1.0)
+    _zero_based(ax, values, "top-1 cosine similarity")
     ax.set_title(title)
+    return fig
+
+
+def _zero_based(ax, values: np.ndarray, label: str, top: float = 1.0) -> None:
+    """The y-axis from 0 to ``top``; when a value is negative, from the lowest value, said in the axis label."""
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    if low < 0:
+        ax.set_ylim(low - 0.02, top)
+        ax.axhline(0, color="black", linewidth=0.6)
+        label += f" (axis from {low - 0.02:.2f})"
+    else:
+        ax.set_ylim(0, top)
+    ax.set_ylabel(label)
+
+
+def top1_distribution(per_target: Table, encoder: str) -> Figure:
+    """Many targets: every target's top-1 similarity sorted (one curve; relevant top-1 hits marked when known) and
+    their histogram, in a figure of fixed size."""
+    per_target = table_columns(per_target, ("target", "sim_top1", "hit_rate_at_1"))
+    values = np.asarray(per_target["sim_top1"], dtype=np.float64)
+    order = np.argsort(-values, kind="stable")
+    fig = _figure(10, 4.5, constrained=True)
+    curve, histogram = fig.subplots(1, 2, width_ratios=(2, 1))
+    ranks = np.arange(1, len(values) + 1)
+    curve.plot(ranks, values[order], color="tab:blue", linewidth=1, label="top-1 similarity")
+    if "hit_rate_at_1" in per_target:
+        hits = np.asarray([h is not None and h > 0 for h in per_target["hit_rate_at_1"]])[order]
+        curve.scatter(ranks[hits], values[order][hits], s=4, color="tab:green", label="relevant top-1", zorder=3)
+        curve.legend(fontsize=7, loc="lower left")
+    curve.set_xlabel(f"target, sorted by similarity ({len(values)} targets)")
+    _zero_based(curve, values, "top-1 cosine similarity")
+    finite = values[np.isfinite(values)]
+    histogram.hist(finite, bins=40, range=(min(0.0, float(finite.min(initial=0.0))), 1.0), color="tab:blue")
+    histogram.set_xlabel("top-1 cosine similarity")
+    histogram.set_ylabel("targets")
+    fig.suptitle(f"{_text(encoder)}: top-1 retrieval similarity of {len(values)} targets", fontsize=11)
     return fig
 
 
@@ -244,7 +318,7 @@ def save_run_figure(
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        figure.savefig(path)
+        figure.savefig(path, pil_kwargs={"compress_level": 1})  # a third faster than 6 (large heatmaps: ~1 s)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -280,14 +354,31 @@ def save_run_figures(
 
 
 def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
-    """(a) Each target's top-1 similarity, one bar per encoder; hatched bars are wrong top-1 hits (when known)."""
+    """(a) Each target's top-1 similarity, one bar per encoder; hatched bars are wrong top-1 hits (when known).
+    Above ``MAX_BARS`` targets, each encoder's sorted curve instead; never larger than ``MAX_WIDTH`` inches. Note that
+    similarities of different encoders live in different embedding spaces: the figure shows each one's spread."""
+    import pandas as pd  # imported by whoever has tables to draw
+
     targets = list(dict.fromkeys(per_target["target"]))
+    values_all = pd.to_numeric(per_target["sim_top1"], errors="coerce").to_numpy(dtype=np.float64)
+    know_hits = "hit_rate_at_1" in per_target
+    if len(targets) > MAX_BARS:
+        fig = _figure(10, 4.8, constrained=True)
+        ax = fig.subplots()
+        for i, label in enumerate(labels):
+            rows = per_target[per_target["encoder"] == label]
+            values = np.sort(pd.to_numeric(rows["sim_top1"], errors="coerce").dropna().to_numpy())[::-1]
+            ax.plot(np.arange(1, len(values) + 1), values, color=f"C{i % 10}", label=_text(label), linewidth=1.2)
+        ax.set_xlabel(f"target, sorted by its top-1 similarity ({len(targets)} targets)")
+        _zero_based(ax, values_all, "top-1 cosine similarity", top=1.05)
+        ax.legend(fontsize=8, loc="lower left", title="encoder", title_fontsize=8)
+        ax.set_title("Top-1 retrieval similarity of every target, sorted, by encoder (each in its own space)")
+        return fig
     n = max(len(labels), 1)
     width = 0.8 / n
-    fig = _figure(min(max(7, 0.35 * len(targets) * n + 3), 40), 4.8, constrained=True)
+    fig = _figure(min(max(7, 0.35 * len(targets) * n + 3), MAX_WIDTH), 4.8, constrained=True)
     ax = fig.subplots()
     x = np.arange(len(targets))
-    know_hits = "hit_rate_at_1" in per_target
     for i, label in enumerate(labels):
         rows = per_target[per_target["encoder"] == label].set_index("target")
         values = [float(rows["sim_top1"].get(t, np.nan)) for t in targets]
@@ -297,12 +388,8 @@ def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
                 if not rows["hit_rate_at_1"].get(target, 1) > 0:
                     bar.set_hatch("//")
                     bar.set_alpha(0.55)
-    ax.set_xticks(x, [_short(t, 24) for t in targets], rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("top-1 cosine similarity")
-    import pandas as pd  # imported by whoever has tables to draw
-
-    low = np.nanmin(pd.to_numeric(per_target["sim_top1"], errors="coerce")) if len(per_target) else 0.0
-    ax.set_ylim(min(0.0, float(low)), 1.05)
+    ax.set_xticks(x, short_labels(targets, 24), rotation=70, ha="right", fontsize=7)
+    _zero_based(ax, values_all, "top-1 cosine similarity", top=1.05)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="encoder", title_fontsize=8)
     title = "Top-1 retrieval similarity per target, by encoder"
     if know_hits:
@@ -311,73 +398,101 @@ def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
     return fig
 
 
-def metrics_heatmap(table: pd.DataFrame, metrics: list[str]):
-    """(b) Encoders × metrics; colour = min–max normalised per metric (1 = best), text = raw value."""
+def rank_colours(table: pd.DataFrame, metrics: list[str]) -> np.ndarray:
+    """Encoders × metrics in [0, 1] by rank within each metric (1 = best, 0 = worst; equal values share a rank);
+    NaN for a missing value and for a metric no comparison ranks (``sim_top1_mean``: its own space per encoder)."""
+    from .measures import ranked_across_encoders
+
     raw = table[metrics].astype(float).to_numpy()
-    norm = np.full_like(raw, np.nan)
+    out = np.full_like(raw, np.nan)
     for j, metric in enumerate(metrics):
         column = raw[:, j]
-        if not np.isfinite(column).any():
+        finite = np.isfinite(column)
+        if not finite.any() or not ranked_across_encoders(metric):
             continue
-        low, high = np.nanmin(column), np.nanmax(column)
-        if high > low:
-            norm[:, j] = (column - low) / (high - low)
-            if lower_is_better(metric):
-                norm[:, j] = 1.0 - norm[:, j]
-        else:  # every encoder equal: all best
-            norm[:, j] = np.where(np.isfinite(column), 1.0, np.nan)
+        better = -column if not lower_is_better(metric) else column
+        values = np.unique(better[finite])  # ascending: best first
+        ranks = np.searchsorted(values, better[finite])
+        out[finite, j] = 1.0 - ranks / max(len(values) - 1, 1)
+    return out
+
+
+def metrics_heatmap(table: pd.DataFrame, metrics: list[str]):
+    """(b) Encoders × metrics; colour = rank within each metric (1 = best), text = raw value with ★ for the best and
+    ≈ for a value tied with it (the comparison's paired test, ``<metric>_vs_best``). A rank, not a min–max scale:
+    0.444 against 0.500 with overlapping intervals is not painted as the full colour range, and the ≈ says so."""
     from matplotlib import colormaps
 
+    raw = table[metrics].astype(float).to_numpy()
+    norm = rank_colours(table, metrics)
     fig = _figure(max(5, 1.2 * len(metrics) + 2.5), max(2.5, 0.6 * len(table) + 1.6), constrained=True)
     ax = fig.subplots()
     cmap = colormaps["viridis"].with_extremes(bad="lightgray")
     image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(image, ax=ax, label="normalised per metric (1 = best)")
-    for i in range(raw.shape[0]):
-        for j in range(raw.shape[1]):
+    bar = fig.colorbar(image, ax=ax, label="rank within the metric", ticks=[0, 1])
+    bar.ax.set_yticklabels(["worst", "best"])
+    for i, label in enumerate(table.index):
+        for j, metric in enumerate(metrics):
             text = "–" if not np.isfinite(raw[i, j]) else f"{raw[i, j]:.3f}"
+            verdict = table.at[label, f"{metric}_vs_best"] if f"{metric}_vs_best" in table else ""
+            text += {"best": " ★", "tied": " ≈"}.get(verdict, "")
             dark = np.isfinite(norm[i, j]) and norm[i, j] < 0.6
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(metrics)), [_text(m) for m in metrics], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(table)), [_short(str(i), 24) for i in table.index], fontsize=8)
-    ax.set_title("Encoders × metrics (raw values annotated)")
+    ax.set_title("Encoders × metrics: ★ best, ≈ tied with the best (paired 95% test); grey: not ranked")
     return fig
 
 
 def summary_figure(summary: pd.DataFrame, labels: list[str]):
-    """(c) Per metric: each encoder's mean ± std over targets (thick) and min–max range (thin), mean annotated."""
+    """(c) Per metric: each encoder's mean over targets with its bootstrap 95% CI (thick bar; the columns
+    ``ci_low``/``ci_high`` of ``summary_stats``) and the min–max range over targets (thin), mean annotated. The
+    x-axis starts at 0 (or at the lowest value, when one is negative, said in its label)."""
     metrics = list(dict.fromkeys(summary["metric"])) or ["(no per-target values)"]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(4.2 * cols, 0.45 * len(labels) * rows + 1.6 * rows + 0.6, constrained=True)
+    fig = _figure(
+        min(4.2 * cols, MAX_WIDTH), min(0.45 * len(labels) * rows + 1.6 * rows + 0.6, MAX_HEIGHT), constrained=True
+    )
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
+    has_ci = {"ci_low", "ci_high"} <= set(summary.columns)
     for ax, metric in zip(axes.ravel(), metrics):
         part = summary[summary["metric"] == metric].set_index("encoder")
+        lows = []
         for y, label in enumerate(labels):
             if label not in part.index or not np.isfinite(part.at[label, "mean"]):
                 continue
             row = part.loc[label]
             ax.hlines(y, row["min"], row["max"], color=f"C{y % 10}", linewidth=1)
-            std = row["std"] if np.isfinite(row["std"]) else 0.0
-            ax.hlines(y, row["mean"] - std, row["mean"] + std, color=f"C{y % 10}", linewidth=5, alpha=0.6)
+            low, high = (row["ci_low"], row["ci_high"]) if has_ci else (row["mean"], row["mean"])
+            if np.isfinite(low) and np.isfinite(high):
+                ax.hlines(y, low, high, color=f"C{y % 10}", linewidth=5, alpha=0.6)
             ax.plot([row["mean"]], [y], "o", color="black", markersize=4)
+            interval = f" [{low:.3f}, {high:.3f}]" if has_ci and np.isfinite(low) else ""
             ax.annotate(
-                f"{row['mean']:.3f}±{std:.3f}",
+                f"{row['mean']:.3f}{interval}",
                 (row["mean"], y),
                 textcoords="offset points",
                 xytext=(0, 6),
                 ha="center",
                 fontsize=7,
             )
+            lows.append(float(row["min"]))
+        finite = [v for v in lows if np.isfinite(v)]
+        if finite and min(finite) < 0:
+            ax.set_xlim(left=min(finite) * 1.05)
+            ax.set_xlabel(f"axis from {min(finite) * 1.05:.2f}", fontsize=7)
+        else:
+            ax.set_xlim(left=0)
         ax.set_yticks(range(len(labels)), [_short(label, 16) for label in labels], fontsize=8)
         ax.set_ylim(-0.7, len(labels) - 0.3)
         ax.invert_yaxis()
         column = part["column"].iloc[0] if len(part) else ""
         ax.set_title(_text(f"{metric} (per-target {column})"), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("Per-target values: mean ± std (thick), min–max (thin)", fontsize=10)
+    fig.suptitle("Per-target values: mean with its bootstrap 95% CI (thick), min–max over targets (thin)", fontsize=10)
     return fig
 
 

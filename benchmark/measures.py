@@ -64,6 +64,13 @@ def has_direction(metric: str) -> bool:
     return found is None or found.higher_is_better is not None
 
 
+def ranked_across_encoders(metric: str) -> bool:
+    """Whether a comparison of encoders may rank ``metric`` (★, best tags, heatmap colour): it has a direction and
+    means the same in every encoder's runs (not ``sim_top1_mean``, a cosine in the encoder's own space)."""
+    found = measure(metric)
+    return has_direction(metric) and (found is None or found.across_encoders)
+
+
 def headline_metrics(ks: list[int]) -> list[str]:
     """The headline metric names for runs made with these k, in declaration order."""
     out: list[str] = []

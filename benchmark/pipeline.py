@@ -28,6 +28,7 @@ from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import ProcessWorkers, embed_files
 from .hash_index import HashIndex
+from .progress import stage_done
 from .ranking import cosine_matrix
 
 HEATMAP_MAX_CELLS = 2_000_000  # keep the full similarity matrix only when it is small enough to draw
@@ -248,6 +249,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         cosine_matrix(target_matrix, ref_matrix) if len(target_keys) * len(ref_keys) <= HEATMAP_MAX_CELLS else None
     )
     timings["retrieve_seconds"] = time.perf_counter() - tick
+    stage_done("retrieve", timings["retrieve_seconds"], progress, f"top-{config.k} of {len(ref_keys)} references")
 
     tick = time.perf_counter()
     evaluated = evaluation.evaluate(

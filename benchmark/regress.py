@@ -1,9 +1,11 @@
 """Regression check: has an encoder's latest run got worse than its baseline?
 
-For each encoder the *candidate* is its latest FINISHED run in the experiment (never the baseline itself); the
-*baseline* is, by ``--baseline``:
+For each encoder the *candidate* is its latest FINISHED run (never the baseline itself) in ``--experiment``, or, without
+it, anywhere in the tracking store (runs are found by their ``musicbench.encoder`` tag, so a bare ``mlflow run``'s run
+in MLflow's "Default" experiment counts); the *baseline* is, by ``--baseline``:
 
-- a run id: that run (only its encoder is checked; its experiment is searched for the candidate);
+- a run id: that run (only its encoder is checked; the candidate is searched in its experiment unless
+  ``--experiment`` names another);
 - ``tag``: the encoder's latest FINISHED run tagged ``baseline=true`` (``musicbench baseline pin RUN_ID``);
 - ``previous``: the encoder's FINISHED run just before the candidate.
 
@@ -35,7 +37,7 @@ import os
 from dataclasses import dataclass, field
 
 from .measures import has_direction, headline_metrics, lower_is_better
-from .runs import RunNotFound, encoder_of, encoder_runs, get_run
+from .runs import RunNotFound, SelectionError, encoder_of, encoder_runs, experiment_ids, get_run, where
 
 MODES = ("absolute", "relative", "ci")
 BASELINE_TAG = "baseline"
@@ -203,7 +205,9 @@ def check_pair(
     return pair
 
 
-def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, object, object]], dict[str, str]]:
+def find_pairs(
+    client, baseline: str, experiment: str | None
+) -> tuple[list[tuple[str, object, object]], dict[str, str]]:
     """(encoder, baseline run, candidate run) per encoder, and {encoder: why skipped}."""
     skipped: dict[str, str] = {}
     if baseline not in ("tag", "previous"):
@@ -212,23 +216,26 @@ def find_pairs(client, baseline: str, experiment: str) -> tuple[list[tuple[str, 
         except RunNotFound as error:
             raise RegressError(str(error)) from None
         encoder = encoder_of(base_run)
+        try:  # a run id: its own experiment, unless --experiment says otherwise
+            ids = experiment_ids(client, experiment) if experiment else [base_run.info.experiment_id]
+        except SelectionError as error:
+            raise RegressError(str(error)) from None
         candidates = [
-            r
-            for r in encoder_runs(client, base_run.info.experiment_id)
-            if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id
+            r for r in encoder_runs(client, ids) if encoder_of(r) == encoder and r.info.run_id != base_run.info.run_id
         ]
         if not candidates:
             raise RegressError(f"no other FINISHED {encoder} run than the baseline {baseline} to check")
         return [(encoder, base_run, candidates[0])], skipped
 
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise RegressError(f"experiment '{experiment}' not found")
+    try:
+        ids = experiment_ids(client, experiment)
+    except SelectionError as error:
+        raise RegressError(str(error)) from None
     by_encoder: dict[str, list] = {}
-    for run in encoder_runs(client, found.experiment_id):  # newest first
+    for run in encoder_runs(client, ids):  # newest first
         by_encoder.setdefault(encoder_of(run), []).append(run)
     if not by_encoder:
-        raise RegressError(f"experiment '{experiment}' has no FINISHED encoder runs")
+        raise RegressError(f"{where(experiment)} has no FINISHED encoder runs")
     pairs = []
     for encoder, runs in by_encoder.items():
         if baseline == "previous":
@@ -266,7 +273,7 @@ def regress(
     baseline: str,
     tolerance: float = 0.02,
     mode: str = "absolute",
-    experiment: str = "musicbench",
+    experiment: str | None = None,
     metrics: list[str] | None = None,
     record_tags: bool = True,
 ) -> Report:
@@ -296,6 +303,7 @@ def regress(
                 "regress.failed_metrics": "; ".join(f"{p.encoder}: {','.join(p.failed_metrics)}" for p in report.failed)
                 or "none",
                 "regress.candidates": ",".join(p.candidate.info.run_id for p in report.pairs),
+                tracking.MLFLOW_RUN_NAME: f"regress {baseline}",  # MLflow named it at random
             },
         )
     return report

@@ -49,22 +49,56 @@ def latest_first(runs: list) -> list:
     return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.end_time or 0), reverse=True)
 
 
-def encoder_runs(mlflow_client, experiment_id: str, status: str | None = "FINISHED") -> list:
-    """Every encoder run (tagged ``musicbench.encoder``) of an experiment, newest first."""
+def experiment_ids(mlflow_client, experiment: str | None) -> list[str]:
+    """The experiment named ``experiment`` (``SelectionError`` when it does not exist), or with None every active
+    experiment of the store: musicbench runs are found by their ``musicbench.encoder`` tag wherever they were
+    recorded (a bare ``mlflow run`` records into MLflow's "Default" experiment)."""
     from mlflow.entities import ViewType
 
+    if experiment:
+        found = mlflow_client.get_experiment_by_name(experiment)
+        if found is None:
+            raise SelectionError(f"experiment '{experiment}' not found")
+        return [found.experiment_id]
+    ids, token = [], None
+    while True:
+        page = mlflow_client.search_experiments(ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            return ids
+
+
+def where(experiment: str | None) -> str:
+    """How messages name the runs searched."""
+    return f"experiment '{experiment}'" if experiment else "the tracking store (every experiment)"
+
+
+def encoder_runs(mlflow_client, experiment_id, status: str | None = "FINISHED") -> list:
+    """Every encoder run (tagged ``musicbench.encoder``) of an experiment id (or a list of them), newest first."""
+    from mlflow.entities import ViewType
+
+    ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
     filters = [f"tags.`{ENCODER_TAG}` != ''"]
     if status:
         filters.append(f"attributes.status = '{status}'")
-    runs, token = [], None
-    while True:
-        page = mlflow_client.search_runs(
-            [experiment_id], " and ".join(filters), ViewType.ACTIVE_ONLY, 1000, ["attributes.start_time DESC"], token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return latest_first(runs)
+    runs = []
+    for start in range(0, len(ids), 100):  # the stores take a bounded list of experiments per search
+        token = None
+        while True:
+            page = mlflow_client.search_runs(
+                ids[start : start + 100],
+                " and ".join(filters),
+                ViewType.ACTIVE_ONLY,
+                1000,
+                ["attributes.start_time DESC"],
+                token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+    return latest_first(runs)
 
 
 def child_runs(mlflow_client, parent_run) -> list:
@@ -89,10 +123,13 @@ class Selection:
 def select_runs(
     client, parent: str | None = None, experiment: str | None = None, run_ids: list[str] | None = None
 ) -> Selection:
-    """Resolve exactly one of parent / run_ids / experiment into the runs to compare."""
+    """Resolve at most one of parent / run_ids / experiment into the runs to compare; none: the latest FINISHED run
+    of every encoder in the whole store (``experiment_ids``)."""
     given = [name for name, value in (("--parent", parent), ("--runs", run_ids), ("--experiment", experiment)) if value]
-    if len(given) != 1:
-        raise SelectionError(f"give exactly one of --parent, --runs, --experiment (got {', '.join(given) or 'none'})")
+    if len(given) > 1:
+        raise SelectionError(
+            f"give exactly one of --parent, --runs, --experiment, or none (every experiment); got {', '.join(given)}"
+        )
     if parent:
         return _children_of(client, get_run(client, parent, "parent run"))
     if run_ids:
@@ -101,15 +138,14 @@ def select_runs(
             if run.info.status != "FINISHED":
                 raise SelectionError(f"run {run.info.run_id} ({encoder_of(run)}) is {run.info.status}, not FINISHED")
         return Selection(runs, None, runs[0].info.experiment_id)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise SelectionError(f"experiment '{experiment}' not found")
+    ids = experiment_ids(client, experiment)
     latest: dict[str, object] = {}
-    for run in encoder_runs(client, found.experiment_id):
+    for run in encoder_runs(client, ids):
         latest.setdefault(encoder_of(run), run)
     if not latest:
-        raise SelectionError(f"experiment '{experiment}' has no FINISHED encoder runs")
-    return Selection(list(reversed(list(latest.values()))), None, found.experiment_id)
+        raise SelectionError(f"{where(experiment)} has no FINISHED encoder runs")
+    runs = list(reversed(list(latest.values())))
+    return Selection(runs, None, ids[0] if experiment else runs[-1].info.experiment_id)
 
 
 def _children_of(client, parent_run) -> Selection:

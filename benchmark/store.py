@@ -67,6 +67,41 @@ def check_timeout() -> int:
     return max(1, math.ceil(value))
 
 
+#: where ``resolve_experiment`` found the experiment, for messages
+EXPERIMENT_SOURCES = ("--experiment", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "mlflow run", "default")
+
+
+def resolve_experiment(given: str | None, default: str = "musicbench") -> tuple[str, str]:
+    """The one rule for the experiment a run goes to: ``(name, source)``.
+
+    ``--experiment`` when given, else ``$MLFLOW_EXPERIMENT_NAME``, else ``$MLFLOW_EXPERIMENT_ID`` (its name, looked up
+    in the store), else the experiment of the run an enclosing ``mlflow run`` started (``$MLFLOW_RUN_ID``; ``mlflow
+    run`` also sets ``$MLFLOW_EXPERIMENT_ID`` to it), else ``default`` ("musicbench"). Raises ``ValueError`` for an
+    empty name or an experiment id the store does not know. The store is asked only for an id.
+    """
+    if given is not None and str(given).strip():
+        return experiment_name(given), "--experiment"
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip():
+        return experiment_name(os.environ["MLFLOW_EXPERIMENT_NAME"]), "MLFLOW_EXPERIMENT_NAME"
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
+    source = "MLFLOW_EXPERIMENT_ID"
+    if not experiment_id and os.environ.get("MLFLOW_RUN_ID", "").strip():
+        source = "mlflow run"
+    if experiment_id or source == "mlflow run":
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        mlflow.set_tracking_uri(tracking_uri())
+        client = mlflow.tracking.MlflowClient()
+        try:
+            if not experiment_id:
+                experiment_id = client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
+            return client.get_experiment(experiment_id).name, source
+        except MlflowException as error:
+            raise ValueError(f"{source}={experiment_id or os.environ['MLFLOW_RUN_ID']}: {error.message}") from None
+    return default, "default"
+
+
 def experiment_name(name: str | None) -> str:
     """A usable MLflow experiment name (stripped), or ``ValueError`` saying why not."""
     text = (name or "").strip()
@@ -282,3 +317,19 @@ def check(experiment: str | None = None, write: bool = True) -> str | None:
         raise StoreError(f"{where}: {error}") from None
     except Exception as error:  # noqa: BLE001 - whatever the store raised, one line names it
         raise StoreError(f"{where}: {cause(error, timeout)}") from None
+
+
+def check_resolved(given: str | None, write: bool = True) -> str:
+    """``resolve_experiment`` then ``check`` on it: the experiment's name, after the bounded pre-flight. An experiment
+    id to look up is looked up after a bounded read of the store; an unknown one is a ``StoreError`` (one line)."""
+    needs_store = not (given or os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip()) and (
+        os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip() or os.environ.get("MLFLOW_RUN_ID", "").strip()
+    )
+    if needs_store:
+        check(None, write=False)
+    try:
+        name, _ = resolve_experiment(given)
+    except ValueError as error:
+        raise StoreError(f"tracking store {shown_uri(tracking_uri())}: {error}") from None
+    check(name, write=write)
+    return name

@@ -44,6 +44,7 @@ TRACKED_PACKAGES = (
     "transformers",
 )
 FAILURE_REASON_TAG = "failure_reason"
+MLFLOW_RUN_NAME = "mlflow.runName"
 #: MLflow refuses longer tag values; every tag written here is cut to this length
 TAG_LIMIT = 5000
 
@@ -96,14 +97,23 @@ def started_run(
         signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread
         previous = None
-    if os.environ.get("MLFLOW_RUN_ID") and not nested and mlflow.active_run() is None:
+    resumed = bool(os.environ.get("MLFLOW_RUN_ID") and not nested and mlflow.active_run() is None)
+    # system metrics are started below, inside the try: mlflow.start_run starts them after creating the run, and a
+    # failure there (psutil missing) raised with the run left RUNNING for ever
+    if resumed:
         mlflow.set_tracking_uri(tracking_uri())
         # mlflow.start_run resumes $MLFLOW_RUN_ID whenever it is set, even for nested runs: consume it here,
         # so runs started inside this one (a suite's children) become real children.
-        run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
+        run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags, log_system_metrics=False)
     else:
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=tags)
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, nested=nested, tags=tags, log_system_metrics=False
+        )
     try:
+        if resumed and run_name:  # MLflow named it at random (youthful-wasp-864): say what it is
+            mlflow.set_tag(MLFLOW_RUN_NAME, run_name)
+        if system_metrics_wanted():
+            start_system_metrics(run.info.run_id, resumed)
         yield run
     except KeyboardInterrupt as error:
         _end_run("KILLED", f"interrupted: {error}" if str(error) else "interrupted", error)
@@ -116,6 +126,52 @@ def started_run(
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def record_refusal(reason: str, tags: dict[str, str] | None = None) -> None:
+    """Under ``mlflow run``: the command was refused before its run started (a bad option, the dataset, the store),
+    and MLflow will mark the run it created FAILED for the non-zero exit. Say why on that run (``failure_reason``,
+    the encoder tag, a meaningful name). Best effort, bounded: nothing to do outside ``mlflow run``."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    with contextlib.suppress(Exception):
+        import mlflow
+
+        from .store import _bounded_http, check_timeout
+
+        with _bounded_http(check_timeout()):
+            mlflow.set_tracking_uri(tracking_uri())
+            client = mlflow.tracking.MlflowClient()
+            for key, value in {FAILURE_REASON_TAG: reason, **(tags or {})}.items():
+                client.set_tag(run_id, key, tag_text(value))
+
+
+def system_metrics_wanted() -> bool:
+    """``--system-metrics`` (which sets it) or ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true``."""
+    return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").strip().lower() in ("true", "1")
+
+
+def start_system_metrics(run_id: str, resumed: bool = False) -> None:
+    """MLflow's system metrics monitor (CPU, memory, disk, network; GPU when ``nvidia-ml-py`` is installed) on the
+    active run, as ``mlflow.start_run(log_system_metrics=True)`` starts it, registered where ``mlflow.end_run`` finds
+    and stops it. Called inside ``started_run``'s error handling: a monitor that cannot start ends the run FAILED
+    with the reason, never RUNNING."""
+    import importlib.util
+
+    from mlflow.tracking import fluent
+
+    if importlib.util.find_spec("psutil") is None:
+        raise RuntimeError("system metrics need psutil, which is not installed: pip install psutil")
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, resume_logging=resumed)
+    fluent.run_id_to_system_metrics_monitor[run_id] = monitor
+    try:
+        monitor.start()
+    except BaseException:
+        fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
+        raise
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -148,23 +204,61 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
-def log_params_once(params: dict[str, object]) -> None:
-    """Log params; one already set by ``mlflow run`` with another value is kept and ours goes to ``resolved.<k>``.
+#: params that describe this machine, not the run: recorded as tags ``path.<name>`` (a diff of two runs' params then
+#: shows what differs between the runs, not between the machines they ran on)
+MACHINE_PARAMS = ("cache_dir",)
+#: tag prefix of a value of ours for a param that ``mlflow run`` had already logged with its raw ``-P`` value (e.g.
+#: ``refs=demo`` → ``resolved.refs=/…/demo/v1/refs``); params are immutable, and a tag keeps the params of a run
+#: made with ``mlflow run`` and with ``musicbench run`` the same set
+RESOLVED_TAG = "resolved"
 
-    (MLflow params are immutable; ``mlflow run`` logs the raw ``-P`` values, e.g. an empty ``refs``.)
+
+def log_params_once(params: dict[str, object], fill_only: bool = False) -> None:
+    """Log params, each once (MLflow params are immutable).
+
+    A param already logged with another value (``mlflow run`` logs the raw ``-P`` values first, e.g. ``refs=demo``)
+    is kept, and ours goes to the tag ``resolved.<name>``; with ``fill_only`` it is dropped instead (the run's inputs
+    in their canonical form, logged so that every run has the same params whichever way it was started).
+    ``MACHINE_PARAMS`` become ``path.<name>`` tags.
     """
     import mlflow
 
     existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    out = {}
+    out, tags = {}, {}
     for key, value in params.items():
         text = str(value)[:6000]
-        if key in existing and existing[key] != text:
-            out[f"resolved.{key}"] = text
+        if key in MACHINE_PARAMS:
+            tags[f"path.{key}"] = tag_text(text)
+        elif key in existing and existing[key] != text:
+            if not fill_only:
+                tags[f"{RESOLVED_TAG}.{key}"] = tag_text(text)
         elif key not in existing:
             out[key] = text
     if out:
         mlflow.log_params(out)
+    if tags:
+        mlflow.set_tags(tags)
+
+
+def params_of(config: RunConfig) -> dict[str, object]:
+    """The config's params, flags written as ``true``/``false`` as the MLproject parameters give them."""
+    return {**config.as_params(), "allow_download": str(bool(config.allow_download)).lower()}
+
+
+def run_inputs(config: RunConfig) -> dict[str, object]:
+    """The run's inputs under the names and in the canonical form of the MLproject parameters (``none`` /
+    ``default`` / ``demo`` for an option not given: MLflow would log an empty parameter as the literal ``''``)."""
+    return {
+        "weights": config.weights or "default",
+        "window": config.window_seconds if config.window_seconds is not None else "default",
+        "hop": config.hop_seconds if config.hop_seconds is not None else "default",
+        "index": config.index.kind,
+        "scenario": config.scenario or "none",
+        "deformations": ",".join(config.deformations) or "default",
+        "query_seconds": config.query_seconds,
+        "allow_download": str(bool(config.allow_download)).lower(),
+        "system_metrics": str(system_metrics_wanted()).lower(),
+    }
 
 
 def _manifest(result: RunResult) -> pd.DataFrame:
@@ -237,7 +331,7 @@ def log_result(result: RunResult) -> None:
     from . import figures
 
     skipped = _Skipped()
-    config_params = skipped.attempt("params", result.config.as_params) or {}  # once: asks git for the code version
+    config_params = skipped.attempt("params", params_of, result.config) or {}  # once: asks git for the code version
     _log_values(result, config_params, skipped)
     figure_args = skipped.attempt(
         "figures",
@@ -460,7 +554,8 @@ def run_and_record(
             tags={ENCODER_TAG: config.encoder, **(tags or {})},
         ) as run:
             run_id = run.info.run_id
-            log_params_once({**config.as_params(), "weights": config.weights or "default"})
+            log_params_once(params_of(config))
+            log_params_once(run_inputs(config), fill_only=True)
             prepared = pipeline.prepare(config, dataset)
             _prestart_figures()
             try:
@@ -536,11 +631,28 @@ def log_comparison(client, run_id: str, comparison, base: str = "comparison") ->
     }
     for metric in comparison.metrics:
         best = [label for label in comparison.labels if comparison.table.at[label, f"{metric}_vs_best"] == "best"]
-        tags[f"{COMPARISON_TAG}.best.{metric}"] = ",".join(best)
+        if best:  # a metric that is not ranked across encoders (sim_top1_mean) has no best
+            tags[f"{COMPARISON_TAG}.best.{metric}"] = ",".join(best)
     if comparison.warnings:
         tags[f"{COMPARISON_TAG}.warnings"] = " | ".join(comparison.warnings)
+    tags[MLFLOW_NOTE] = comparison_note(comparison, base)
     for key, value in tags.items():
         client.set_tag(run_id, key, tag_text(value))
+
+
+#: the run's description in the MLflow UI (markdown, shown on the run's page)
+MLFLOW_NOTE = "mlflow.note.content"
+
+
+def comparison_note(comparison, base: str = "comparison") -> str:
+    """The run's description: the comparison table in markdown (cut to the tag limit, saying where the rest is)."""
+    head = f"**{' vs '.join(comparison.labels)}**: the comparison of these encoder runs (files under `{base}/`).\n\n"
+    warnings = "".join(f"\n\nWarning: {w}" for w in comparison.warnings)
+    text = head + comparison.markdown() + warnings
+    if len(text) > TAG_LIMIT:
+        more = f"\n\n… (cut; the whole table is `{base}/comparison.md`)"
+        text = text[: TAG_LIMIT - len(more)] + more
+    return text
 
 
 def set_tags(client, run_id: str, tags: dict[str, object]) -> None:
@@ -555,3 +667,10 @@ def set_baseline(client, run_id: str, pinned: bool, tag: str = "baseline") -> No
         client.set_tag(run_id, tag, "true")
     elif tag in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, tag)
+
+
+def delete_runs(client, run_ids: list[str]) -> None:
+    """Soft-delete runs (an experiment's previous comparison run, replaced by a new one); ``mlflow gc`` removes them
+    for good, ``mlflow runs restore`` brings one back."""
+    for run_id in run_ids:
+        client.delete_run(run_id)

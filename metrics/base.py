@@ -13,6 +13,7 @@ Logged names (one scheme, documented in README):
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -30,19 +31,27 @@ class Measure:
 
     ``name`` is the logged metric name; ``{k}`` stands for the run's k (``recall_at_{k}``).
     ``higher_is_better``: True / False, or None for a descriptive number with no better direction
-    (e.g. an aesthetics delta). ``headline``: part of the default comparison and regression gate.
+    (e.g. an aesthetics delta). ``headline``: retrieval quality, part of the default comparison and regression
+    gate (★, the heatmap's colours, ``comparison.best.*`` tags). ``across_encoders``: False for a number that is
+    comparable within one encoder only (``sim_top1_mean``: a cosine in that encoder's own embedding space), which
+    no comparison of encoders ranks (never headline).
     """
 
     name: str
     higher_is_better: bool | None = True
     headline: bool = False
     description: str = ""
+    across_encoders: bool = True
+
+    def __post_init__(self) -> None:
+        if self.headline and not self.across_encoders:
+            raise ValueError(f"{self.name}: a number comparable within one encoder only cannot be a headline")
 
     def named(self, name: str) -> Measure:
-        return Measure(name, self.higher_is_better, self.headline, self.description)
+        return dataclasses.replace(self, name=name)
 
     def not_headline(self) -> Measure:
-        return Measure(self.name, self.higher_is_better, False, self.description)
+        return dataclasses.replace(self, headline=False)
 
 
 class PairMetric(ABC):

@@ -27,7 +27,9 @@ def test_conda_env_lists_the_same_dependencies_as_setup_cfg():
 def test_mlproject_entry_point_runs_the_cli():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
     assert "benchmark.cli run" in project["entry_points"]["main"]["command"]
-    assert project["conda_env"] == "conda.yaml"
+    assert project["python_env"] == "python_env.yaml"  # the bare `mlflow run .` (virtualenv); conda.yaml: documented
+    env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
+    assert env["python"].count(".") == 2 and "-e ." in env["dependencies"]  # an exact Python: pyenv has it offline
 
 
 def test_importing_the_packages_and_listing_encoders_imports_no_model():

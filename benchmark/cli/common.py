@@ -74,7 +74,7 @@ def name_path_pairs(values: tuple[str, ...], what: str, option: str) -> dict[str
     """``NAME=PATH`` options (repeatable) → {name: path}; '' (an empty ``mlflow run`` parameter) is skipped."""
     out = {}
     for value in values:
-        if not value:
+        if unset(value):
             continue
         name, sep, path = value.partition("=")
         if not sep or not name.strip() or not path.strip():
@@ -88,13 +88,43 @@ def comma_list(text: str | None) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
 
 
+#: the words an ``mlflow run`` parameter uses for "not given" (an empty parameter would be logged as the literal
+#: ``''``): ``demo`` (``--refs`` / ``--targets``: the demo set), ``none``, ``default``, ``headline``, and ``/dev/null``
+#: (``--weights``: MLflow's ``path`` parameters must name something that exists). A folder with one of these names is
+#: given as ``./none``.
+UNSET = ("", "demo", "none", "default", "headline", os.devnull)
+
+
+def unset(value) -> bool:
+    return value is None or str(value).strip() in UNSET
+
+
 def optional_path(ctx, param, value):
-    """Paths may arrive as '' from ``mlflow run`` parameters: treat that as not given."""
-    return Path(value).expanduser() if value else None
+    """A path, or None when not given (or given as one of the ``UNSET`` words of an ``mlflow run`` parameter)."""
+    return None if unset(value) else Path(value).expanduser()
+
+
+def optional_text(ctx, param, value):
+    """A text option, '' when not given (or an ``UNSET`` word)."""
+    return "" if unset(value) else value
+
+
+def optional_bool(name: str, help: str):
+    """``--name`` alone (true), ``--name true|false``, or absent (false): a flag ``mlflow run`` parameters can set."""
+    return click.option(name, type=click.BOOL, is_flag=False, flag_value=True, default=False, help=help)
+
+
+#: the one rule for the experiment a run goes to (``store.resolve_experiment``)
+EXPERIMENT_HELP = (
+    f"MLflow experiment [default: $MLFLOW_EXPERIMENT_NAME, else $MLFLOW_EXPERIMENT_ID, else the experiment of an "
+    f"enclosing `mlflow run`, else '{DEFAULT_EXPERIMENT}']."
+)
 
 
 def experiment_option(ctx, param, value):
-    """``--experiment``: a non-empty MLflow experiment name."""
+    """``--experiment``: a non-empty MLflow experiment name, or None (not given: ``store.resolve_experiment``)."""
+    if value is None or str(value).strip() == "none":
+        return None
     try:
         return experiment_name(value)
     except ValueError as error:
@@ -104,7 +134,7 @@ def experiment_option(ctx, param, value):
 def optional_float(ctx, param, value):
     """A number, or None for '' (an empty ``mlflow run`` parameter); its range is checked with the other options
     (``check_options``), so that every bad value gets the same one-line refusal."""
-    if value in (None, ""):
+    if unset(value):
         return None
     try:
         return float(value)
@@ -275,11 +305,7 @@ def run_options(fn):
             metavar="METRIC=PATH",
             help="Weights of a pair metric's model, e.g. aesthetics=/path/checkpoint.pt (repeatable).",
         ),
-        click.option(
-            "--allow-download",
-            is_flag=True,
-            help="Let model packages download missing weights from the Hugging Face hub.",
-        ),
+        optional_bool("--allow-download", "Let model packages download missing weights from the Hugging Face hub."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option(
             "--batch-size",
@@ -328,10 +354,9 @@ def run_options(fn):
         click.option("--cache-dir", callback=optional_path, help=f"Embedding cache [default: {default_cache_dir()}]"),
         click.option(
             "--experiment",
-            default=DEFAULT_EXPERIMENT,
-            show_default=True,
+            default=None,
             callback=experiment_option,
-            help="MLflow experiment.",
+            help=EXPERIMENT_HELP,
         ),
         click.option(
             "--workers",
@@ -342,7 +367,17 @@ def run_options(fn):
         ),
         *SCALE_OPTIONS,
         *HF_OPTIONS,
-        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        click.option(
+            "--no-progress",
+            is_flag=True,
+            help="No progress at all [default: bars on a terminal; elsewhere (cron, mlflow run, CI) one line per stage "
+            "and per ~10 %, with counts, rate and each stage's duration].",
+        ),
+        optional_bool(
+            "--system-metrics",
+            "Log MLflow system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) every 10 s while the run "
+            "runs (also: MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true).",
+        ),
         *scenario_options(),
     ]
     for option in reversed(options):
@@ -474,12 +509,14 @@ def scenario_options() -> list:
         click.option(
             "--scenario",
             default="",
+            callback=optional_text,
             help="robustness: derive queries from --refs (a seeded excerpt of each reference under each deformation; "
             "its source is the relevant reference) instead of --targets and --ground-truth.",
         ),
         click.option(
             "--deformations",
             default="",
+            callback=optional_text,
             help="Deformations of the robustness scenario, comma-separated [default: identity, excerpt, pitch_up_1, "
             "pitch_down_1, pitch_up_2, pitch_down_2, tempo_0.9, tempo_1.1, noise_snr_20, noise_snr_10, gain_-10db, "
             "lowpass_4k, mp3_32k].",
@@ -521,6 +558,8 @@ def no_scenario(kw: dict) -> None:
     """Without ``--scenario``, its options are refused (one line, exit 2), and set to the config's defaults."""
     from .. import scenarios
 
+    if kw["query_seconds"] == scenarios.DEFAULT_QUERY_SECONDS:  # the MLproject parameter's default (a float)
+        kw["query_seconds"] = None
     try:
         scenarios.check(None, kw["deformations"], kw["query_seconds"], None, None)
     except scenarios.ScenarioOptionError as error:
@@ -529,10 +568,12 @@ def no_scenario(kw: dict) -> None:
 
 
 def make_config(encoder: str, **kw) -> RunConfig:
-    from ..store import check
+    from ..store import check_resolved
 
     kw.update(scale_options(kw))  # --engine / --index: grouped, and refused (exit 2) when their extra is missing
-    check(kw["experiment"])  # the bounded pre-flight of the tracking store, before any work (StoreError: exit 2)
+    # the experiment (--experiment, $MLFLOW_EXPERIMENT_NAME / _ID, an enclosing `mlflow run`, "musicbench") and the
+    # bounded pre-flight of the tracking store, before any work (StoreError: exit 2)
+    kw["experiment"] = check_resolved(kw["experiment"])
     if kw.get("scenario"):  # queries made from --refs (benchmark/scenarios); they live in the cache
         refs, targets, ground_truth = scenario_paths(kw, kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"))
     else:
@@ -541,6 +582,8 @@ def make_config(encoder: str, **kw) -> RunConfig:
             kw.pop("refs"), kw.pop("targets"), kw.pop("ground_truth"), not kw["no_progress"]
         )
     kw.pop("no_progress")
+    if kw.pop("system_metrics", False):  # every run of this process (a suite's parent and children)
+        os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "true"
     if kw.get("allow_download"):
         os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
     cache_dir = kw.pop("cache_dir") or default_cache_dir()

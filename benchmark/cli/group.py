@@ -18,15 +18,55 @@ class MusicbenchGroup(click.Group):
 
         handle_sigterm()
         try:
-            return super().invoke(ctx)
-        except click.UsageError as error:
-            command = ctx.invoked_subcommand or ""
-            hint = f"see 'musicbench {command} --help'".replace("  ", " ")
-            raise OneLineUsageError(f"{error.format_message()} ({hint})") from None
-        except KeyboardInterrupt as error:
-            status = exit_status(error)
-            click.echo(f"\nInterrupted ({'SIGTERM' if status == 143 else 'Ctrl-C'}): exit status {status}", err=True)
-            raise click.exceptions.Exit(status) from None
+            try:
+                return super().invoke(ctx)
+            except click.UsageError as error:
+                command = ctx.invoked_subcommand or ""
+                hint = f"see 'musicbench {command} --help'".replace("  ", " ")
+                raise OneLineUsageError(f"{error.format_message()} ({hint})") from None
+            except KeyboardInterrupt as error:
+                status = exit_status(error)
+                click.echo(
+                    f"\nInterrupted ({'SIGTERM' if status == 143 else 'Ctrl-C'}): exit status {status}", err=True
+                )
+                raise click.exceptions.Exit(status) from None
+        except BaseException as error:
+            _record_refusal(error)
+            raise
+
+
+def _record_refusal(error: BaseException) -> None:
+    """Under ``mlflow run``, a command that stops with an error before its run started (MLflow's run is still in
+    ``$MLFLOW_RUN_ID``) leaves the reason and the encoder on that run, which MLflow then marks FAILED."""
+    import os
+    import sys
+
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        return
+    if isinstance(error, click.exceptions.Exit) and error.exit_code == 0:
+        return
+    if isinstance(error, SystemExit) and error.code in (0, None):
+        return
+    if isinstance(error, click.ClickException):
+        reason = error.format_message()
+    elif isinstance(error, (click.exceptions.Exit, SystemExit)):
+        reason = f"exit status {getattr(error, 'exit_code', getattr(error, 'code', ''))}"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    from ..runs import ENCODER_TAG
+    from ..tracking import MLFLOW_RUN_NAME, record_refusal
+
+    args, tags = sys.argv[1:], {}
+    command = args[0] if args else ""
+    for flag in ("--encoder", "-e", "--encoders"):
+        for i, arg in enumerate(args):
+            value = args[i + 1] if arg == flag and i + 1 < len(args) else None
+            if arg.startswith(flag + "="):
+                value = arg.partition("=")[2]
+            if value:
+                tags[ENCODER_TAG if flag != "--encoders" else "musicbench.suite.encoders"] = value
+                tags[MLFLOW_RUN_NAME] = value if flag != "--encoders" else f"{command} {value}"
+    record_refusal(reason, tags)
 
 
 class OneLineUsageError(click.ClickException):

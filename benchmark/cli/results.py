@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..config import DEFAULT_EXPERIMENT
-from .common import Refused, comma_list, echo_comparison, experiment_option, optional_path
+from .common import Refused, comma_list, echo_comparison, experiment_option, optional_path, optional_text
 from .group import main
 
 
@@ -20,19 +19,22 @@ def store_checked() -> None:
 
 
 @main.command()
-@click.option("--parent", help="Compare the finished children of this suite parent run.")
+@click.option("--parent", callback=optional_text, help="Compare the finished children of this suite parent run.")
 @click.option(
     "--experiment",
-    help="Compare the latest finished run of every encoder in this experiment "
-    f"[the default, with '{DEFAULT_EXPERIMENT}', when no option is given].",
+    callback=experiment_option,
+    help="Compare the latest finished run of every encoder in this experiment [default, when no option is given: "
+    "in every experiment of the tracking store, runs found by their musicbench.encoder tag].",
 )
-@click.option("--runs", help="Compare exactly these runs: RUN_ID,RUN_ID,…")
+@click.option("--runs", callback=optional_text, help="Compare exactly these runs: RUN_ID,RUN_ID,…")
 @click.option(
     "--metrics",
     "metric_names",
     default="",
-    help="Metrics to compare, m,m,… [default: map, mrr, recall_at_k, ndcg_at_k, hit_rate_at_1, "
-    "sim_top1_mean, melody_acc_top1_mean — those logged].",
+    callback=optional_text,
+    help="Metrics to compare, m,m,… [default: the headline (retrieval quality) metrics logged: map, mrr, "
+    "recall_at_k, ndcg_at_k, hit_rate_at_1, melody_acc_top1_mean]. sim_top1_mean, a cosine in each encoder's own "
+    "space, can be listed but is never ranked.",
 )
 @click.option(
     "--out", callback=optional_path, help="Output folder [default: ./comparison/<parent run id or timestamp>]."
@@ -49,8 +51,6 @@ def compare(parent, experiment, runs, metric_names, out) -> None:
 
     store_checked()
     run_ids = comma_list(runs)
-    if not (parent or run_ids or experiment):
-        experiment = DEFAULT_EXPERIMENT
     try:
         outcome = compare_module.compare(
             parent=parent or None,
@@ -101,15 +101,16 @@ class Regression(click.ClickException):
 )
 @click.option(
     "--experiment",
-    default=DEFAULT_EXPERIMENT,
-    show_default=True,
+    default=None,
     callback=experiment_option,
-    help="Experiment searched with 'tag'/'previous' (with a run id: the baseline's experiment).",
+    help="Experiment searched for the candidate and for 'tag'/'previous' baselines [default: every experiment of "
+    "the tracking store, runs found by their musicbench.encoder tag].",
 )
 @click.option(
     "--metrics",
     "metric_names",
     default="",
+    callback=optional_text,
     help="Metrics to check, m,m,… [default: the headline metrics present in both runs].",
 )
 def regress(baseline, tolerance, mode, experiment, metric_names) -> None:

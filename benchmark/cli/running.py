@@ -121,7 +121,7 @@ def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
     metavar="ENCODER=PATH",
     help="Weights of one encoder of the suite, e.g. clap=/path/630k-audioset-best.pt (repeatable).",
 )
-@click.option("--run-name", default="suite", show_default=True, help="MLflow name of the parent run.")
+@click.option("--run-name", help="MLflow name of the parent run [default: what it compares, e.g. 'mfcc vs chroma'].")
 @click.option(
     "--out", callback=optional_path, help="Folder for the comparison files [default: ./comparison/<parent run id>]."
 )
@@ -152,6 +152,8 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     progress = not kw["no_progress"]
     base = make_config(names[0], **kw)
     dataset = pipeline.load(base)
+    if not run_name:  # chart legends and the runs list then say what each suite compared
+        run_name = " vs ".join(names) + (f" ({base.scenario})" if base.scenario else "")
     try:
         result = suite_module.run_suite(
             base,

@@ -232,12 +232,12 @@ def _one_reference(dataset: ScenarioDataset, ref: AudioFile, digest: str) -> _Re
 def make_queries(dataset: ScenarioDataset, workers: int, failures: list[Failure], progress: bool) -> Prepared:
     """See ``ScenarioDataset.prepare_targets``. References are worked on in ``workers`` threads (decode and Rubber
     Band release the GIL); results are gathered in reference order."""
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     scenario = dataset.scenario
     hashes = _source_hashes(dataset, failures)
     refs = [ref for ref in dataset.refs if ref.path in hashes]
-    bar = tqdm(total=len(refs), desc="queries (deform)", unit="ref", disable=not progress, leave=False)
+    bar = progress_bar(total=len(refs), desc="queries (deform)", unit="ref", disable=not progress, leave=False)
     outcomes: list[_RefOutcome] = []
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for outcome in pool.map(lambda ref: _one_reference(dataset, ref, hashes[ref.path]), refs):
