@@ -81,6 +81,7 @@ class _Embedded:
     n_samples: int
     rows: np.ndarray | None = None
     error: str | None = None
+    weights: np.ndarray | None = None  # the rows' pooling weights (``WindowPolicy.weights``); None: equal
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,15 @@ class _Stream:
     path: Path
 
 
-_Outcome = list | _Embedded | _Undecodable | _Stream  # windows | embedded (processes) | decode failure | long file
+@dataclass(frozen=True)
+class _Cut:
+    """One file decoded and cut here (threads): its windows and their pooling weights (``WindowPolicy.weights``)."""
+
+    windows: list[np.ndarray]
+    weights: np.ndarray
+
+
+_Outcome = _Cut | _Embedded | _Undecodable | _Stream  # windows | embedded (processes) | decode failure | long file
 
 
 def streamed(encoder: Encoder, path: Path) -> bool:
@@ -102,10 +111,25 @@ def streamed(encoder: Encoder, path: Path) -> bool:
     return length is not None and length > STREAM_MIN_SECONDS * encoder.sample_rate
 
 
-def stream_windows(encoder: Encoder, path: Path) -> Iterator[list[np.ndarray]]:
+def stream_windows(encoder: Encoder, path: Path, length: list[int] | None = None) -> Iterator[list[np.ndarray]]:
     """``encoder``'s windows of ``path``, list by list as it is decoded (``AudioDecodeError`` may come from any
-    ``next()``, a truncated file being known only at its end)."""
-    return encoder.window.stream(decode_blocks(path, encoder.sample_rate), encoder.sample_rate)
+    ``next()``, a truncated file being known only at its end). ``length``: a one-item list that counts the samples
+    decoded (the file's length once the windows are exhausted, for ``WindowPolicy.weights``)."""
+    blocks = decode_blocks(path, encoder.sample_rate)
+    if length is not None:
+        blocks = _counted(blocks, length)
+    return encoder.window.stream(blocks, encoder.sample_rate)
+
+
+def _counted(blocks: Iterable[np.ndarray], length: list[int]) -> Iterator[np.ndarray]:
+    for block in blocks:
+        length[0] += len(block)
+        yield block
+
+
+def _weights(encoder: Encoder, n_samples: int) -> np.ndarray:
+    """The pooling weights of the windows of a file of ``n_samples`` samples at the encoder's rate."""
+    return encoder.window.weights(n_samples, encoder.sample_rate)
 
 
 def _decode_failure(path: Path, error: Exception) -> _Undecodable:
@@ -129,10 +153,11 @@ class _File:
     """One file in the batcher: its window embeddings so far, how many of its windows wait in the queue, and
     whether all of its windows have been added (``complete``) or it failed (``error``)."""
 
-    __slots__ = ("item", "rows", "pending", "complete", "error")
+    __slots__ = ("item", "rows", "pending", "complete", "error", "weights")
 
     def __init__(self, item: AudioFile):
         self.item, self.rows, self.pending, self.complete, self.error = item, [], 0, False, None
+        self.weights: np.ndarray | None = None  # its windows' pooling weights, known when it is closed
 
 
 class _Batcher:
@@ -162,14 +187,14 @@ class _Batcher:
         self.group = 0  # windows added since the queue was last emptied by a partial batch
         self.files: deque[_File] = deque()  # files not reported yet, in order
 
-    def add(self, item: AudioFile, windows: list[np.ndarray] | _Embedded) -> None:
+    def add(self, item: AudioFile, windows: _Cut | _Embedded) -> None:
         """A whole file: its windows, or its rows embedded by a worker process."""
         file = self.open(item)
         if isinstance(windows, _Embedded):
             file.rows, file.error = [windows.rows] if windows.error is None else [], windows.error
         else:
-            self.push(file, windows)
-        self.close(file)
+            self.push(file, windows.windows)
+        self.close(file, windows.weights)
 
     def open(self, item: AudioFile) -> _File:
         file = _File(item)
@@ -186,9 +211,9 @@ class _Batcher:
         while len(self.queue) >= self.batch_size:
             self._embed(self.batch_size)
 
-    def close(self, file: _File) -> None:
-        """``file`` has no more windows."""
-        file.complete = True
+    def close(self, file: _File, weights: np.ndarray | None = None) -> None:
+        """``file`` has no more windows; ``weights``: their pooling weights (None: equal)."""
+        file.complete, file.weights = True, weights
         if self.group >= self.batch_size:
             self.flush()
         self._report()
@@ -241,7 +266,7 @@ class _Batcher:
             if file.error is not None:
                 self.on_fail(file.item, file.error)
                 continue
-            pooled = pool(np.concatenate(file.rows, axis=0))
+            pooled = pool(np.concatenate(file.rows, axis=0), file.weights)
             file.rows = []
             if not np.all(np.isfinite(pooled)):
                 self.on_fail(file.item, f"{shown(file.item.path)}: embedding is not finite (NaN/inf)")
@@ -253,11 +278,11 @@ class _Batcher:
 
 
 def _in_threads(todo: list[AudioFile], encoder: Encoder, workers: int) -> Iterator[tuple[AudioFile, _Outcome]]:
-    def load(item: AudioFile) -> list[np.ndarray] | _Stream:
+    def load(item: AudioFile) -> _Cut | _Stream:
         if streamed(encoder, item.path):
             return _Stream(item.path)  # decoded by the consumer, block by block, as it embeds
         audio = decode(item.path, encoder.sample_rate)
-        return encoder.window.segment(audio, encoder.sample_rate)
+        return _Cut(encoder.window.segment(audio, encoder.sample_rate), _weights(encoder, len(audio)))
 
     for item, future in prefetch_map(load, todo, workers):
         try:
@@ -271,7 +296,8 @@ def _add_stream(batcher: _Batcher, item: AudioFile, encoder: Encoder) -> tuple[i
     the numbers, are those of adding its windows at once); its window and sample counts, or why it could not be
     decoded (then nothing of it is kept)."""
     file = batcher.open(item)
-    chunks = stream_windows(encoder, item.path)
+    length = [0]
+    chunks = stream_windows(encoder, item.path, length)
     n_windows = n_samples = 0
     try:
         while True:
@@ -287,7 +313,7 @@ def _add_stream(batcher: _Batcher, item: AudioFile, encoder: Encoder) -> tuple[i
             batcher.push(file, windows)
     finally:
         chunks.close()
-    batcher.close(file)
+    batcher.close(file, _weights(encoder, length[0]))
     return n_windows, n_samples
 
 
@@ -316,6 +342,7 @@ def embed_one(item: AudioFile, encoder: Encoder, batch_size: int) -> _Embedded |
     try:
         audio = decode(item.path, encoder.sample_rate)
         windows = encoder.window.segment(audio, encoder.sample_rate)
+        weights = _weights(encoder, len(audio))
     except Exception as error:  # noqa: BLE001 - as in the threaded path
         return _decode_failure(item.path, error)
     n_windows, n_samples = len(windows), sum(len(w) for w in windows)
@@ -323,13 +350,14 @@ def embed_one(item: AudioFile, encoder: Encoder, batch_size: int) -> _Embedded |
         rows = _embed_windows(encoder, windows, batch_size)
     except Exception as error:  # noqa: BLE001 - as in the threaded path
         return _Embedded(n_windows, n_samples, error=_encoder_failure(item.path, error))
-    return _Embedded(n_windows, n_samples, rows=rows)
+    return _Embedded(n_windows, n_samples, rows=rows, weights=weights)
 
 
 def _embed_stream(encoder: Encoder, item: AudioFile, batch_size: int) -> _Embedded | _Undecodable:
     """``embed_one`` of a long file, decoded and cut as it is embedded: the same batches (``batch_size`` windows
     from the file's start), so the same rows, holding only a batch of windows and a block of audio."""
-    chunks, queue, rows = stream_windows(encoder, item.path), [], []
+    length = [0]
+    chunks, queue, rows = stream_windows(encoder, item.path, length), [], []
     n_windows = n_samples = 0
     error = None
     while True:
@@ -357,7 +385,7 @@ def _embed_stream(encoder: Encoder, item: AudioFile, batch_size: int) -> _Embedd
             error, rows = _encoder_failure(item.path, failure), []
     if error is not None:
         return _Embedded(n_windows, n_samples, error=error)
-    return _Embedded(n_windows, n_samples, rows=np.concatenate(rows, axis=0))
+    return _Embedded(n_windows, n_samples, rows=np.concatenate(rows, axis=0), weights=_weights(encoder, length[0]))
 
 
 def _embed_in_worker(item: AudioFile) -> tuple[_Embedded | _Undecodable, list[_Warning]]:
@@ -627,7 +655,7 @@ def embed_files(
                 n_windows, n_samples = outcome.n_windows, outcome.n_samples
                 batcher.add(item, outcome)
             else:
-                n_windows, n_samples = len(outcome), sum(len(w) for w in outcome)
+                n_windows, n_samples = len(outcome.windows), sum(len(w) for w in outcome.windows)
                 batcher.add(item, outcome)
             result.stats.windows += n_windows
             result.stats.audio_seconds += n_samples / encoder.sample_rate

@@ -30,20 +30,49 @@ class UnusableWeights(EncoderUnavailable):
     """The weights given cannot be used: the file is unreadable, or does not fit the encoder's architecture."""
 
 
+#: the pooling rule's version, part of every windowed policy's identity (``as_params``, so the cache key): bump it
+#: when the way window embeddings become a file embedding changes, so that no embedding pooled the old way is served.
+#: 1 (implicit, before issue 14): equal weights, every window kept. 2: weighted by real audio, short tail dropped.
+POOLING_VERSION = 2
+#: the default shortest tail window kept (when the file has other windows): max(1 s, 10 % of the window) ...
+MIN_TAIL_SECONDS, MIN_TAIL_FRACTION = 1.0, 0.1
+#: ... but never more than half the window (a 0.5 s ``--window`` keeps tails of 0.25 s and more)
+MIN_TAIL_MAX_FRACTION = 0.5
+
+
 @dataclass(frozen=True)
 class WindowPolicy:
-    """How a file becomes segments.
+    """How a file becomes segments, and how their embeddings become the file's.
 
     ``window_seconds=None`` embeds the whole file as one segment. Otherwise the file is cut into
     windows of ``window_seconds`` every ``hop_seconds`` (default: ``window_seconds``); the last,
-    shorter window is zero-padded to full length when ``pad_last`` is true (as CLAP pads), else kept
-    short. Segment embeddings are mean-pooled into the file embedding.
+    shorter window is zero-padded to full length when ``pad_last`` is true, else kept short (CLAP's
+    library then repeat-pads it to 10 s).
+
+    Pooling (``weights``, ``pool``; issue 14): the file embedding is the mean of its windows' embeddings
+    *weighted by the real audio each window holds* (samples of the file in it / window length; padding
+    counts for nothing). Only the last window can be partial, so a file exactly a whole number of windows
+    long (or one window or less) has equal weights and the plain mean it always had, bit for bit. A 14 s
+    file under 10 s windows at hop 10 s: weights 1 and 0.4 (was 1 and 1, making the last 4 s half of it).
+
+    Short tail: a last window holding less than ``min_tail_seconds`` of real audio is **dropped** when
+    the file has other windows (never when it is the only one): its audio is not embedded at all. It is
+    dropped rather than merged into the previous window, because every window keeps the model's input
+    length (CLAP's 10 s) and at most ``min_tail_seconds`` of the file's end is lost; weighting alone would
+    already make such a tail count for little, dropping also saves its forward pass. Default
+    (``min_tail_seconds=None``): max(1 s, 10 % of the window), at most half the window — 1 s for CLAP's
+    10 s windows, so a file one sample longer than 60 s has 6 windows, not a 7th of one sample.
+
+    The rule is part of the policy's identity (``as_params``: ``pooling`` = ``POOLING_VERSION``,
+    ``min_tail_seconds``), and so of every windowed encoder's cache key: embeddings pooled the old way
+    are never served. A whole-file policy has one segment and its identity is unchanged.
     """
 
     window_seconds: float | None = None
     hop_seconds: float | None = None
     pad_last: bool = True
     min_seconds: float = 0.0  # shorter audio is zero-padded up to this length before embedding
+    min_tail_seconds: float | None = None  # a shorter last window is dropped (None: the default rule above)
 
     @property
     def hop(self) -> float | None:
@@ -54,20 +83,53 @@ class WindowPolicy:
             return "whole-file"
         return f"windows {self.window_seconds:g}s hop {self.hop:g}s" + (" padded" if self.pad_last else "")
 
+    @property
+    def min_tail(self) -> float | None:
+        """The shortest last window kept, in seconds, when the file has other windows (None: whole-file)."""
+        if self.window_seconds is None:
+            return None
+        if self.min_tail_seconds is not None:
+            return self.min_tail_seconds
+        return min(
+            max(MIN_TAIL_SECONDS, MIN_TAIL_FRACTION * self.window_seconds), MIN_TAIL_MAX_FRACTION * self.window_seconds
+        )
+
+    def _samples(self, sample_rate: int) -> tuple[int, int, int]:
+        """Window, hop and shortest kept tail, in samples."""
+        window = max(1, int(round(self.window_seconds * sample_rate)))
+        hop = max(1, int(round(self.hop * sample_rate)))
+        return window, hop, int(round(self.min_tail * sample_rate))
+
+    def _starts(self, n_samples: int, sample_rate: int) -> range:
+        """The start sample of each window of a file of ``n_samples`` real samples (a windowed policy)."""
+        window, hop, min_tail = self._samples(sample_rate)
+        length = max(n_samples, int(round(self.min_seconds * sample_rate)))  # after the ``min_seconds`` padding
+        count = 1 if length <= window else 1 + -(-(length - window) // hop)  # the first start reaching the end
+        if count > 1 and n_samples - (count - 1) * hop < min_tail:  # a short tail, and other windows: dropped
+            count -= 1
+        return range(0, count * hop, hop)
+
+    def weights(self, n_samples: int, sample_rate: int) -> np.ndarray:
+        """Each window's pooling weight (float64, one per window of ``segment`` of a file of ``n_samples``
+        samples): the real audio it holds, as a fraction of the window (1.0 for a whole-file policy)."""
+        if self.window_seconds is None:
+            return np.ones(1)
+        window = self._samples(sample_rate)[0]
+        starts = np.asarray(self._starts(n_samples, sample_rate), dtype=np.int64)
+        return np.clip(n_samples - starts, 0, window) / window
+
     def segment(self, audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
-        """Cut mono audio into this policy's windows: deterministic, covers the whole file, never empty."""
+        """Cut mono audio into this policy's windows: deterministic, covers the whole file but a short tail (see
+        the class), never empty. Pool their embeddings with ``pool(rows, weights(len(audio), sample_rate))``."""
+        n_samples = len(audio)
         min_len = int(round(self.min_seconds * sample_rate))
         if len(audio) < min_len:
             audio = np.pad(audio, (0, min_len - len(audio)))
         if self.window_seconds is None:
             return [audio]
-        window = max(1, int(round(self.window_seconds * sample_rate)))
-        hop = max(1, int(round(self.hop * sample_rate)))
-        starts = [0]
-        while starts[-1] + window < len(audio):
-            starts.append(starts[-1] + hop)
+        window = self._samples(sample_rate)[0]
         windows = []
-        for start in starts:
+        for start in self._starts(n_samples, sample_rate):
             piece = audio[start : start + window]
             if self.pad_last and len(piece) < window:
                 piece = np.pad(piece, (0, window - len(piece)))
@@ -78,13 +140,13 @@ class WindowPolicy:
         """``segment`` of the concatenation of ``blocks`` (consecutive pieces of one mono signal), yielded as lists
         of windows as soon as each is known, so that a long file is never held whole: at any time only the tail
         not yet cut (under one window plus one block) is kept. The windows, concatenated over the yielded lists,
-        equal ``segment``'s exactly (same starts, same padding, same ``min_seconds`` rule); each is a copy.
+        equal ``segment``'s exactly (same starts, same padding, same ``min_seconds`` and short-tail rules); each is
+        a copy. Their weights are ``weights(total length, sample_rate)``, the total being known at the end.
 
         Only for windowed policies: a whole-file policy has one segment, the whole file (``ValueError``)."""
         if self.window_seconds is None:
             raise ValueError("a whole-file window policy cannot be streamed: its one segment is the whole file")
-        window = max(1, int(round(self.window_seconds * sample_rate)))
-        hop = max(1, int(round(self.hop * sample_rate)))
+        window, hop, min_tail = self._samples(sample_rate)
         tail = np.empty(0, dtype=np.float32)  # samples [offset, offset + len(tail)) of the signal, not yet cut
         offset = start = total = 0  # start: the next window's start (always one of segment's starts)
         for block in blocks:
@@ -93,7 +155,8 @@ class WindowPolicy:
             tail = np.concatenate([tail, block]) if len(tail) else np.array(block, copy=True)
             total += len(block)
             windows = []
-            while total > start + window:  # that window is full, and (as in segment) another one starts after it
+            # that window is full and, as in segment, another one starts after it: it is never the (short) tail
+            while total > start + window:
                 windows.append(tail[start - offset : start - offset + window].copy())
                 start += hop
             drop = min(start, total) - offset
@@ -101,20 +164,25 @@ class WindowPolicy:
                 tail, offset = tail[drop:], offset + drop
             if windows:
                 yield windows
+        real = total
         min_len = int(round(self.min_seconds * sample_rate))
         if total < min_len:  # zeros appended at the end: no window cut so far reaches that far
             tail = np.pad(tail, (0, min_len - total))
             total = min_len
         windows = []
         while True:  # the last windows, as segment cuts them once the length is known
+            last = not start + window < total
+            if last and start > 0 and real - start < min_tail:  # a short tail, and other windows: dropped
+                break
             piece = tail[max(0, start - offset) : max(0, start - offset + window)]
             if self.pad_last and len(piece) < window:
                 piece = np.pad(piece, (0, window - len(piece)))
             windows.append(np.array(piece, copy=True))
-            if not start + window < total:
+            if last:
                 break
             start += hop
-        yield windows
+        if windows:
+            yield windows
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -122,6 +190,12 @@ class WindowPolicy:
             "hop_seconds": self.hop if self.hop is not None else "whole",
             "pad_last": self.pad_last,
             "min_seconds": self.min_seconds,
+            # the pooling rule (issue 14), in the identity of windowed policies only: a whole-file one has one segment
+            **(
+                {"pooling": POOLING_VERSION, "min_tail_seconds": self.min_tail}
+                if self.window_seconds is not None
+                else {}
+            ),
         }
 
 
@@ -163,9 +237,19 @@ class ModelCard:
         return dataclasses.replace(self, window=window)
 
 
-def pool(window_embeddings: np.ndarray) -> np.ndarray:
-    """Mean over windows (in float64), as float32: how window embeddings become a file embedding."""
-    return window_embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
+def pool(window_embeddings: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """How window embeddings become a file embedding: their mean (in float64) weighted by ``weights`` (the real
+    audio each window holds, ``WindowPolicy.weights``), as float32. Equal weights (or none) give the plain mean,
+    bit for bit; so do weights summing to zero (no real audio anywhere: nothing to prefer)."""
+    rows = np.asarray(window_embeddings)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(rows),):
+            raise ValueError(f"{len(w)} pooling weights for {len(rows)} window embeddings")
+        total = w.sum()
+        if len(w) > 1 and np.any(w != w[0]) and total > 0:
+            return ((w / total) @ rows.astype(np.float64)).astype(np.float32)
+    return rows.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 class Encoder(ABC):
@@ -192,13 +276,14 @@ class Encoder(ABC):
         """
 
     def embed_audio(self, audio: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """One file's embedding: the policy's windows, embedded in batches, mean-pooled (float32 ``(dim,)``).
+        """One file's embedding: the policy's windows, embedded in batches, pooled weighted by the real audio each
+        holds (``WindowPolicy.weights``; float32 ``(dim,)``).
 
         The harness batches windows across files but pools exactly like this.
         """
         windows = self.window.segment(audio, self.sample_rate)
         rows = np.concatenate([self.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)])
-        return pool(rows)
+        return pool(rows, self.window.weights(len(audio), self.sample_rate))
 
     #: bump when a change to an encoder's code changes its embeddings (invalidates cached ones)
     implementation_version: int = 1
