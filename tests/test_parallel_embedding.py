@@ -87,7 +87,7 @@ class Progress:
 
 
 def _embed(files, encoder, cache_dir, processes, monkeypatch, batch_size=3, **kw):
-    monkeypatch.setattr(embedding, "tqdm", lambda **kwargs: Progress(**kwargs))
+    monkeypatch.setattr(embedding, "progress_bar", lambda **kwargs: Progress(**kwargs))
     Progress.bars = []
     found, hashes = files
     cache = ArrayCache(cache_dir, encoder.cache_identity())
