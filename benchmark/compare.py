@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .measures import headline_metrics, lower_is_better, ranked_across_encoders
+from .measures import headline_metrics, lower_is_better, plain_metrics, plain_name, ranked_across_encoders
 from .runs import Selection, SelectionError, encoder_of, select_runs
 
 COMPARISON_TAG = "musicbench.comparison"
@@ -270,8 +270,9 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
         raise CompareError("no runs to compare")
     labels = _labels(runs)
     ks = sorted({int(r.data.params["k"]) for r in runs if str(r.data.params.get("k", "")).isdigit()}) or [5]
-    wanted = metrics or headline_metrics(ks)
-    present = [m for m in wanted if any(m in r.data.metrics for r in runs)]
+    logged = {r.info.run_id: plain_metrics(r.data.metrics) for r in runs}  # retrieval/map → map; old runs: map
+    wanted = [plain_name(m) for m in metrics] if metrics else headline_metrics(ks)
+    present = [m for m in wanted if any(m in logged[r.info.run_id] for r in runs)]
     unknown = [m for m in wanted if m not in present]
     warnings = []
     if metrics and unknown:
@@ -283,7 +284,7 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
     for run, label in zip(runs, labels):
         row = {"encoder": label, "run_id": run.info.run_id}
         for metric in present:
-            values = run.data.metrics
+            values = logged[run.info.run_id]
             row[metric] = values.get(metric, np.nan)
             row[f"{metric}_ci_low"] = values.get(f"{metric}_ci_low", np.nan)
             row[f"{metric}_ci_high"] = values.get(f"{metric}_ci_high", np.nan)

@@ -50,6 +50,7 @@ MEASURES = (
         "index_recall_at_{k}",
         True,
         description="fraction of the exact top-k the ANN index returned, on a seeded sample of queries",
+        section="index",
     ),
 )
 #: the param saying where the ground-truth IR metrics come from

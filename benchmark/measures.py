@@ -11,6 +11,7 @@ A declared name may hold ``{k}`` (any cut-off, e.g. ``recall_at_{k}``) or ``{sta
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 
@@ -18,6 +19,42 @@ from metrics.base import Measure
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 _PLACEHOLDERS = {"{k}": r"\d+", "{stage}": r"[a-z0-9_]+", "{deformation}": r"[A-Za-z0-9_.\-]+"}
+
+
+#: The MLflow sections (``<section>/<name>``: the UI's charts and compare views group metrics by them), in the order a
+#: reader wants them. Each number's section is declared with it (``Measure.section``), else its family's (below);
+#: ``logged_name`` is the one mapping from a name to its logged name, ``plain_name`` the way back.
+SECTIONS = {
+    "retrieval": "IR metrics against ground truth (MAP, MRR, recall/hit rate/precision/nDCG at k), with their CIs",
+    "pair": "pair metrics of the retrieved pairs (melody accuracy, CLAP similarity)",
+    "aesthetics": "Audiobox Aesthetics of targets, retrieved references and their difference",
+    "robustness": "the robustness scenario's IR metrics per deformation (map.pitch_up_1, …)",
+    "similarity": "cosine of each target and its retrieved references, in the encoder's own space (within-encoder)",
+    "index": "the ANN index's recall against exact search",
+    "timing": "stage wall times and throughput",
+    "count": "denominators and bookkeeping: files, queries, pairs scored, failures, suite children",
+}
+#: the suite parent's own numbers
+SUITE_MEASURES = (
+    Measure("suite_children_finished", None, section="count"),
+    Measure("suite_children_failed", None, section="count"),
+)
+
+
+def _family(measures, section: str) -> tuple[Measure, ...]:
+    """A family's measures with its section where they declare none; counts (``n_*``) and times (``*_seconds``,
+    throughput) go to their own sections whatever the family."""
+
+    def of(m: Measure) -> str:
+        if m.section:
+            return m.section
+        if m.name.startswith("n_"):
+            return "count"
+        if m.name.endswith(("_seconds", "_per_second")):
+            return "timing"
+        return section
+
+    return tuple(dataclasses.replace(m, section=of(m)) for m in measures)
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,7 +66,35 @@ def declared() -> tuple[Measure, ...]:
     from .evaluation import HARNESS_MEASURES
     from .scenarios import MEASURES as SCENARIO_MEASURES
 
-    return (*IR_MEASURES, *HARNESS_MEASURES, *registry.measures(), *SCENARIO_MEASURES)
+    return (
+        *_family(IR_MEASURES, "retrieval"),
+        *_family(HARNESS_MEASURES, "similarity"),
+        *_family(registry.measures(), "pair"),
+        *_family(SCENARIO_MEASURES, "robustness"),
+        *_family(SUITE_MEASURES, "count"),
+    )
+
+
+def logged_name(metric: str) -> str:
+    """The name ``metric`` is logged under in MLflow: ``<section>/<metric>`` (``map`` → ``retrieval/map``,
+    ``map_ci_low`` → ``retrieval/map_ci_low``, ``n_failed`` → ``count/n_failed``); an undeclared name goes to
+    ``other/``. A name that already has a section is returned as it is."""
+    if "/" in metric:
+        return metric
+    found = measure(metric)
+    return f"{found.section if found is not None and found.section else 'other'}/{metric}"
+
+
+def plain_name(metric: str) -> str:
+    """The name without its section (``retrieval/map`` → ``map``); a run logged before sections (``map``) reads
+    the same, so ``compare`` and ``regress`` read old and new runs alike."""
+    section, sep, rest = metric.partition("/")
+    return rest if sep and (section in SECTIONS or section == "other") else metric
+
+
+def plain_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A run's logged metrics by plain name (MLflow's ``system/*`` metrics left out)."""
+    return {plain_name(name): value for name, value in metrics.items() if not name.startswith("system/")}
 
 
 def _pattern(name: str) -> re.Pattern:

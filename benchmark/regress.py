@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .measures import has_direction, headline_metrics, lower_is_better
+from .measures import has_direction, headline_metrics, lower_is_better, plain_metrics, plain_name
 from .runs import RunNotFound, SelectionError, encoder_of, encoder_runs, experiment_ids, get_run, where
 
 MODES = ("absolute", "relative", "ci")
@@ -171,14 +171,16 @@ def check_pair(
     from .compare import per_target_column
 
     pair = Pair(encoder, baseline, candidate)
-    wanted = metrics or default_metrics(baseline)
+    # plain names (retrieval/map → map): a baseline logged before the sections (map) is read the same way
+    wanted = [plain_name(m) for m in metrics] if metrics else default_metrics(baseline)
     if mode == "ci" and per_target is None:
         pair.warnings.append(
             f"paired check impossible: {unpaired_reason or 'no per-target values'}; "
             "falling back to the unpaired check (candidate outside the baseline's bootstrap CI)"
         )
+    base_metrics, cand_metrics = plain_metrics(baseline.data.metrics), plain_metrics(candidate.data.metrics)
     for metric in wanted:
-        check = check_metric(metric, baseline.data.metrics, candidate.data.metrics, mode, tolerance)
+        check = check_metric(metric, base_metrics, cand_metrics, mode, tolerance)
         column = per_target_column(metric)
         if (
             mode == "ci"

@@ -67,6 +67,9 @@ def check_timeout() -> int:
     return max(1, math.ceil(value))
 
 
+#: tags of an experiment musicbench creates: the MLflow UI's experiment type (the tag its own type selector sets), so
+#: a new user lands on the runs table of a model-comparison experiment, not on an empty GenAI overview
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 #: where ``resolve_experiment`` found the experiment, for messages
 EXPERIMENT_SOURCES = ("--experiment", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "mlflow run", "default")
 
@@ -156,7 +159,7 @@ def configure(experiment: str) -> str:
         if uri.startswith("sqlite:///"):  # keep artifacts beside the database (mlruns/artifacts by default)
             artifact_location = (Path(uri[len("sqlite:///") :]).parent / "artifacts" / experiment).resolve().as_uri()
         try:
-            return mlflow.create_experiment(experiment, artifact_location=artifact_location)
+            return mlflow.create_experiment(experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
         except MlflowException:
             found = mlflow.get_experiment_by_name(experiment)  # created meanwhile by another client
             if found is None:

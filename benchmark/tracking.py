@@ -26,6 +26,7 @@ import pandas as pd
 from .config import RunConfig
 from .data import Dataset, shown
 from .interrupts import Terminated, raise_terminated  # noqa: F401 - Terminated: re-exported
+from .measures import logged_name
 from .pipeline import RunResult
 from .runs import ENCODER_TAG
 from .store import configure, tracking_uri
@@ -76,7 +77,7 @@ def _end_run(status: str, reason: str, error: BaseException) -> None:
             mlflow.set_tag(FAILURE_REASON_TAG, tag_text(reason))
             failures = getattr(error, "failures", None)  # RunError: every file failed; keep the per-file reasons
             if failures:
-                mlflow.log_metric("n_failed", len(failures))
+                mlflow.log_metric(logged_name("n_failed"), len(failures))
                 mlflow.log_text(failures_csv(failures), "failures.csv")
         except Exception as problem:  # noqa: BLE001 - the original error is the one to raise
             warnings.warn(f"could not record why the run ended {status}: {problem}", stacklevel=2)
@@ -395,7 +396,7 @@ def _log_values(result: RunResult, config_params: dict, skipped: _Skipped) -> No
     config = result.config
     metrics = {name: float(value) for name, value in result.metrics.items()}
     dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
-    mlflow.log_metrics({name: value for name, value in metrics.items() if name not in dropped})
+    mlflow.log_metrics({logged_name(name): value for name, value in metrics.items() if name not in dropped})
 
     params = {
         **config_params,
@@ -487,6 +488,8 @@ def _log_artifacts(folder: str, extra_tables: list[str] = ()) -> None:
     import mlflow
     from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
+    if mlflow.active_run() is None:  # MLflow would start a run of its own, left RUNNING
+        raise RuntimeError("no active MLflow run to log the artifacts to")
     mlflow.log_artifacts(folder)
     logged = json.loads(mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
     tables = [name for name in (*_TABLES, *extra_tables) if (Path(folder) / name).is_file()]
@@ -584,7 +587,9 @@ def record_suite(children: list, tag_prefix: str) -> None:
             **{f"{tag_prefix}.child.{c.encoder}": c.run_id or "none" for c in children},
         }
     )
-    mlflow.log_metrics({"suite_children_finished": len(finished), "suite_children_failed": len(failed)})
+    mlflow.log_metrics(
+        {logged_name("suite_children_finished"): len(finished), logged_name("suite_children_failed"): len(failed)}
+    )
     table = pd.DataFrame(
         [
             {

@@ -84,6 +84,7 @@ class Aesthetics(PairMetric):
     """Audiobox Aesthetics of target and retrieved reference, and their difference (target − reference)."""
 
     name = "aesthetics"
+    section = "aesthetics"
     sample_rate = SAMPLE_RATE
     feature_shape = (4,)  # [CE, CU, PC, PQ]
     file_value_names = tuple(_value_name(axis) for axis in AXES)

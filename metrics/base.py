@@ -5,7 +5,8 @@ A pair metric works in two steps so each file is processed once, however many pa
 ``pair_scores(target_features, reference_features)`` → ``{column: value}``.
 ``file_values(features)`` may expose per-file numbers (e.g. an aesthetics score of one song).
 
-Logged names (one scheme, documented in README):
+Names (one scheme, documented in README; MLflow logs each under its section, ``pair/<name>`` unless the metric's
+``section`` says otherwise: ``benchmark/measures.py``):
 * every pair column ``c`` → ``c_top1_mean`` (rank-1 pairs) and ``c_topk_mean`` (all top-k pairs);
 * every file value ``v`` → ``v_targets_file_mean`` (over the target files) and ``v_top1_refs_file_mean`` (over the
   rank-1 reference files) — named apart from the pair columns' ``<column>_top1_mean``, another computation.
@@ -42,6 +43,9 @@ class Measure:
     headline: bool = False
     description: str = ""
     across_encoders: bool = True
+    #: the MLflow section its logged name goes under (``retrieval`` → ``retrieval/map``); empty: its family's
+    #: (``benchmark/measures.py``, the one mapping from a name to its logged name)
+    section: str = ""
 
     def __post_init__(self) -> None:
         if self.headline and not self.across_encoders:
@@ -67,6 +71,8 @@ class PairMetric(ABC):
     in_auto: bool = True
     #: what each pair column and file value means (direction, headline); unlisted ones are higher-is-better
     measures: tuple[Measure, ...] = ()
+    #: the MLflow section of every number this metric logs (``pair/melody_acc_top1_mean``)
+    section: str = "pair"
     #: ``file_features`` is thread-safe and spends its time in code that releases the GIL (numpy/scipy), so the
     #: harness may run it on several files at once in threads (a model-backed metric keeps False: one at a time)
     parallel_files: bool = False
@@ -110,13 +116,16 @@ class PairMetric(ABC):
     @classmethod
     def logged_measures(cls) -> list[Measure]:
         """Every aggregate this metric logs (see the naming scheme above), with its declared meaning."""
-        declared = {m.name: m for m in cls.measures}
+        declared = {m.name: m if m.section else dataclasses.replace(m, section=cls.section) for m in cls.measures}
+        declared.update(
+            {c: Measure(c, section=cls.section) for c in (*cls.columns, *cls.file_value_names) if c not in declared}
+        )
         out = []
         for column in cls.columns:
-            base = declared.get(column, Measure(column))
+            base = declared[column]
             out += [base.named(f"{column}_top1_mean"), base.named(f"{column}_topk_mean").not_headline()]
         for value in cls.file_value_names:
-            base = declared.get(value, Measure(value))
+            base = declared[value]
             out += [
                 base.named(f"{value}_targets_file_mean").not_headline(),
                 base.named(f"{value}_top1_refs_file_mean").not_headline(),

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import main
+from benchmark.measures import logged_name
 
 FIGURES = ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary")
 
@@ -57,7 +58,7 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
             "map_ci_low",
             "map_ci_high",
         ):
-            assert table.at[encoder, metric] == pytest.approx(run.data.metrics[metric], abs=1e-12), metric
+            assert table.at[encoder, metric] == pytest.approx(run.data.metrics[logged_name(metric)], abs=1e-12), metric
         assert np.isnan(table.at[encoder, "melody_acc_top1_mean_ci_low"])  # no CI logged: none invented
     assert "sim_top1_mean" not in table  # a cosine in each encoder's own space: not a verdict (issue 15)
     assert set(table["map_vs_best"]) <= {"best", "tied", "below"}
@@ -67,7 +68,7 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
     summary = pd.read_csv(out / "per_target_summary.csv").set_index(["encoder", "metric"])
     for encoder, run in runs.items():
         for metric in ("map", "mrr", "melody_acc_top1_mean"):
-            assert summary.at[(encoder, metric), "mean"] == pytest.approx(run.data.metrics[metric]), metric
+            assert summary.at[(encoder, metric), "mean"] == pytest.approx(run.data.metrics[logged_name(metric)]), metric
             assert summary.at[(encoder, metric), "n"] == 2
         assert summary.at[(encoder, "map"), "min"] <= summary.at[(encoder, "map"), "max"]
 
@@ -94,7 +95,7 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
     } <= artifacts
     logged_table = client.load_table(logged.info.experiment_id, "comparison/comparison.json", [logged.info.run_id])
     assert logged_table.set_index("encoder")["map"].to_dict() == pytest.approx(
-        {e: r.data.metrics["map"] for e, r in runs.items()}
+        {e: r.data.metrics["retrieval/map"] for e, r in runs.items()}
     )
 
 

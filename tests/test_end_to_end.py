@@ -77,31 +77,34 @@ def test_run_records_params_tags_metrics_and_artifacts(demo_run):
     assert params["encoder"] == "mfcc" and params["k"] == "5"
     assert tags["version.mlflow"] and tags["version.librosa"]
     for key in (
-        "map",
-        "mrr",
-        "mean_first_relevant_rank",
-        "recall_at_5",
-        "hit_rate_at_5",
-        "ndcg_at_5",
-        "sim_top1_mean",
-        "sim_top1_median",
-        "sim_topk_mean",
-        "melody_acc_top1_mean",
-        "melody_acc_topk_mean",
-        "map_ci_low",
-        "map_ci_high",
-        "n_failed",
+        "retrieval/map",
+        "retrieval/mrr",
+        "retrieval/mean_first_relevant_rank",
+        "retrieval/recall_at_5",
+        "retrieval/hit_rate_at_5",
+        "retrieval/ndcg_at_5",
+        "similarity/sim_top1_mean",
+        "similarity/sim_top1_median",
+        "similarity/sim_topk_mean",
+        "pair/melody_acc_top1_mean",
+        "pair/melody_acc_topk_mean",
+        "retrieval/map_ci_low",
+        "retrieval/map_ci_high",
+        "count/n_failed",
     ):
         assert key in metrics, key
-    assert 0 < metrics["map"] < 1 and 0 < metrics["mrr"] <= 1
-    assert metrics["map_ci_low"] <= metrics["map"] <= metrics["map_ci_high"]
-    assert -1 <= metrics["sim_top1_mean"] <= 1 and metrics["sim_topk_mean"] <= metrics["sim_top1_mean"]
-    assert 0 <= metrics["melody_acc_top1_mean"] <= 1
-    assert metrics["n_failed"] == 0
+    assert 0 < metrics["retrieval/map"] < 1 and 0 < metrics["retrieval/mrr"] <= 1
+    assert metrics["retrieval/map_ci_low"] <= metrics["retrieval/map"] <= metrics["retrieval/map_ci_high"]
+    assert (
+        -1 <= metrics["similarity/sim_top1_mean"] <= 1
+        and metrics["similarity/sim_topk_mean"] <= metrics["similarity/sim_top1_mean"]
+    )
+    assert 0 <= metrics["pair/melody_acc_top1_mean"] <= 1
+    assert metrics["count/n_failed"] == 0
     assert EXPECTED_ARTIFACTS <= _artifacts(client, run.info.run_id)
     assert run.inputs.dataset_inputs, "dataset not recorded with log_input"
     assert "checkpoint.pt" in tags["skipped.aesthetics"] and "630k-audioset-best.pt" in tags["skipped.clap_sim"]
-    assert not [m for m in metrics if m.startswith(("aes_", "clap_sim"))]  # skipped: no number, not even zero
+    assert not [m for m in metrics if m.startswith(("aesthetics/", "pair/clap_sim"))]  # skipped: no number, not zero
 
 
 def test_topk_table_holds_k_rows_per_target(demo_run, demo_set):
@@ -143,7 +146,7 @@ def test_baseline_beats_shuffled_embeddings(demo_run, demo_set):
         ranking = full_ranking(targets, refs[rng.permutation(len(refs))])
         rankings = {f.key: [result.ref_keys[i] for i in row] for f, row in zip(result.dataset.targets, ranking)}
         shuffled_maps.append(ir_metrics(rankings, result.dataset.relevance)["map"])
-    assert run.data.metrics["map"] == pytest.approx(result.metrics["map"])
+    assert run.data.metrics["retrieval/map"] == pytest.approx(result.metrics["map"])
     assert result.metrics["map"] > np.mean(shuffled_maps) + 0.1
 
     # the evaluate stage's rank counting gives the previous implementation's numbers (full rankings), exactly

@@ -101,12 +101,12 @@ def test_a_corrupt_index_is_a_warning_and_files_are_hashed(folders, tmp_path):
 def test_warm_rerun_after_touching_one_file_reembeds_only_that_file(folders, tmp_path, run_cli):
     refs, targets = folders
     first = run_cli(refs, targets, tmp_path / "cache")
-    assert first["n_embedded"] == 4
+    assert first["count/n_embedded"] == 4
     data, sr = sf.read(refs / "r2.wav")
     sf.write(refs / "r2.wav", data[::-1].copy(), sr)  # new content
     _aged(refs / "r2.wav")
     again = run_cli(refs, targets, tmp_path / "cache")
-    assert again["n_embedded"] == 1 and again["n_cached"] == 3 and again["n_hashes_from_index"] == 3
+    assert again["count/n_embedded"] == 1 and again["count/n_cached"] == 3 and again["count/n_hashes_from_index"] == 3
 
 
 @pytest.fixture

@@ -4,9 +4,12 @@ A small suite (mfcc, chroma and a clap child that fails for missing weights) is 
 ``mlflow server`` serves it on a free port (subprocess, own process group, killed in a finalizer); Chromium's
 own ``--headless --dump-dom --screenshot`` renders three pages of the React app:
 
-- the experiment's runs table (a shared view — the UI's "Share" feature, an experiment tag — sorted by ``map``
-  with metric columns, so the nested children are listed flat): every run name;
-- a child run's page: its name and ``sim_top1_mean`` with the exact logged value;
+- the experiment's runs as a new user opens them (no saved view, no view key: ``#/experiments/<id>/runs``, where the
+  UI's "Model training" mode leads): every run name, the suite parent named after what it compares;
+- the runs' charts, grouped in the metric sections (the parent's ``count/…``; a child's ``retrieval/…``, ``pair/…``,
+  ``timing/…`` when it is expanded);
+- a child run's page: its name and ``retrieval/map`` with the exact logged value;
+- the suite parent's page: its description (``mlflow.note.content``) is the comparison table;
 - the parent run's artifact view of ``comparison/figures/metrics_heatmap.png``: the image element the UI renders.
 
 The same server's REST API confirms the runs' statuses and that the figure is served as a PNG. Screenshots go
@@ -47,6 +50,7 @@ CHROMIUM_FLAGS = (
     "--virtual-time-budget=15000",
 )
 MAX_SCREENSHOT_BYTES = 500_000
+PARENT = "mfcc vs chroma vs clap"  # the suite parent is named after what it compares
 SERVER_READY_SECONDS = 60
 
 
@@ -177,42 +181,45 @@ def _api(base: str, path: str, body: dict | None = None) -> bytes:
 def test_suite_runs_metric_and_figure_show_in_the_mlflow_ui(suite_store, mlflow_server, tmp_path):
     chromium = _chromium()
     _, client, experiment, runs = suite_store
-    assert {"suite", "mfcc", "chroma", "clap"} == set(runs)
-    parent, child = runs["suite"], runs["mfcc"]
+    assert {PARENT, "mfcc", "chroma", "clap"} == set(runs)
+    parent, child = runs[PARENT], runs["mfcc"]
     shots = DOCS if os.environ.get("MUSICBENCH_UPDATE_DOCS") == "1" else tmp_path
     shots.mkdir(exist_ok=True)
     profile = tmp_path / "chromium-profile"
     experiment_url = f"{mlflow_server}/#/experiments/{experiment.experiment_id}"
+    # as a new user opens it: no saved view; the experiment type musicbench set when it created the experiment
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
 
-    # 1. the runs table: every run of the suite, listed flat (sorted by map), metric columns shown
-    view = {
-        "orderByKey": "metrics.`map`",
-        "orderByAsc": False,
-        "searchFilter": "",
-        "selectedColumns": [
-            "metrics.`map`",
-            "metrics.`mrr`",
-            "metrics.`sim_top1_mean`",
-            "tags.`musicbench.suite.parent`",
-        ],
-    }
-    client.set_experiment_tag(experiment.experiment_id, "mlflow.sharedViewState.musicbench", json.dumps(view))
+    # 1. the experiment's runs as a new user opens them (the README's link; the UI's own "Model training" → Runs):
+    # the suite parent, named after what it compares (its children are nested under it, collapsed)
+    dom = _browse(chromium, f"{experiment_url}/runs", shots / "mlflow_ui_runs.png", profile)
+    assert f">{PARENT}<" in dom, f"run {PARENT} not in the runs table"
+
+    # 2. the charts of the runs shown (the parent; its children when expanded): grouped in their metric sections
     dom = _browse(
-        chromium, f"{experiment_url}/runs?viewStateShareKey=musicbench", shots / "mlflow_ui_runs.png", profile
+        chromium, f"{experiment_url}/runs?compareRunsMode=CHART", shots / "mlflow_ui_charts.png", profile, "1600,1200"
     )
-    for name in ("suite", "mfcc", "chroma", "clap"):
-        assert f">{name}<" in dom, f"run {name} not in the runs table"
-    assert "sim_top1_mean" in dom
+    assert ">count<" in dom and "count/suite_children_finished" in dom, "the count section is not shown"
 
-    # 2. a child run's page: its name and a metric with the exact logged value
+    # 3. a child run's page: its name and a sectioned metric with the exact logged value
     dom = _browse(
         chromium, f"{experiment_url}/runs/{child.info.run_id}", shots / "mlflow_ui_run.png", profile, size="1600,1700"
     )
-    value = child.data.metrics["sim_top1_mean"]
-    assert ">mfcc<" in dom and "sim_top1_mean" in dom
-    assert repr(value) in dom or f"{value:.6g}" in dom, f"sim_top1_mean={value} not shown"
+    value = child.data.metrics["retrieval/map"]
+    assert ">mfcc<" in dom and "retrieval/map" in dom
+    assert repr(value) in dom or f"{value:.6g}" in dom, f"retrieval/map={value} not shown"
 
-    # 3. the parent's artifact view renders the logged comparison heatmap as an image
+    # 4. the suite parent's page: its description is the comparison table
+    dom = _browse(
+        chromium,
+        f"{experiment_url}/runs/{parent.info.run_id}",
+        shots / "mlflow_ui_parent.png",
+        profile,
+        size="1600,1700",
+    )
+    assert "vs_best" not in dom and "★" in dom and "hit_rate_at_1" in dom, "the comparison table is not shown"
+
+    # 5. the parent's artifact view renders the logged comparison heatmap as an image
     figure = "comparison/figures/metrics_heatmap.png"
     dom = _browse(
         chromium,
@@ -227,7 +234,7 @@ def test_suite_runs_metric_and_figure_show_in_the_mlflow_ui(suite_store, mlflow_
         _api(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment.experiment_id]})
     )["runs"]
     statuses = {r["info"]["run_name"]: r["info"]["status"] for r in found}
-    assert statuses == {"suite": "FINISHED", "mfcc": "FINISHED", "chroma": "FINISHED", "clap": "FAILED"}
+    assert statuses == {PARENT: "FINISHED", "mfcc": "FINISHED", "chroma": "FINISHED", "clap": "FAILED"}
     query = urllib.parse.urlencode({"path": figure, "run_uuid": parent.info.run_id})
     png = _api(mlflow_server, f"/get-artifact?{query}")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

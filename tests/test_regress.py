@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import main
+from benchmark.measures import logged_name
 
 BASE = {
     "map": 0.80,
@@ -52,7 +53,7 @@ def make_run(client, experiment_id, encoder, metrics, params=None, tags=None, st
 def copy_run(client, run_id, **metric_changes):
     """A new run holding a (modified) copy of ``run_id``'s params, encoder tag and metrics."""
     source = client.get_run(run_id)
-    metrics = {**source.data.metrics, **metric_changes}
+    metrics = {**source.data.metrics, **{logged_name(k): v for k, v in metric_changes.items()}}
     params = {k: v for k, v in source.data.params.items() if k != "k"}
     return make_run(
         client,
@@ -80,7 +81,7 @@ def test_identical_copy_passes_and_lowered_metric_fails(run_on_tiny, store):
     assert tags["regress.verdict"] == "pass" and tags["regress.baseline"] == original
     assert tags["regress.failed_metrics"] == "none"
 
-    map_value = client.get_run(original).data.metrics["map"]
+    map_value = client.get_run(original).data.metrics["retrieval/map"]
     worse = copy_run(client, original, map=map_value - 0.1)
     result = regress("--baseline", original, "--tolerance", "0.02", "--mode", "absolute")
     assert result.exit_code == 3, result.output

@@ -253,13 +253,14 @@ def test_a_scenario_suite_logs_per_deformation_results_and_compare_draws_the_hea
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     parent = next(r for r in runs if r.data.tags.get("musicbench.suite") == "true")
     children = {r.data.tags["musicbench.encoder"]: r for r in runs if r is not parent}
-    deformed = sorted(children[name].data.metrics["n_deformed"] for name in ("mfcc", "chroma"))
+    deformed = sorted(children[name].data.metrics["count/n_deformed"] for name in ("mfcc", "chroma"))
     assert deformed == [0, 12]  # the first encoder deformed, the second found every query cached
     for child in children.values():
         m, params = child.data.metrics, child.data.params
         for d in ("identity", "gain_-10db", "noise_snr_10"):
             for name in ("map", "mrr", "hit_rate_at_1", "recall_at_5"):
-                assert f"{name}.{d}" in m and f"{name}.{d}_ci_low" in m and f"{name}.{d}_ci_high" in m
+                key = f"robustness/{name}.{d}"
+                assert key in m and f"{key}_ci_low" in m and f"{key}_ci_high" in m
         assert params["scenario"] == "robustness" and params["query_seconds"] == "1.5"
         assert params["deformations"] == "identity,gain_-10db,noise_snr_10" and params["scenario_seed"] == "0"
         artifacts = {

@@ -54,12 +54,15 @@ def test_suite_runs_each_encoder_as_a_child_and_compares(tiny_dataset, experimen
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.run_name == name
-        assert "map" in child.data.metrics
+        assert "retrieval/map" in child.data.metrics
         assert parent.data.tags[f"musicbench.suite.child.{name}"] == child.info.run_id
     tags = parent.data.tags
     assert tags["musicbench.suite.encoders"] == "mfcc,chroma"
     assert tags["musicbench.suite.finished"] == "mfcc,chroma" and tags["musicbench.suite.failed"] == "none"
-    assert parent.data.metrics["suite_children_finished"] == 2 and parent.data.metrics["suite_children_failed"] == 0
+    assert (
+        parent.data.metrics["count/suite_children_finished"] == 2
+        and parent.data.metrics["count/suite_children_failed"] == 0
+    )
     assert parent.data.params["encoders"] == "mfcc,chroma"
     table = client.load_table(parent.info.experiment_id, "tables/suite_children.json", [parent.info.run_id])
     assert table.set_index("encoder")["status"].to_dict() == {"mfcc": "FINISHED", "chroma": "FINISHED"}
@@ -74,7 +77,7 @@ def test_suite_runs_each_encoder_as_a_child_and_compares(tiny_dataset, experimen
     again = _suite(tiny_dataset, experiment + "-again", "mfcc,chroma")
     assert again.exit_code == 0, again.output
     _, _, children2 = _runs(experiment + "-again")
-    assert all(c.data.metrics["n_embedded"] == 0 for c in children2.values())
+    assert all(c.data.metrics["count/n_embedded"] == 0 for c in children2.values())
 
 
 @pytest.mark.slow

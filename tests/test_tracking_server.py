@@ -131,7 +131,7 @@ def test_suite_run_compare_regress_and_baseline_through_the_server(tracking_serv
     for name in ("mfcc", "chroma"):
         run = runs[name]
         assert run.data.tags["musicbench.suite.parent"] == runs["suite"].info.run_id
-        assert run.data.params["encoder"] == name and 0 <= run.data.metrics["map"] <= 1
+        assert run.data.params["encoder"] == name and 0 <= run.data.metrics["retrieval/map"] <= 1
         files = _artifact_files(client, run.info.run_id)
         assert {"tables/topk.csv", "tables/per_target.json", "figures/top1_similarity.png", "config.json"} <= files
         stored = tracking_server.artifacts / experiment.experiment_id / run.info.run_id / "artifacts"
@@ -201,7 +201,9 @@ def test_two_concurrent_suites_lose_no_run_param_metric_or_artifact(tracking_ser
     for encoder in ("mfcc", "chroma"):
         a, b = children["suite-a", encoder], children["suite-b", encoder]
         for run in (a, b):  # every metric logged once, every artifact where the server keeps it
-            assert {"map", "mrr", "sim_top1_mean", "n_refs"} <= set(run.data.metrics)
+            assert {"retrieval/map", "retrieval/mrr", "similarity/sim_top1_mean", "count/n_refs"} <= set(
+                run.data.metrics
+            )
             for key in run.data.metrics:
                 assert len(client.get_metric_history(run.info.run_id, key)) == 1, key
         ignored = {"cache_dir"}  # each suite has its own cache folder
@@ -217,7 +219,7 @@ def test_two_concurrent_suites_lose_no_run_param_metric_or_artifact(tracking_ser
             assert {str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file()} == files
     for parent in parents.values():
         assert parent.data.tags["musicbench.suite.finished"] == "mfcc,chroma"
-        assert parent.data.metrics["suite_children_finished"] == 2
+        assert parent.data.metrics["count/suite_children_finished"] == 2
         assert "comparison/comparison.csv" in _artifact_files(client, parent.info.run_id)
 
 

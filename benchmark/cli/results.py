@@ -111,7 +111,8 @@ class Regression(click.ClickException):
     "metric_names",
     default="",
     callback=optional_text,
-    help="Metrics to check, m,m,… [default: the headline metrics present in both runs].",
+    help="Metrics to check, m,m,… (with or without their MLflow section: map or retrieval/map) [default: the "
+    "headline metrics present in both runs].",
 )
 def regress(baseline, tolerance, mode, experiment, metric_names) -> None:
     """Check each encoder's latest finished run against a baseline run; fail on any metric drop.

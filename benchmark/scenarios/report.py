@@ -95,17 +95,20 @@ def label_matrix(runs: list, labels: list[str], metric: str = "hit_rate_at_1") -
         for name in (run.data.params.get("deformations") or "").split(","):
             if name and name not in order:
                 order.append(name)
+    from ..measures import plain_metrics  # logged as robustness/hit_rate_at_1.<d> (before the sections: without)
+
+    logged = [plain_metrics(run.data.metrics) for run in runs]
     prefix = f"{metric}."
     found = [
         name[len(prefix) :]
-        for run in runs
-        for name in run.data.metrics
+        for values in logged
+        for name in values
         if name.startswith(prefix) and not name.endswith(("_ci_low", "_ci_high"))
     ]
     if not found:
         return None
     columns = [d for d in order if d in found] + [d for d in dict.fromkeys(found) if d not in order]
-    data = [[run.data.metrics.get(f"{prefix}{d}", np.nan) for d in columns] for run in runs]
+    data = [[values.get(f"{prefix}{d}", np.nan) for d in columns] for values in logged]
     return pd.DataFrame(data, index=labels, columns=columns)
 
 
@@ -117,7 +120,9 @@ def label_table(runs: list, labels: list[str], metric: str = "hit_rate_at_1") ->
     rows = []
     for d in matrix.columns:
         for run, label in zip(runs, labels):
-            values = run.data.metrics
+            from ..measures import plain_metrics
+
+            values = plain_metrics(run.data.metrics)
             rows.append(
                 {
                     "deformation": d,

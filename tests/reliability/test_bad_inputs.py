@@ -153,9 +153,9 @@ def test_run_finishes_and_every_bad_file_is_one_named_failure(bad_run, bad_datas
         assert re.match(pattern, message.split(": ", 1)[1]), (name, message)
     targets = failures[failures["role"] == "target"]
     assert list(targets["file"]) == ["query_empty.wav"]
-    assert run.data.metrics["n_failed"] == len(failures) == len(FAILING) + 1
-    assert run.data.metrics["n_refs"] == len(EXPECTED) - len(FAILING)
-    assert run.data.metrics["n_targets"] == 2
+    assert run.data.metrics["count/n_failed"] == len(failures) == len(FAILING) + 1
+    assert run.data.metrics["count/n_refs"] == len(EXPECTED) - len(FAILING)
+    assert run.data.metrics["count/n_targets"] == 2
 
 
 @pytest.mark.slow
@@ -241,6 +241,6 @@ def test_every_file_failing_ends_the_run_failed_with_the_reasons(tmp_path):
     (run,) = runs("all-fail")
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"].startswith("RunError: no reference could be embedded")
-    assert run.data.metrics["n_failed"] == 2
+    assert run.data.metrics["count/n_failed"] == 2
     failures = artifact_csv(run.info.run_id, "failures.csv")
     assert sorted(failures["file"]) == ["empty.wav", "junk.wav"]

@@ -190,7 +190,7 @@ def test_item7_an_artifact_that_cannot_be_made_is_skipped_and_the_metrics_stand(
     tags = run.data.tags
     assert tags["skipped_artifact.figures/similarity_heatmap.png"] == "RuntimeError: cannot draw this heatmap"
     assert "No space left on device" in tags["skipped_artifact.failures.csv"]
-    assert {"map", "mrr", "sim_top1_mean", "n_refs"} <= set(run.data.metrics)
+    assert {"retrieval/map", "retrieval/mrr", "similarity/sim_top1_mean", "count/n_refs"} <= set(run.data.metrics)
     from mlflow.tracking import MlflowClient
 
     paths = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "figures")}
@@ -207,7 +207,7 @@ def test_item8_repeated_metric_runs_once_with_a_note_in_run_and_suite(songs):
     assert result.exit_code == 0, result.output  # was: FAILED after all the work (duplicate columns)
     assert "Note: --metrics names melody more than once; each metric runs once" in result.output
     run = finished_run("h8")
-    assert run.data.params["metrics"] == "melody" and "melody_acc_top1_mean" in run.data.metrics
+    assert run.data.params["metrics"] == "melody" and "pair/melody_acc_top1_mean" in run.data.metrics
 
     result = cli("suite", "--encoders", "mfcc", *data_args(songs, "h8s", metrics="melody, melody"))
     assert result.exit_code == 0, result.output  # was: every child FAILED
@@ -502,6 +502,6 @@ def test_item1_self_pairs_and_fallbacks_are_logged_on_the_run(tmp_path):
     result = cli("run", "--encoder", "mfcc", *data_args(songs, "h1"))
     assert result.exit_code == 0, result.output
     run = finished_run("h1")
-    assert run.data.metrics["n_ground_truth_self_pairs"] == 1
+    assert run.data.metrics["count/n_ground_truth_self_pairs"] == 1
     notes = run.data.tags["ground_truth_notes"]
     assert "self-pair" in notes and "a.wav" in notes and "other/b.wav" in notes, notes

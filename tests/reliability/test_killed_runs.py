@@ -104,8 +104,8 @@ def test_sigkill_mid_embedding_leaves_a_consistent_cache_and_the_rerun_resumes(d
     assert result.exit_code == 0, result.output
     (resumed,) = runs("sigkill-resume")
     assert resumed.info.status == "FINISHED"
-    assert resumed.data.metrics["n_cached"] >= len(entries)
-    assert resumed.data.metrics["n_cached"] + resumed.data.metrics["n_embedded"] == N_REFS + N_TARGETS
+    assert resumed.data.metrics["count/n_cached"] >= len(entries)
+    assert resumed.data.metrics["count/n_cached"] + resumed.data.metrics["count/n_embedded"] == N_REFS + N_TARGETS
     assert {entry: entry.stat().st_mtime_ns for entry in entries} == before, "finished files were recomputed"
     assert len(_assert_consistent(cache)) == N_REFS + N_TARGETS
 

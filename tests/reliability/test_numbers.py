@@ -16,15 +16,15 @@ from encoders.mfcc import MFCCStats
 from metrics.melody import MelodyAccuracy
 
 IR_METRICS = (
-    "map",
-    "mrr",
-    "mean_first_relevant_rank",
-    "recall_at_5",
-    "hit_rate_at_5",
-    "ndcg_at_5",
-    "map_ci_low",
-    "map_ci_high",
-    "n_queries_without_relevant",
+    "retrieval/map",
+    "retrieval/mrr",
+    "retrieval/mean_first_relevant_rank",
+    "retrieval/recall_at_5",
+    "retrieval/hit_rate_at_5",
+    "retrieval/ndcg_at_5",
+    "retrieval/map_ci_low",
+    "retrieval/map_ci_high",
+    "count/n_queries_without_relevant",
 )
 NAN_SECONDS, INF_SECONDS = 0.7, 0.8  # the poisoned encoder recognises these two files by their length
 
@@ -107,14 +107,14 @@ def test_non_finite_embedding_is_a_per_file_failure(dataset, tmp_path, poisoned_
     for name in failures.index:
         assert failures.loc[name, "stage"] == "embed"
         assert failures.loc[name, "message"] == f"{dataset['refs'] / name}: embedding is not finite (NaN/inf)"
-    assert run.data.metrics["n_failed"] == 2 and run.data.metrics["n_refs"] == 5
+    assert run.data.metrics["count/n_failed"] == 2 and run.data.metrics["count/n_refs"] == 5
     topk = artifact_csv(run.info.run_id, "tables/topk.csv")
     assert not {"poison_nan.wav", "poison_inf.wav"} & set(topk["reference"])
     assert logged_metrics and all(math.isfinite(value) for _, value in logged_metrics)
-    assert run.data.metrics["map"] > 0  # the rest of the run is intact
+    assert run.data.metrics["retrieval/map"] > 0  # the rest of the run is intact
     # nothing non-finite was cached either: a re-run recomputes (and fails) the two files again
     again = _run(dataset, tmp_path, "nan-embedding-again", "--ground-truth", str(dataset["ground_truth"]))
-    assert again.data.metrics["n_cached"] == 8 and again.data.metrics["n_failed"] == 2
+    assert again.data.metrics["count/n_cached"] == 8 and again.data.metrics["count/n_failed"] == 2
 
 
 def test_nan_pair_value_is_left_out_of_the_means(dataset, tmp_path, monkeypatch, logged_metrics):
@@ -129,22 +129,22 @@ def test_nan_pair_value_is_left_out_of_the_means(dataset, tmp_path, monkeypatch,
     topk = artifact_csv(run.info.run_id, "tables/topk.csv")
     assert topk["melody_acc"].isna().sum() == 1 and topk.loc[0, "melody_acc"] != topk.loc[0, "melody_acc"]
     top1 = topk[topk["rank"] == 1]["melody_acc"]
-    assert run.data.metrics["melody_acc_top1_mean"] == pytest.approx(top1.dropna().mean())
-    assert run.data.metrics["melody_acc_topk_mean"] == pytest.approx(topk["melody_acc"].dropna().mean())
+    assert run.data.metrics["pair/melody_acc_top1_mean"] == pytest.approx(top1.dropna().mean())
+    assert run.data.metrics["pair/melody_acc_topk_mean"] == pytest.approx(topk["melody_acc"].dropna().mean())
     assert all(math.isfinite(value) for _, value in logged_metrics)
 
 
 def test_metric_with_no_finite_value_is_absent_not_zero(dataset, tmp_path, monkeypatch, logged_metrics):
     monkeypatch.setattr(MelodyAccuracy, "pair_scores", lambda self, t, r: {"melody_acc": math.nan})
     run = _run(dataset, tmp_path, "all-nan-pair", "--metrics", "melody")
-    assert not [name for name in run.data.metrics if name.startswith("melody_acc")]
+    assert not [name for name in run.data.metrics if name.startswith("pair/melody_acc")]
     assert all(math.isfinite(value) for _, value in logged_metrics)
 
 
 def test_ir_metrics_absent_without_ground_truth(dataset, tmp_path, logged_metrics):
     run = _run(dataset, tmp_path, "no-ground-truth", "--metrics", "none")
     assert not set(IR_METRICS) & set(run.data.metrics)
-    assert {"sim_top1_mean", "n_failed", "n_refs"} <= set(run.data.metrics)
+    assert {"similarity/sim_top1_mean", "count/n_failed", "count/n_refs"} <= set(run.data.metrics)
     assert run.data.params["ground_truth_given"] == "False"
     with_gt = _run(
         dataset, tmp_path, "with-ground-truth", "--metrics", "none", "--ground-truth", str(dataset["ground_truth"])
@@ -215,5 +215,5 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     with warnings.catch_warnings():  # what comes after the metrics is skipped (no run, no store): not tested here
         warnings.simplefilter("ignore")
         tracking.log_result(result)
-    assert passed == [{"ok": 1.0}]
+    assert passed == [{"other/ok": 1.0}]  # an undeclared name: the section "other"
     assert tags["dropped_non_finite_metrics"] == "inf,nan,ninf"
