@@ -212,8 +212,10 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
         metrics={"ok": 1.0, "nan": math.nan, "inf": math.inf, "ninf": -math.inf},
         similarity=None,
     )
-    with warnings.catch_warnings():  # what comes after the metrics is skipped (no run, no store): not tested here
-        warnings.simplefilter("ignore")
+    # in a run of its own (MLflow's fluent calls would otherwise start one and leave it active for later tests)
+    with mlflow.start_run(run_name="non-finite"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what comes after the metrics may be skipped: not tested here
         tracking.log_result(result)
+    assert mlflow.active_run() is None
     assert passed == [{"other/ok": 1.0}]  # an undeclared name: the section "other"
     assert tags["dropped_non_finite_metrics"] == "inf,nan,ninf"
