@@ -519,7 +519,7 @@ def per_label_bars(table: pd.DataFrame, label_name: str, encoder: str) -> Figure
     labels = [str(v) for v in table[label_name]]
     metrics = [m for m in ("hit_rate_at_1", "map") if m in table]
     n = max(len(labels), 1)
-    fig = _figure(min(max(6.0, 0.62 * n + 2.5), 30), 4.4, constrained=True)
+    fig = _figure(min(max(6.0, 0.62 * n + 2.5), MAX_WIDTH), 4.4, constrained=True)
     ax = fig.subplots()
     x = np.arange(len(labels))
     width = 0.8 / max(len(metrics), 1)
@@ -549,7 +549,11 @@ def label_heatmap(matrix: pd.DataFrame, metric: str = "hit_rate_at_1", label_nam
     from matplotlib import colormaps
 
     raw = matrix.astype(float).to_numpy()
-    fig = _figure(max(5.0, 0.75 * raw.shape[1] + 3.0), max(2.5, 0.55 * raw.shape[0] + 1.8), constrained=True)
+    fig = _figure(
+        min(max(5.0, 0.75 * raw.shape[1] + 3.0), MAX_WIDTH),
+        min(max(2.5, 0.55 * raw.shape[0] + 1.8), MAX_HEIGHT),
+        constrained=True,
+    )
     ax = fig.subplots()
     cmap = colormaps["viridis"].with_extremes(bad="lightgray")
     image = ax.imshow(np.ma.masked_invalid(raw), cmap=cmap, vmin=0, vmax=1, aspect="auto")
