@@ -153,11 +153,11 @@ def compare_embeddings(loop_npz: Path, cache_dir: Path, folders: tuple[Path, Pat
 
 def logged_timings(store: str, run_ids: list[str]) -> dict[str, float]:
     """Medians of the pipeline's own stage timings (logged as metrics) over the timed runs."""
-    os.environ["MLFLOW_TRACKING_URI"] = store
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=store)  # never through the environment: the caller's store stays its own
     runs = [client.get_run(r).data.metrics for r in run_ids if r]
+    runs = [{k.removeprefix("timing/"): v for k, v in m.items()} for m in runs]  # logged as timing/<stage>_seconds
     keys = ("hash_seconds", "embed_seconds", "retrieve_seconds", "total_seconds")
     return {k: statistics.median(m[k] for m in runs) for k in keys if runs and all(k in m for m in runs)}
 
