@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> list[Target]:
 
     stages = {k: v for k, v in metrics.items() if k.endswith("_seconds") and not k.startswith("tag:")}
     skipped = {k[len("tag:skipped.") :]: v for k, v in metrics.items() if k.startswith("tag:skipped.")}
-    ran = sorted({k.split("_top1_mean")[0] for k in metrics if k.endswith("_top1_mean") and not k.startswith("sim_")})
+    plain = [k.rsplit("/", 1)[-1] for k in metrics]  # logged as <section>/<name>
+    ran = sorted({k.split("_top1_mean")[0] for k in plain if k.endswith("_top1_mean") and not k.startswith("sim_")})
     print(f"wall {result['seconds']:.0f} s; stages: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items())))
     print(f"pair metrics computed: {', '.join(ran) or '-'}; skipped: {skipped or '-'}")
     print(
