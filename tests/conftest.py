@@ -9,6 +9,7 @@ collection stays fast.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,19 @@ def isolated_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def isolated_process_state():
+    """What one test leaves in this process never reaches the next: the environment (in-process CLI calls set
+    MLflow/musicbench variables for their own process) and an MLflow run left active."""
+    saved = dict(os.environ)
+    yield
+    mlflow = sys.modules.get("mlflow")
+    while mlflow is not None and mlflow.active_run() is not None:
+        mlflow.end_run()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
