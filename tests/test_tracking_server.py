@@ -126,19 +126,19 @@ def test_suite_run_compare_regress_and_baseline_through_the_server(tracking_serv
     experiment = client.get_experiment_by_name("shared")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied: the client needs no file access
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {"suite", "mfcc", "chroma"}
+    assert set(runs) == {"mfcc vs chroma", "mfcc", "chroma"}  # the parent is named after what it compares
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
     for name in ("mfcc", "chroma"):
         run = runs[name]
-        assert run.data.tags["musicbench.suite.parent"] == runs["suite"].info.run_id
+        assert run.data.tags["musicbench.suite.parent"] == runs["mfcc vs chroma"].info.run_id
         assert run.data.params["encoder"] == name and 0 <= run.data.metrics["retrieval/map"] <= 1
         files = _artifact_files(client, run.info.run_id)
         assert {"tables/topk.csv", "tables/per_target.json", "figures/top1_similarity.png", "config.json"} <= files
         stored = tracking_server.artifacts / experiment.experiment_id / run.info.run_id / "artifacts"
         assert {str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file()} == files
-    assert "comparison/comparison.csv" in _artifact_files(client, runs["suite"].info.run_id)
+    assert "comparison/comparison.csv" in _artifact_files(client, runs["mfcc vs chroma"].info.run_id)
 
-    compared = _invoke("compare", "--parent", runs["suite"].info.run_id, "--out", str(tmp_path / "cmp"))
+    compared = _invoke("compare", "--parent", runs["mfcc vs chroma"].info.run_id, "--out", str(tmp_path / "cmp"))
     assert compared.exit_code == 0, compared.output
     assert "mfcc" in compared.output and "chroma" in compared.output
     assert (tmp_path / "cmp" / "comparison.csv").exists()
