@@ -49,11 +49,12 @@ def _import_guarded(tmp_path, wait_seconds: float) -> subprocess.CompletedProces
 def test_an_import_of_a_guarded_package_waits_for_the_lock_another_process_holds(tmp_path):
     from benchmark.numba_cache import held
 
-    with held():  # this process holds it: the child cannot take it, gives up after its (short) wait, says so
+    # this process holds it: the child cannot take it, gives up after its (short) wait, says so
+    with held(str(tmp_path / "stand_in_pkg")):
         blocked = _import_guarded(tmp_path, wait_seconds=0.3)
     assert blocked.returncode == 0, blocked.stderr
     assert "imported True _LockedLoader" in blocked.stdout
-    assert "another process has held" in blocked.stderr and "musicbench-numba-cache.lock" in blocked.stderr
+    assert "another process has held" in blocked.stderr and "musicbench-numba-" in blocked.stderr
 
     free = _import_guarded(tmp_path, wait_seconds=0.3)  # released: taken at once, no warning
     assert free.returncode == 0, free.stderr
@@ -64,11 +65,30 @@ def test_an_import_of_a_guarded_package_waits_for_the_lock_another_process_holds
 def test_the_lock_is_reentrant_and_released_when_the_outermost_holder_ends(tmp_path):
     from benchmark import numba_cache
 
-    with numba_cache.held():
-        with numba_cache.held():
+    with numba_cache.held(str(tmp_path)):
+        with numba_cache.held(str(tmp_path)):
             assert numba_cache._fd is not None
         assert numba_cache._fd is not None
     assert numba_cache._fd is None and numba_cache._depth == 0
+
+
+def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    import multiprocessing
+
+    from benchmark.numba_cache import held
+
+    context = multiprocessing.get_context("fork")
+    release = context.Event()
+    with held(str(tmp_path / "stand_in_pkg")):
+        child = context.Process(target=release.wait, args=(60,))
+        child.start()  # forked while this process holds the lock: it inherits the open lock file
+    try:
+        after = _import_guarded(tmp_path, wait_seconds=0.3)  # released here, the child still alive
+    finally:
+        release.set()
+        child.join(60)
+    assert after.returncode == 0, after.stderr
+    assert "another process has held" not in after.stderr
 
 
 def test_a_first_run_on_an_empty_numba_cache_leaves_a_cache_later_processes_can_load(tmp_path):
