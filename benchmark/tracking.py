@@ -679,3 +679,8 @@ def delete_runs(client, run_ids: list[str]) -> None:
     for good, ``mlflow runs restore`` brings one back."""
     for run_id in run_ids:
         client.delete_run(run_id)
+
+
+def log_report(client, run_id: str, path) -> None:
+    """Log a written report document (``musicbench report``) under ``report/`` of ``run_id``."""
+    client.log_artifact(run_id, str(path), "report")
