@@ -29,6 +29,7 @@ ENCODERS: dict[str, str] = {
     "chroma-keyinv": "encoders.keyinv:ChromaKeyInvariant",
     "deepchroma": "encoders.deepchroma:DeepChromaStats",
     "deepchroma-keyinv": "encoders.keyinv:DeepChromaKeyInvariant",
+    "tonal-timbre": "encoders.keyinv:TonalTimbre",
     "crepe": "encoders.crepe:CrepeEmbedding",
     "clap": "encoders.clap:ClapEncoder",
     "clap-music": "encoders.clap:ClapMusicEncoder",

@@ -1,5 +1,6 @@
-"""The transposition-invariant encoders (``chroma-keyinv``, ``deepchroma-keyinv``): exact invariance of the shared
-transform to a circular shift of the chroma bins, and, on synthetic audio, a chord progression found in other keys."""
+"""The transposition-invariant encoders (``chroma-keyinv``, ``deepchroma-keyinv``, ``tonal-timbre``): exact invariance
+of the shared transform (the 2D Fourier magnitude of chroma patches) to a circular shift of the chroma bins, and, on
+synthetic audio, a chord progression found in other keys."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from encoders import registry
-from encoders.keyinv import N_CHROMA, key_invariant_stats, key_phase
+from encoders.chroma import chroma_stft
+from encoders.keyinv import N_CHROMA, ChromaKeyInvariant, DeepChromaKeyInvariant, TonalTimbre, chroma_2dftm, dftm_dim
 
 SR = 22050
 #: a I–vi–IV–V progression in C (MIDI notes of each chord), and a distractor with other chord qualities
@@ -39,34 +41,54 @@ KEYINV = [
     pytest.param(
         name, marks=pytest.mark.skipif(not available(name), reason=f"{name}: {registry.availability(name)[1]}")
     )
-    for name in ("chroma-keyinv", "deepchroma-keyinv")
+    for name in ("chroma-keyinv", "deepchroma-keyinv", "tonal-timbre")
 ]
+#: (patch, hop) of each invariant encoder's chroma block
+PATCHES = [(cls.patch, cls.hop) for cls in (ChromaKeyInvariant, DeepChromaKeyInvariant, TonalTimbre)]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_the_transform_is_invariant_to_every_circular_shift(seed):
+@pytest.mark.parametrize("patch, hop", PATCHES)
+@pytest.mark.parametrize("seed", range(3))
+def test_the_transform_is_invariant_to_every_circular_shift(seed, patch, hop):
     rng = np.random.default_rng(seed)
-    frames = rng.random((N_CHROMA, 40)) ** 3  # peaky, like real chroma
-    base = key_invariant_stats(frames)
-    assert base.shape == (24,) and np.all(np.isfinite(base))
+    frames = rng.random((N_CHROMA, 3 * patch + 7)) ** 3  # peaky, like real chroma
+    base = chroma_2dftm(frames, patch, hop)
+    assert base.shape == (dftm_dim(patch),) and np.all(np.isfinite(base))
     for shift in range(N_CHROMA):
-        np.testing.assert_allclose(key_invariant_stats(np.roll(frames, shift, axis=0)), base, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(chroma_2dftm(np.roll(frames, shift, axis=0), patch, hop), base, rtol=0, atol=1e-6)
 
 
-def test_the_transform_keeps_the_chroma_norm_and_tells_major_from_minor():
-    major = np.zeros((N_CHROMA, 1))
-    major[[0, 4, 7]] = 1.0
-    minor = np.zeros((N_CHROMA, 1))
-    minor[[0, 3, 7]] = 1.0
-    stats = key_invariant_stats(major)
-    assert np.linalg.norm(stats[:12]) == pytest.approx(np.sqrt(3))  # Parseval: the mean vector's norm
-    # a minor triad is the inversion of a major one: circular auto-correlation could not tell them apart
-    assert np.abs(key_invariant_stats(minor) - stats).max() > 0.1
+@pytest.mark.parametrize("name", KEYINV)
+def test_the_encoders_are_invariant_to_every_circular_shift_of_their_chroma(name, monkeypatch):
+    """The whole embedding (for ``tonal-timbre``: its chroma block; the timbre block does not read the chroma) is
+    unchanged when the chroma the encoder computes is circularly shifted by any of the 12 steps."""
+    import encoders.keyinv as keyinv
+
+    encoder = registry.build(name)
+    y = chords(PROGRESSION, encoder.sample_rate)
+    base = encoder.embed([y])[0]
+    for shift in range(1, N_CHROMA):
+        if name == "tonal-timbre":
+            monkeypatch.setattr(keyinv, "chroma_stft", lambda a, sr, s=shift: np.roll(chroma_stft(a, sr), s, axis=0))
+        else:
+            frames = type(encoder)._frames
+            monkeypatch.setattr(type(encoder), "_frames", lambda self, a, s=shift, f=frames: np.roll(f(self, a), s, 0))
+        np.testing.assert_allclose(encoder.embed([y])[0], base, rtol=0, atol=1e-6)
+        monkeypatch.undo()
 
 
-def test_a_flat_profile_is_left_unrotated():
-    assert key_phase(np.ones(N_CHROMA)) == 1.0 and key_phase(np.zeros(N_CHROMA)) == 1.0
-    assert np.all(np.isfinite(key_invariant_stats(np.zeros((N_CHROMA, 5)))))
+def test_what_the_transform_tells_apart_and_what_it_does_not():
+    """Different chords or a different motion give different vectors; a patch and its mirror image (pitch classes
+    inverted *and* time reversed: |F(k, l)| = |F(-k, -l)|) do not — a known blind spot of the 2D Fourier magnitude,
+    e.g. C major → F major is the mirror image of F minor → C minor. Zero chroma (silence) gives a finite vector."""
+    rng = np.random.default_rng(0)
+    frames = rng.random((N_CHROMA, 256)) ** 3
+    other = rng.random((N_CHROMA, 256)) ** 3
+    base = chroma_2dftm(frames, 128, 32)
+    assert np.abs(chroma_2dftm(other, 128, 32) - base).max() > 0.05
+    mirrored = np.roll(frames[::-1], 1, axis=0)[:, ::-1]  # pitch class p → -p, time t → -t
+    np.testing.assert_allclose(chroma_2dftm(mirrored, 128, 32), base, rtol=0, atol=1e-6)
+    assert np.all(np.isfinite(chroma_2dftm(np.zeros((N_CHROMA, 5)), 128, 32)))
 
 
 @pytest.mark.parametrize("name", ["chroma-keyinv", "deepchroma-keyinv"])
@@ -77,9 +99,27 @@ def test_the_encoders_share_the_transform_over_their_plain_frames(name):
     plain = registry.build(name.removesuffix("-keyinv"))
     y = chords(PROGRESSION, encoder.sample_rate)
     assert type(plain)._frames is type(encoder)._frames  # the same frame source
-    expected = key_invariant_stats(plain._frames(y)).astype(np.float32)
+    expected = chroma_2dftm(plain._frames(y), encoder.patch, encoder.hop).astype(np.float32)
     np.testing.assert_array_equal(encoder.embed([y])[0], expected)
-    assert encoder.card.dim == plain.card.dim == 24 and encoder.card.license == plain.card.license
+    assert encoder.card.dim == dftm_dim(encoder.patch) and encoder.card.license == plain.card.license
+
+
+def test_tonal_timbre_is_two_unit_blocks_weighted():
+    import encoders.keyinv as keyinv
+
+    encoder = registry.build("tonal-timbre")
+    vector = encoder.embed([chords(PROGRESSION, encoder.sample_rate)])[0].astype(np.float64)
+    split = dftm_dim(encoder.patch)
+    tonal, timbre = np.linalg.norm(vector[:split]), np.linalg.norm(vector[split:])
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-6)
+    assert tonal / timbre == pytest.approx(keyinv.TONAL_WEIGHT / keyinv.TIMBRE_WEIGHT, rel=1e-5)
+
+
+def test_the_cache_identity_changed():
+    """The key-normalised v1 embeddings (24-d) are never served for the new transform."""
+    for name in ("chroma-keyinv", "deepchroma-keyinv"):
+        cls = registry.encoder_class(name)
+        assert cls.implementation_version == 2 and cls.card.dim != 24
 
 
 @pytest.mark.parametrize("name", KEYINV)
