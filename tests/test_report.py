@@ -165,14 +165,14 @@ def test_demo_report_opens_in_headless_chromium(demo_report, tmp_path):
     _, path, _ = demo_report
     shots = DOCS if os.environ.get("MUSICBENCH_UPDATE_DOCS") == "1" else tmp_path
     screenshot = shots / "report_html.png"
-    dom = _browse(chromium, f"{path.as_uri()}#comparison-section", screenshot, tmp_path / "profile", "1280,2000")
+    dom = _browse(chromium, path.as_uri(), screenshot, tmp_path / "profile", "1280,2400")
     assert 'id="comparison"' in dom and "★" in dom and "hit_rate_at_1" in dom
     assert dom.count("<img") >= 3
     # the images are drawn: the figures' coloured bars and heatmap cells (the text is black on white)
     with Image.open(screenshot) as image:
         pixels = np.asarray(image.convert("HSV"))
     coloured = (pixels[..., 1] > 100) & (pixels[..., 2] > 60)
-    assert coloured.mean() > 0.02, f"only {coloured.mean():.3%} coloured pixels: the figures are not shown"
+    assert coloured.mean() > 0.01, f"only {coloured.mean():.3%} coloured pixels: the figures are not shown"
 
 
 # --- findings on constructed runs ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .common import (
 )
 from .group import main
 
+SUITE_PARENT_META = "musicbench.suite_parent"  # ctx.meta: the parent run of the suite just run
 DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 14-20 s: two excerpts fit)
 
 
@@ -87,7 +88,8 @@ def run(encoder, weights, run_name, **kw) -> None:
 @click.pass_context
 @friendly
 def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
-    """Build the embedded demo set (offline) and run a suite of encoders on it, with their comparison."""
+    """Build the embedded demo set (offline), run a suite of encoders on it with their comparison, and write its
+    report (`musicbench report`): its path is the last line printed."""
     from ..demo import build_demo
 
     demo_set = build_demo(force=force, progress=not no_progress)
@@ -101,10 +103,20 @@ def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
     dataset = {"targets": demo_set.targets, "ground_truth": demo_set.ground_truth}
     if scenario:  # queries made from the references (benchmark/scenarios)
         dataset = {"targets": None, "ground_truth": None, "scenario": scenario, "query_seconds": DEMO_QUERY_SECONDS}
+    status = 0
     try:
         ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, no_progress=no_progress, **dataset)
+    except SystemExit as error:  # an encoder failed (exit 1): the report still shows the others and names it
+        status = error.code
     finally:
         click.echo(f"Open the results: mlflow ui --backend-store-uri {shown_tracking_uri()}", err=True)
+    parent = ctx.meta.get(SUITE_PARENT_META)
+    if parent:  # last: the report of the suite just run (musicbench report --parent <id>)
+        from ..report import make_report
+
+        click.echo(f"Report: {make_report(parent=parent).path}")
+    if status:
+        sys.exit(status)
 
 
 @main.command()
@@ -169,6 +181,7 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    click.get_current_context().meta[SUITE_PARENT_META] = result.parent_run_id  # for demo's report
     if result.comparison is not None:
         echo_comparison(result.comparison)
     click.echo(

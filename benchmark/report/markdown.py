@@ -40,9 +40,15 @@ def image(block: Image) -> list[str]:
     return lines + ([f"*{block.caption}*"] if block.caption else [])
 
 
-def blocks(section: Section) -> list[str]:
-    lines = ["#" * section.level + " " + section.title, ""]
+def blocks(section: Section, marp: bool = False) -> list[str]:
+    """A section's lines; in a Marp deck a table or figure after another one starts a slide of its own."""
+    heading = "#" * section.level + " " + section.title
+    lines, shown = [heading, ""], False
     for block in section.blocks:
+        if marp and isinstance(block, (Table, Image)):
+            if shown:
+                lines += ["---", "", f"{heading} (continued)", ""]
+            shown = True
         if isinstance(block, Text):
             lines.append(block.text)
         elif isinstance(block, Bullets):
@@ -61,5 +67,5 @@ def render(doc: Document, marp: bool = False) -> str:
     lines += [f"# {doc.title}", "", doc.subtitle, ""]
     for top in doc.sections:
         for section in top.walk():
-            lines += slide + blocks(section)
+            lines += slide + blocks(section, marp)
     return "\n".join(lines).rstrip() + "\n"

@@ -205,19 +205,23 @@ def robustness(data) -> Section | None:
 
 
 def document(data) -> Document:
-    sections = [
-        run_set(data),
+    sections = [  # what the runs show first, then how they were made, then every track
         failures(data),
-        encoders(data),
-        metric_definitions(data),
-        comparison(data),
         findings(data),
+        comparison(data),
         figures(data),
         groups.section(data, data.comparison.metrics),
         robustness(data),
+        run_set(data),
+        encoders(data),
+        metric_definitions(data),
         tracks.section(data),
     ]
     title = "musicbench report: " + " vs ".join(data.labels)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    subtitle = f"Generated {now} from MLflow (experiment '{data.experiment_name}')"
+    fingerprints = ", ".join(sorted({str(r.data.params.get("dataset_fingerprint", "–")) for r in data.runs}))
+    subtitle = (
+        f"{len(data.runs)} encoder runs on dataset {fingerprints}, read back from MLflow (experiment "
+        f"'{data.experiment_name}'); generated {now}. Definitions of the metrics: see Metrics."
+    )
     return Document(title, subtitle, [s for s in sections if s is not None])

@@ -49,7 +49,8 @@ def differences_block(table: pd.DataFrame, metrics: list[str], table_id: str) ->
         row = [Cell(str(label))]
         for metric in paired:
             value = table.at[label, f"{metric}_diff"]
-            row.append(Cell(diff_cell(table, label, metric), float(value) if pd.notna(value) else None))
+            text = diff_cell(table, label, metric)
+            row.append(Cell(text, float(value) if pd.notna(value) and text != "★" else None))
         rows.append(row)
     caption = "Difference to the best"
     return Table(["encoder", *paired], rows, caption=caption, note=DIFF_NOTE, id=table_id, sortable=True)
