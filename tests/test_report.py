@@ -321,7 +321,8 @@ def test_suite_with_a_failed_child_reports_and_names_it(tiny_dataset, tmp_path, 
     status, parent = _suite(tiny_dataset, "mfcc,clap", "--weights", "clap=/nonexistent/clap.pt")
     assert status == 1  # clap fails for its missing weights, mfcc finishes
     out = tmp_path / "deck"
-    result = CliRunner().invoke(main, ["report", "--parent", parent, "--format", "marp", "--out", str(out)])
+    args = ["--parent", parent, "--experiment", "none", "--runs", "none", "--format", "marp", "--out", str(out)]
+    result = CliRunner().invoke(main, ["report", *args])  # as the MLproject entry point passes them
     assert result.exit_code == 0, result.output
     path = Path(result.output.strip().splitlines()[-1])
     assert path == out / "report.marp.md"
@@ -330,3 +331,37 @@ def test_suite_with_a_failed_child_reports_and_names_it(tiny_dataset, tmp_path, 
     failed = deck.split("## Failed runs", 1)[1].split("\n---\n", 1)[0]
     assert "- clap (run " in failed and "FAILED" in failed and "/nonexistent/clap.pt" in failed
     assert "| mfcc |" in deck.split("## Comparison", 1)[1]  # the finished child is still reported
+
+
+# --- the robustness scenario ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_robustness_suite_reports_deformation_by_encoder(tiny_dataset, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.report import make_report
+
+    monkeypatch.chdir(tmp_path)
+    data = {**tiny_dataset, "targets": None}
+    experiment = f"report-robust-{uuid.uuid4().hex[:8]}"
+    args = ["--refs", str(data["refs"]), "--scenario", "robustness", "--deformations", "identity,gain_-10db"]
+    args += ["--query-seconds", "1.0", "--metrics", "none", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    result = CliRunner().invoke(main, ["suite", "--encoders", "mfcc,chroma", *args, "--experiment", experiment])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    (parent,) = client.search_runs([found.experiment_id], "tags.`musicbench.suite` = 'true'")
+    html = make_report(parent=parent.info.run_id, out_dir=tmp_path / "out").path.read_text(encoding="utf-8")
+    header, rows = tables_of(html)["robustness"]
+    assert header == ["deformation", "mfcc", "chroma"]
+    assert [row[0][0] for row in rows] == ["identity", "gain_-10db"]
+    children = {
+        r.data.tags["musicbench.encoder"]: r
+        for r in client.search_runs([found.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    }
+    for row in rows:
+        for encoder, (_, value) in zip(header[1:], row[1:]):
+            assert float(value) == children[encoder].data.metrics[f"robustness/hit_rate_at_1.{row[0][0]}"]
+    assert ">Robustness scenario</h2>" in html and 'alt="deformation_heatmap"' in html
+    assert ">Per-group results</h2>" not in html  # queries are grouped by deformation, not by folder
