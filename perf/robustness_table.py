@@ -84,7 +84,7 @@ def run_suite(args) -> str:
     if args.out:
         command += ["--out", args.out]
     print("$", " ".join(command), flush=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     sys.stdout.write(done.stdout)
     parent = None
     for line in done.stdout.splitlines():
