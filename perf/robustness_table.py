@@ -1,7 +1,8 @@
 """Issue 17's measurement: the robustness scenario's hit@1 per deformation × encoder, read back from MLflow.
 
 Runs ``musicbench suite --scenario robustness --refs DIR --encoders ... --metrics none`` (unless ``--parent`` names
-a suite already run), then reads that suite's children through ``benchmark.runs`` (the same reader as ``compare``)
+a suite already run; as ``python -m benchmark.cli`` from the root of the tree this script lives in, so a checkout
+measures its own code), then reads that suite's children through ``benchmark.runs`` (the same reader as ``compare``)
 and prints one markdown table: a row per deformation (the scenario's order), a column per encoder, the overall
 hit@1 last, and the issue's three targets checked against it:
 
@@ -84,10 +85,14 @@ def run_suite(args) -> str:
     if args.out:
         command += ["--out", args.out]
     print("$", " ".join(command), flush=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    sys.stdout.write(done.stdout)
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT) as done:
+        for line in done.stdout:  # shown as it comes, kept to find the parent run id
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
     parent = None
-    for line in done.stdout.splitlines():
+    for line in lines:
         if "parent" in line.lower() and "run" in line.lower():
             for word in line.replace("(", " ").replace(")", " ").replace(":", " ").split():
                 if len(word) == 32 and all(c in "0123456789abcdef" for c in word):
