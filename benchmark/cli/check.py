@@ -6,8 +6,10 @@ import sys
 
 import click
 
-from .common import HF_OPTIONS, friendly, hf_names, optional_float, optional_path
+from .checks import hf_names
+from .common import friendly
 from .group import main
+from .options import HF_OPTIONS, optional_float, optional_path
 
 
 @main.command("check-encoder")

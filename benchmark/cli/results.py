@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import Refused, comma_list, echo_comparison, experiment_option, optional_path, optional_text
+from .common import Refused, comma_list, echo_comparison
 from .group import main
+from .options import experiment_option, optional_path, optional_text
 
 
 def store_checked() -> None:

@@ -7,21 +7,18 @@ import sys
 
 import click
 
+from .checks import check_options, hf_names
 from .common import (
     DEMO_ENCODERS,
-    check_options,
     comma_list,
     echo_comparison,
     friendly,
-    hf_names,
-    make_config,
     name_path_pairs,
-    optional_path,
-    run_and_report,
-    run_options,
     shown_tracking_uri,
 )
 from .group import main
+from .options import optional_path, run_options
+from .run_config import make_config, run_and_report
 
 SUITE_PARENT_META = "musicbench.suite_parent"  # ctx.meta: the parent run of the suite just run
 DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 14-20 s: two excerpts fit)

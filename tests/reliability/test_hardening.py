@@ -303,9 +303,9 @@ def test_item13_weights_given_to_an_encoder_that_takes_none_is_refused(songs, ju
 @pytest.mark.parametrize("encoder", ["mfcc", "crepe"])
 def test_item14_device_cuda_without_cuda_is_refused_naming_the_fix(songs, encoder, monkeypatch):
     from benchmark import pipeline
-    from benchmark.cli import common
+    from benchmark.cli import checks
 
-    monkeypatch.setattr(common, "cuda_available", lambda: False)  # as on this CPU-only machine, on any machine
+    monkeypatch.setattr(checks, "cuda_available", lambda: False)  # as on this CPU-only machine, on any machine
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the dataset was read before the device was checked")
@@ -319,22 +319,22 @@ def test_item14_device_cuda_without_cuda_is_refused_naming_the_fix(songs, encode
 
 
 def test_item14_weight_free_encoder_with_cuda_present_is_refused_too(monkeypatch):
-    from benchmark.cli import common
+    from benchmark.cli import checks
 
-    monkeypatch.setattr(common, "cuda_available", lambda: True)
+    monkeypatch.setattr(checks, "cuda_available", lambda: True)
     with pytest.raises(OptionError, match="mfcc, chroma are weight-free and computed on the CPU only"):
-        common.check_device(["mfcc", "crepe", "chroma"], "cuda")
-    common.check_device(["crepe", "clap"], "cuda")  # neural encoders may use it
-    common.check_device(["mfcc"], "auto")
-    common.check_device(["mfcc"], "cpu")
+        checks.check_device(["mfcc", "crepe", "chroma"], "cuda")
+    checks.check_device(["crepe", "clap"], "cuda")  # neural encoders may use it
+    checks.check_device(["mfcc"], "auto")
+    checks.check_device(["mfcc"], "cpu")
 
 
 def test_cuda_check_matches_torch_here():
     import torch
 
-    from benchmark.cli import common
+    from benchmark.cli import checks
 
-    assert common.cuda_available() == torch.cuda.is_available()
+    assert checks.cuda_available() == torch.cuda.is_available()
 
 
 # --- property: refused with exit 2 and one line, or finished with finite metrics ------------------------------
