@@ -1,7 +1,7 @@
 """One benchmark run for one encoder: dataset → embed → retrieve → evaluate → ``RunResult``.
 
 Knows neither MLflow nor the command line, so the same pipeline runs from the CLI, ``mlflow run``, tests or
-workers. ``tracking.py`` turns a ``RunResult`` into an MLflow run.
+workers. ``tracking_result.py`` turns a ``RunResult`` into an MLflow run.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading runs back from MLflow: the client, a run's encoder, an experiment's encoder runs.
 
-``compare``, ``regress`` and the CLI read through here; every write is in ``tracking.py``.
+``compare``, ``regress`` and the CLI read through here; every write is in a ``tracking*.py`` module.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import Dataset
-from .tracking import RunOutcome
+from .tracking_run import RunOutcome
 
 SUITE_TAG = "musicbench.suite"
 
@@ -67,12 +67,12 @@ def run_suite(
 ) -> SuiteResult:
     """Run ``encoders`` on ``base``'s dataset as children of one parent run, then compare the finished ones.
 
-    Each child goes through ``tracking.run_and_record``, exactly like ``musicbench run``.
+    Each child goes through ``tracking_run.run_and_record``, exactly like ``musicbench run``.
     Raises ``SuiteFailed`` (after ending the parent FAILED) when no child finished.
     """
     import mlflow
 
-    from . import compare, tracking
+    from . import compare, tracking, tracking_params, tracking_run
 
     if not encoders:
         raise ValueError("no encoders given")
@@ -86,16 +86,16 @@ def run_suite(
         result = SuiteResult(parent_id, parent.info.experiment_id)
         experiment = mlflow.get_experiment(parent.info.experiment_id).name  # children live with their parent
         params = {key: value for key, value in base.as_params().items() if key != "encoder"}
-        tracking.log_params_once({**params, "encoders": ",".join(encoders)})
+        tracking_params.log_params_once({**params, "encoders": ",".join(encoders)})
         for encoder in encoders:
             config = base.replace(encoder=encoder, weights=weights.get(encoder), run_name=None, experiment=experiment)
             echo(f"[{encoder}] running (child of {parent_id})")
-            outcome = tracking.run_and_record(
+            outcome = tracking_run.run_and_record(
                 config, dataset, progress, nested=True, tags={f"{SUITE_TAG}.parent": parent_id}
             )
             result.children.append(outcome)
             if outcome.status == "FINISHED":
-                echo(f"[{encoder}] {tracking.summary_line(outcome.result)}  [run {outcome.run_id}]")
+                echo(f"[{encoder}] {tracking_run.summary_line(outcome.result)}  [run {outcome.run_id}]")
             else:
                 echo(f"[{encoder}] FAILED: {outcome.failure_reason}  [run {outcome.run_id}]")
 

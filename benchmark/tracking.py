@@ -1,8 +1,11 @@
-"""Everything that writes to MLflow. One run per encoder; a failed run is marked FAILED with the reason.
+"""Runs and the MLflow writes about them: a run's start and end (FAILED/KILLED with the reason), a refused command's
+reason on the run ``mlflow run`` made, MLflow's system metrics, and the writes about runs that already exist: the
+suite's parent, the comparison, regression verdicts, baseline pins.
 
-``run_and_record`` is the one way to run an encoder and record it: ``musicbench run``, ``suite``, ``mlflow run``
-and every engine call it. The suite's parent, the comparison, regression verdicts and baseline pins are also
-written here; reading runs back is ``runs.py``.
+Every MLflow write lives in a ``tracking*`` module: here; ``tracking_run.py`` (``run_and_record``, the one way to
+run an encoder and record it: ``musicbench run``, ``suite``, ``mlflow run`` and every engine call it);
+``tracking_result.py`` (``log_result``: what a finished pipeline run records); ``tracking_params.py`` (a run's params
+and version tags). Reading runs back is ``runs.py``.
 
 Where the store is: ``store.py``. Under ``mlflow run`` the run MLflow started (``MLFLOW_RUN_ID``) is used.
 """
@@ -10,40 +13,17 @@ Where the store is: ``store.py``. Under ``mlflow run`` the run MLflow started (`
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import signal
-import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig
-from .data import Dataset, shown
-from .interrupts import Terminated, raise_terminated  # noqa: F401 - Terminated: re-exported
+from .interrupts import raise_terminated
 from .measures import logged_name
-from .pipeline import RunResult
-from .runs import ENCODER_TAG
 from .store import configure, tracking_uri
 
-TRACKED_PACKAGES = (
-    "musicbench",
-    "mlflow",
-    "numpy",
-    "scipy",
-    "librosa",
-    "soundfile",
-    "soxr",
-    "scikit-learn",
-    "pandas",
-    "torch",
-    "transformers",
-)
 FAILURE_REASON_TAG = "failure_reason"
 MLFLOW_RUN_NAME = "mlflow.runName"
 #: MLflow refuses longer tag values; every tag written here is cut to this length
@@ -71,6 +51,8 @@ def _signals_held() -> Iterator[None]:
 def _end_run(status: str, reason: str, error: BaseException) -> None:
     """Record why the run did not finish (best effort), then end it with ``status`` whatever happens."""
     import mlflow
+
+    from .tracking_result import failures_csv
 
     with _signals_held():
         try:
@@ -175,402 +157,6 @@ def start_system_metrics(run_id: str, resumed: bool = False) -> None:
         raise
 
 
-def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
-    """``version.<name>`` of each tracked distribution that is installed. Versions come from the ``<name>-<version>
-    .dist-info`` folder names on ``sys.path`` (one listing per folder, first match wins, as in ``importlib.metadata``:
-    ≈2 ms instead of ≈100 ms of parsing METADATA files); a name found no other way asks ``importlib.metadata``."""
-    import re
-    import sys
-
-    def key(name: str) -> str:
-        return re.sub(r"[-_.]+", "_", name).lower()
-
-    installed: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for folder in names:
-            if folder.endswith(".dist-info"):
-                name, sep, found = folder[: -len(".dist-info")].partition("-")
-                if sep:
-                    installed.setdefault(key(name), found)
-    out = {}
-    for name in TRACKED_PACKAGES + extra:
-        try:
-            out[f"version.{name}"] = installed.get(key(name)) or version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
-#: params that describe this machine, not the run: recorded as tags ``path.<name>`` (a diff of two runs' params then
-#: shows what differs between the runs, not between the machines they ran on)
-MACHINE_PARAMS = ("cache_dir",)
-#: tag prefix of a value of ours for a param that ``mlflow run`` had already logged with its raw ``-P`` value (e.g.
-#: ``refs=demo`` → ``resolved.refs=/…/demo/v1/refs``); params are immutable, and a tag keeps the params of a run
-#: made with ``mlflow run`` and with ``musicbench run`` the same set
-RESOLVED_TAG = "resolved"
-
-
-def log_params_once(params: dict[str, object], fill_only: bool = False) -> None:
-    """Log params, each once (MLflow params are immutable).
-
-    A param already logged with another value (``mlflow run`` logs the raw ``-P`` values first, e.g. ``refs=demo``)
-    is kept, and ours goes to the tag ``resolved.<name>``; with ``fill_only`` it is dropped instead (the run's inputs
-    in their canonical form, logged so that every run has the same params whichever way it was started).
-    ``MACHINE_PARAMS`` become ``path.<name>`` tags.
-    """
-    import mlflow
-
-    existing = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    out, tags = {}, {}
-    for key, value in params.items():
-        text = str(value)[:6000]
-        if key in MACHINE_PARAMS:
-            tags[f"path.{key}"] = tag_text(text)
-        elif key in existing and existing[key] != text:
-            if not fill_only:
-                tags[f"{RESOLVED_TAG}.{key}"] = tag_text(text)
-        elif key not in existing:
-            out[key] = text
-    if out:
-        mlflow.log_params(out)
-    if tags:
-        mlflow.set_tags(tags)
-
-
-def params_of(config: RunConfig) -> dict[str, object]:
-    """The config's params, flags written as ``true``/``false`` as the MLproject parameters give them."""
-    return {**config.as_params(), "allow_download": str(bool(config.allow_download)).lower()}
-
-
-def run_inputs(config: RunConfig) -> dict[str, object]:
-    """The run's inputs under the names and in the canonical form of the MLproject parameters (``none`` /
-    ``default`` / ``demo`` for an option not given: MLflow would log an empty parameter as the literal ``''``)."""
-    return {
-        "weights": config.weights or "default",
-        "window": config.window_seconds if config.window_seconds is not None else "default",
-        "hop": config.hop_seconds if config.hop_seconds is not None else "default",
-        "index": config.index.kind,
-        "scenario": config.scenario or "none",
-        "deformations": ",".join(config.deformations) or "default",
-        "query_seconds": config.query_seconds,
-        "allow_download": str(bool(config.allow_download)).lower(),
-        "system_metrics": str(system_metrics_wanted()).lower(),
-    }
-
-
-def _manifest(result: RunResult) -> pd.DataFrame:
-    hashes = result.dataset.content_hashes
-    rows = [
-        {"role": role, "file": f.key, "sha256": hashes.get(f.path, "")}
-        for role, files in (("reference", result.dataset.refs), ("target", result.dataset.targets))
-        for f in files
-    ]
-    return pd.DataFrame(rows)
-
-
-def failures_csv(failures) -> str:
-    """One row per (file, stage) that failed: role, file, stage, message."""
-    rows = [f.as_row() for f in failures]
-    text = pd.DataFrame(rows, columns=["role", "file", "stage", "message"]).to_csv(index=False)
-    return shown(text)  # a non-UTF-8 file name in a message must not make the artifact unwritable
-
-
-#: tag prefix of an artifact (figure, table, file, the dataset input, a group of params or tags) that could not be
-#: produced or logged after the work; the value is the reason. The metrics stand and the run still finishes.
-SKIPPED_ARTIFACT_TAG = "skipped_artifact"
-
-
-def _reason(error: BaseException) -> str:
-    """An error as one short line (a tag value)."""
-    text = " ".join(str(error).split())
-    return tag_text(f"{type(error).__name__}: {text}" if text else type(error).__name__)[:500]
-
-
-class _Skipped(dict):
-    """What could not be produced after the work: {artifact name: reason}. ``attempt`` runs one step of the
-    recording and turns its failure into an entry, so that nothing after the work can fail the run."""
-
-    def attempt(self, name: str, step, *args, **kwargs):
-        try:
-            return step(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - recorded as a skipped artifact, with the reason
-            self[name] = _reason(error)
-            warnings.warn(f"{name} was not recorded: {self[name]}", stacklevel=2)
-            return None
-
-    def record(self) -> None:
-        """Tag every skipped artifact on the active run (best effort: a warning already said it)."""
-        if self:
-            import mlflow
-
-            with contextlib.suppress(Exception):
-                mlflow.set_tags({f"{SKIPPED_ARTIFACT_TAG}.{name}": reason for name, reason in self.items()})
-
-
-def log_result(result: RunResult) -> None:
-    """Params, tags, metrics, tables, figures and the dataset of one finished pipeline run.
-
-    Nothing here can fail the run once its metrics are logged (they are logged first): a figure that cannot be
-    drawn, a table that cannot be written, a tag or param MLflow refuses, the dataset input or the upload failing,
-    is left out and tagged ``skipped_artifact.<name>`` with the reason, and the run finishes.
-
-    Every artifact file is written to one temporary folder and logged with one ``log_artifacts`` call, in the
-    formats ``log_table`` / ``log_text`` / ``log_dict`` / ``log_figure`` write; the two tables are registered
-    for ``mlflow.load_table`` with the tag ``log_table`` sets. (``log_table`` itself lists the run's artifacts
-    and reads the run back for each table: about half of this function's time outside the figures, profiled.)
-
-    The figures are drawn in a process of their own while the dataset and the tables are recorded, when the run's
-    fork server is up (``parallel.background_call``; it imported matplotlib meanwhile); a figure not drawn there
-    (no such process, or it failed) is drawn here, where its error is recorded.
-    """
-    import tempfile
-
-    from . import figures
-
-    skipped = _Skipped()
-    config_params = skipped.attempt("params", params_of, result.config) or {}  # once: asks git for the code version
-    _log_values(result, config_params, skipped)
-    figure_args = skipped.attempt(
-        "figures",
-        lambda: (  # plain columns: the drawing process needs no pandas
-            result.similarity,
-            result.target_keys,
-            result.ref_keys,
-            figures.table_columns(result.topk, ("target", "rank", "reference")),
-            figures.table_columns(result.per_target, ("target", "sim_top1", "hit_rate_at_1")),
-            result.config.encoder,
-            result.dataset.relevance,
-        ),
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        with contextlib.ExitStack() as stack:
-            drawing = None
-            if figure_args is not None:
-                drawing = skipped.attempt("figures", _background_figures, stack, folder, figure_args)
-                skipped.pop("figures", None)  # no helper process: drawn here below
-            _log_dataset_and_files(result, config_params, Path(folder), skipped)
-            drawn: list[str] = []
-            if drawing is not None:
-                with contextlib.suppress(Exception):  # drawn again here, where an error is recorded
-                    drawn = list(drawing.result())
-        if figure_args is not None:
-            for name in figures.run_figure_names(result.similarity):
-                if name not in drawn:
-                    skipped.attempt(name, figures.save_run_figure, name, folder, *figure_args)
-        extra_tables = []
-        if result.groups is not None:  # metrics by each query's label (a scenario's deformation): table, figure
-            extra_tables = skipped.attempt(result.groups.table_name, _write_groups, result, folder) or []
-        skipped.attempt("artifacts", _log_artifacts, folder, extra_tables)
-    skipped.record()
-
-
-def _write_groups(result: RunResult, folder: str) -> list[str]:
-    """``tables/per_<label>.{csv,json}`` and ``figures/per_<label>.png``; returns the table to register."""
-    from . import figures
-
-    groups, root = result.groups, Path(folder)
-    (root / "tables").mkdir(parents=True, exist_ok=True)
-    (root / f"{groups.table_name}.csv").write_text(groups.table.to_csv(index=False), encoding="utf-8")
-    _json_ready(groups.table).to_json(root / f"{groups.table_name}.json", orient="split", index=False)
-    figures.save_figure(
-        figures.per_label_bars(groups.table, groups.label_name, result.config.encoder), folder, groups.figure_name
-    )
-    return [f"{groups.table_name}.json"]
-
-
-def _background_figures(stack: contextlib.ExitStack, folder: str, figure_args: tuple):
-    from . import figures
-    from .parallel import background_call
-
-    return stack.enter_context(background_call(figures.save_run_figures, folder, *figure_args))
-
-
-def _log_values(result: RunResult, config_params: dict, skipped: _Skipped) -> None:
-    """A run's metrics (first: what the run is for), then its params and tags (each group may be skipped)."""
-    import mlflow
-
-    config = result.config
-    metrics = {name: float(value) for name, value in result.metrics.items()}
-    dropped = sorted(name for name, value in metrics.items() if not math.isfinite(value))
-    mlflow.log_metrics({logged_name(name): value for name, value in metrics.items() if name not in dropped})
-
-    params = {
-        **config_params,
-        **result.encoder_params,
-        "dataset_fingerprint": result.dataset_fingerprint,
-        "ground_truth_given": result.dataset.relevance is not None,
-        **result.params,
-    }
-    skipped.attempt("params", log_params_once, params)
-    package = result.encoder_params.get("encoder_package")
-    tags = {
-        **package_versions((package,) if package and package != "none" else ()),
-        **{f"encoder.{k}": v for k, v in result.encoder_tags.items()},
-        **{f"skipped.{name}": tag_text(reason) for name, reason in result.skipped_metrics.items()},
-        ENCODER_TAG: config.encoder,
-        "dataset_fingerprint": result.dataset_fingerprint,
-    }
-    ground_truth = result.dataset.ground_truth
-    if ground_truth is not None and ground_truth.notes():
-        tags["ground_truth_notes"] = tag_text("\n".join(ground_truth.notes()))
-    if getattr(result.dataset, "notes", None):  # a scenario's (shortened queries, skipped excerpts)
-        tags["scenario_notes"] = tag_text("\n".join(result.dataset.notes))
-    if dropped:  # the pipeline already drops them; never log NaN/inf as if it were a score
-        tags["dropped_non_finite_metrics"] = tag_text(",".join(dropped))
-    if skipped.attempt("tags", mlflow.set_tags, tags) is None and "tags" in skipped:
-        for key, value in tags.items():  # one refused tag must not take the others with it
-            skipped.attempt(f"tags/{key}", mlflow.set_tag, key, value)
-        del skipped["tags"]
-
-
-def _log_dataset_and_files(result: RunResult, config_params: dict, root: Path, skipped: _Skipped) -> None:
-    """The dataset (``log_input``), and the tables and texts of a run written under ``root``; each one that cannot
-    be produced is skipped with its reason."""
-    import mlflow
-
-    config = result.config
-    manifest = skipped.attempt("dataset/manifest.csv", _manifest, result)
-
-    def log_input() -> None:
-        with warnings.catch_warnings():  # a local path matches two of MLflow's own (equivalent) source types
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            dataset = mlflow.data.from_pandas(
-                manifest, source=str(Path(config.refs).resolve()), name=f"musicbench-{result.dataset_fingerprint}"
-            )
-        mlflow.log_input(dataset, context="benchmark")
-
-    if manifest is not None:
-        skipped.attempt("dataset", log_input)
-
-    texts = {
-        "tables/topk.csv": lambda: result.topk.to_csv(index=False),
-        "tables/per_target.csv": lambda: result.per_target.to_csv(index=False),
-        "failures.csv": lambda: failures_csv(result.failures),
-        "dataset/manifest.csv": (lambda: manifest.to_csv(index=False)) if manifest is not None else None,
-        "config.json": lambda: json.dumps(
-            {
-                "config": {k: str(v) for k, v in config_params.items()},
-                "encoder": result.encoder_params,
-                "skipped_metrics": result.skipped_metrics,
-            },
-            indent=2,
-            default=str,
-        ),
-    }
-
-    def write_table(name: str, attribute: str) -> None:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        getattr(result, attribute).to_json(root / name, orient="split", index=False, date_format="iso")  # as log_table
-
-    def write_text(name: str, text) -> None:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text(), encoding="utf-8")
-
-    for name, attribute in _TABLES.items():
-        if skipped.attempt(name, write_table, name, attribute) is None and name in skipped:
-            (root / name).unlink(missing_ok=True)  # never a half-written table
-    for name, text in texts.items():
-        if text is not None:
-            skipped.attempt(name, write_text, name, text)
-
-
-#: a run's tables (artifact name → ``RunResult`` attribute), registered for ``mlflow.load_table``
-_TABLES = {"tables/topk.json": "topk", "tables/per_target.json": "per_target"}
-
-
-def _log_artifacts(folder: str, extra_tables: list[str] = ()) -> None:
-    """Upload ``folder``, then register the tables (those written) with the tag through which ``mlflow.load_table``
-    finds a run's tables, as ``log_table`` sets it."""
-    import mlflow
-    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
-
-    if mlflow.active_run() is None:  # MLflow would start a run of its own, left RUNNING
-        raise RuntimeError("no active MLflow run to log the artifacts to")
-    mlflow.log_artifacts(folder)
-    logged = json.loads(mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
-    tables = [name for name in (*_TABLES, *extra_tables) if (Path(folder) / name).is_file()]
-    logged += [entry for entry in ({"path": name, "type": "table"} for name in tables) if entry not in logged]
-    mlflow.set_tag(MLFLOW_LOGGED_ARTIFACTS, json.dumps(logged))
-
-
-def _prestart_figures() -> None:
-    """A spare process imports matplotlib and warms it up while the pipeline runs, for ``log_result`` to draw the
-    figures there (``parallel.prestart_helper``). Started now rather than with the process: a run's start-up is
-    busy already (MLflow here, the encoder's packages in the workers' fork server)."""
-    from . import figures
-    from .parallel import prestart_helper
-
-    prestart_helper(figures.MODULES, figures.warm_up)
-
-
-def summary_line(result: RunResult) -> str:
-    keys = ("map", "mrr", "recall_at_" + str(result.config.k), "sim_top1_mean", "melody_acc_top1_mean")
-    shown = ", ".join(f"{k}={result.metrics[k]:.3f}" for k in keys if k in result.metrics)
-    return json.dumps(result.config.encoder) + f": {shown} ({len(result.failures)} failed files)"
-
-
-# --- the one run path -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunOutcome:
-    """What became of one encoder's run: FINISHED with its result, or FAILED with the error (already recorded)."""
-
-    encoder: str
-    run_id: str | None
-    status: str  # FINISHED | FAILED
-    result: RunResult | None = None
-    error: Exception | None = None
-    seconds: float = 0.0
-
-    @property
-    def failure_reason(self) -> str:
-        return f"{type(self.error).__name__}: {self.error}" if self.error is not None else ""
-
-
-def run_and_record(
-    config: RunConfig,
-    dataset: Dataset | None = None,
-    progress: bool = True,
-    nested: bool = False,
-    tags: dict[str, str] | None = None,
-) -> RunOutcome:
-    """Start the MLflow run, prepare the encoder and metrics, run the pipeline, record the result.
-
-    The run starts before anything is built, so a failure of any kind (unknown encoder, missing weights, every
-    file failing, a bug) ends it FAILED with its ``failure_reason`` and encoder tag, and is returned, not raised.
-    The encoder is always closed. Ctrl-C / SIGTERM end the run KILLED and propagate.
-    """
-    from . import pipeline
-
-    started = time.perf_counter()
-    run_id = None
-    try:
-        with started_run(
-            config.experiment,
-            config.run_name or config.encoder,
-            nested=nested,
-            tags={ENCODER_TAG: config.encoder, **(tags or {})},
-        ) as run:
-            run_id = run.info.run_id
-            log_params_once(params_of(config))
-            log_params_once(run_inputs(config), fill_only=True)
-            prepared = pipeline.prepare(config, dataset)
-            _prestart_figures()
-            try:
-                result = pipeline.run(config, progress=progress, prepared=prepared)
-                log_result(result)
-            finally:
-                prepared.encoder.close()
-    except Exception as error:  # noqa: BLE001 - recorded on the run and returned to the caller
-        return RunOutcome(config.encoder, run_id, "FAILED", None, error, time.perf_counter() - started)
-    return RunOutcome(config.encoder, run_id, "FINISHED", result, None, time.perf_counter() - started)
-
-
 # --- writes about runs that already exist: suites, comparisons, regression verdicts, baselines --------------
 
 
@@ -612,7 +198,7 @@ def tag_active_run(tags: dict[str, object]) -> None:
     mlflow.set_tags({key: tag_text(value) for key, value in tags.items()})
 
 
-def _json_ready(frame: pd.DataFrame) -> pd.DataFrame:
+def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """NaN → None so that the logged JSON table is valid JSON."""
     return frame.astype(object).where(frame.notna(), None)
 
@@ -621,9 +207,9 @@ def log_comparison(client, run_id: str, comparison, base: str = "comparison") ->
     """Log a ``compare.Comparison`` under ``comparison/`` of ``run_id`` (tables, CSV, markdown, figures, tags)."""
     from .compare import COMPARISON_TAG
 
-    client.log_table(run_id, _json_ready(comparison.table.reset_index()), f"{base}/comparison.json")
-    client.log_table(run_id, _json_ready(comparison.top1), f"{base}/per_target_top1.json")
-    client.log_table(run_id, _json_ready(comparison.summary), f"{base}/per_target_summary.json")
+    client.log_table(run_id, json_ready(comparison.table.reset_index()), f"{base}/comparison.json")
+    client.log_table(run_id, json_ready(comparison.top1), f"{base}/per_target_top1.json")
+    client.log_table(run_id, json_ready(comparison.summary), f"{base}/per_target_summary.json")
     client.log_text(run_id, comparison.table.to_csv(), f"{base}/comparison.csv")
     client.log_text(run_id, comparison.top1.to_csv(index=False), f"{base}/per_target_top1.csv")
     client.log_text(run_id, comparison.summary.to_csv(index=False), f"{base}/per_target_summary.csv")

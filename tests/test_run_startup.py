@@ -138,7 +138,7 @@ per_target = pd.DataFrame({"target": targets, "sim_top1": similarity[:, 0], "hit
 args = (similarity, targets, refs, topk, per_target, "mfcc", {"t0.wav": {"r0.wav": 1.0}})
 with parallel.background_call(figures.save_run_figures, str(out / "child"), *args) as drawing:
     report["figures_in_child"] = drawing is not None and drawing.result()
-# then in the spare process (spawned, warm, no pandas), from plain columns, as tracking.log_result sends them
+# then in the spare process (spawned, warm, no pandas), from plain columns, as tracking_result.log_result sends them
 report["helper_started"] = parallel.prestart_helper(figures.MODULES, figures.warm_up)
 light = (
     similarity,

@@ -125,13 +125,14 @@ def make_config(encoder: str, **kw) -> RunConfig:
 def run_and_report(config: RunConfig, progress: bool) -> None:
     """``musicbench run``: the dataset is checked at the edge (no MLflow run for a missing folder), then the one
     run path runs and records the encoder; a failure is one line (with its run), a bug keeps its traceback."""
-    from .. import pipeline, tracking
+    from .. import pipeline, tracking_run
+    from ..store import tracking_uri
 
     dataset = pipeline.load(config)
-    outcome = tracking.run_and_record(config, dataset, progress)
+    outcome = tracking_run.run_and_record(config, dataset, progress)
     if outcome.error is not None:
         if isinstance(outcome.error, user_errors()):
             raise click.ClickException(f"{outcome.error} [run {outcome.run_id} FAILED]")
         raise outcome.error
-    click.echo(tracking.summary_line(outcome.result))
-    click.echo(f"MLflow run {outcome.run_id} in {tracking.tracking_uri()}")
+    click.echo(tracking_run.summary_line(outcome.result))
+    click.echo(f"MLflow run {outcome.run_id} in {tracking_uri()}")

@@ -169,7 +169,7 @@ def test_item7_dollar_file_names_run_finishes_with_its_figures(tmp_path):
 def test_item7_an_artifact_that_cannot_be_made_is_skipped_and_the_metrics_stand(songs, monkeypatch):
     import contextlib
 
-    from benchmark import figures, parallel, tracking
+    from benchmark import figures, parallel, tracking_result
 
     def broken_heatmap(*args, **kwargs):
         raise RuntimeError("cannot draw\nthis heatmap")
@@ -183,7 +183,7 @@ def test_item7_an_artifact_that_cannot_be_made_is_skipped_and_the_metrics_stand(
 
     monkeypatch.setattr(figures, "similarity_heatmap", broken_heatmap)
     monkeypatch.setattr(parallel, "background_call", no_helper)
-    monkeypatch.setattr(tracking, "failures_csv", broken_failures)
+    monkeypatch.setattr(tracking_result, "failures_csv", broken_failures)
     result = cli("run", "--encoder", "mfcc", *data_args(songs, "h7b"))
     assert result.exit_code == 0, result.output
     run = finished_run("h7b")

@@ -176,7 +176,7 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     """Defence in depth: even a RunResult carrying NaN/inf (a future bug upstream) logs only finite values."""
     import mlflow
 
-    from benchmark import tracking
+    from benchmark import tracking_result
 
     passed = []
     monkeypatch.setattr(mlflow, "log_metrics", lambda metrics, *a, **k: passed.append(dict(metrics)))
@@ -190,8 +190,8 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     def stop(result):
         raise Stop  # everything after the metrics is irrelevant here
 
-    monkeypatch.setattr(tracking, "_manifest", stop)
-    monkeypatch.setattr(tracking, "log_params_once", lambda params: None)
+    monkeypatch.setattr(tracking_result, "_manifest", stop)
+    monkeypatch.setattr(tracking_result, "log_params_once", lambda params: None)
 
     import pandas as pd
 
@@ -215,7 +215,7 @@ def test_tracking_never_passes_non_finite_to_log_metrics(monkeypatch, tmp_path):
     # in a run of its own (MLflow's fluent calls would otherwise start one and leave it active for later tests)
     with mlflow.start_run(run_name="non-finite"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what comes after the metrics may be skipped: not tested here
-        tracking.log_result(result)
+        tracking_result.log_result(result)
     assert mlflow.active_run() is None
     assert passed == [{"other/ok": 1.0}]  # an undeclared name: the section "other"
     assert tags["dropped_non_finite_metrics"] == "inf,nan,ninf"
