@@ -35,7 +35,8 @@ import numpy as np
 from encoders.base import Encoder, pool
 
 from .cache import ArrayCache
-from .data import AudioDecodeError, AudioFile, Failure, decode, decode_blocks, decoded_length, shown
+from .data import AudioDecodeError, AudioFile, Failure, shown
+from .decoding import decode, decode_blocks, decoded_length
 from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool
 from .progress import bar as progress_bar
 

@@ -21,7 +21,8 @@ from metrics.ir import AT_K, aggregate_ir, bootstrap_ci, ir_confidence_intervals
 
 from .cache import ArrayCache, EntrySpec
 from .config import DEFAULT_MISSING_QUERIES, DEFAULT_TIES, RunConfig
-from .data import AudioDecodeError, AudioFile, Dataset, Failure, decode
+from .data import AudioDecodeError, AudioFile, Dataset, Failure
+from .decoding import decode
 from .index import MEASURES as INDEX_MEASURES
 from .parallel import prefetch_map
 from .progress import bar as progress_bar

@@ -4,7 +4,7 @@ The report's formula (NTU MIR 2025 HW2 task 1), kept exact:
 
 1. mono = mean of the channels;
 2. resample to 44.1 kHz — here with **soxr 'HQ'**, the resampler the harness's decoder
-   (``benchmark.data.decode``) uses. The report used torchaudio's sinc resampler; a different resampler
+   (``benchmark.decoding.decode``) uses. The report used torchaudio's sinc resampler; a different resampler
    moves a few frames' argmax, so numbers computed from non-44.1 kHz files differ slightly from the report's;
 3. 2nd-order Butterworth high-pass at 261.2 Hz applied forward-backward
    (``scipy.signal.butter(2, 261.2 / (sr / 2), btype="high")`` + ``scipy.signal.filtfilt``);

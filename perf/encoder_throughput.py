@@ -39,7 +39,8 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
     """Runs inside the child process."""
     import numpy as np
 
-    from benchmark.data import decode, discover
+    from benchmark.data import discover
+    from benchmark.decoding import decode
     from benchmark.demo import build_demo
     from benchmark.embedding import embed_one
     from encoders import registry

@@ -8,7 +8,7 @@ Generated audio (seeded): each file a random melody over held chords, a bass lin
 
 * **report** — ``librosa.load(path, sr=44100)`` → ``butter(2, 261.2 Hz, high)`` + ``filtfilt`` →
   ``librosa.feature.chroma_stft(n_fft=2048, hop_length=256, win_length=2048)`` → argmax;
-* **new** — ``benchmark.data.decode(path, 44100)`` (the harness's decoder: soundfile + soxr HQ, the same
+* **new** — ``benchmark.decoding.decode(path, 44100)`` (the harness's decoder: soundfile + soxr HQ, the same
   samples as ``librosa.load``) → ``MelodyAccuracy().file_features``: one worker, file by file; then the
   evaluate stage's own ``benchmark.evaluation.metric_features`` with 2 workers (what a run does: decode and
   score in 2 threads, no cache), and, for comparison, a pool of 2 processes (started and warmed before timing).
@@ -99,7 +99,7 @@ def parallel_headroom(pool, rounds: int = 3) -> float:
 
 
 def new_path(path: str) -> np.ndarray:
-    from benchmark.data import decode
+    from benchmark.decoding import decode
     from metrics.melody import MelodyAccuracy
 
     return MelodyAccuracy().file_features(decode(path, SR))
@@ -121,7 +121,7 @@ def _status_kb(field: str) -> int:
 
 def hour_memory_child(path: str) -> None:
     """In a fresh process: decode the file, then score it; print the peaks."""
-    from benchmark.data import decode
+    from benchmark.decoding import decode
     from metrics.melody import MelodyAccuracy
 
     metric = MelodyAccuracy()
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> list[Target]:
             print("\n".join(lines) + "\n")
             peaks = json.loads(last)
             for what, key in (
-                ("decode (benchmark.data.decode)", "decode_peak_mb"),
+                ("decode (benchmark.decoding.decode)", "decode_peak_mb"),
                 ("file_features", "features_peak_mb"),
             ):
                 targets.append(

@@ -130,7 +130,7 @@ def test_16_bit_pcm_read_as_integers_decodes_to_the_same_samples(tmp_path, conta
     import soundfile as sf
     import soxr
 
-    from benchmark.data import _to_mono, decode
+    from benchmark.decoding import _to_mono, decode
 
     rng = np.random.default_rng(channels)
     audio = np.clip(0.5 * rng.standard_normal((44100 + 17, channels)), -1, 1)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import data
-from benchmark.data import AudioDecodeError, DatasetError, decode, discover, load_dataset
+from benchmark import decoding
+from benchmark.data import AudioDecodeError, DatasetError, discover, load_dataset
+from benchmark.decoding import decode
 from benchmark.ground_truth import read_ground_truth
 from encoders.base import WindowPolicy
 
@@ -109,9 +110,9 @@ def _concatenating_decode(path, sample_rate):
         )
         pieces = []
         while True:
-            block = handle.read(data.BLOCK_FRAMES, dtype="float32", always_2d=True)
-            last = len(block) < data.BLOCK_FRAMES
-            mono = data._to_mono(block)
+            block = handle.read(decoding.BLOCK_FRAMES, dtype="float32", always_2d=True)
+            last = len(block) < decoding.BLOCK_FRAMES
+            mono = decoding._to_mono(block)
             pieces.append(stream.resample_chunk(mono, last=last) if stream is not None else mono)
             if last:
                 break
@@ -131,12 +132,12 @@ def test_decode_into_one_buffer_equals_the_concatenating_decode(
     audio = np.stack([y, np.roll(y, 11) * 0.7], axis=1) if channels == 2 else y
     path = tmp_path / "long.wav"
     sf.write(path, audio, file_rate, subtype="PCM_16")
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 16)
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 1 << 16)
     expected = _concatenating_decode(path, sample_rate)
     got = decode(path, sample_rate)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, expected)
-    blocks = list(data.decode_blocks(path, sample_rate))  # the streaming form: the same samples, in pieces
+    blocks = list(decoding.decode_blocks(path, sample_rate))  # the streaming form: the same samples, in pieces
     assert len(blocks) > 10 and all(b.dtype == np.float32 for b in blocks)
     np.testing.assert_array_equal(np.concatenate(blocks), expected)
     one_shot = soxr.resample(y, file_rate, sample_rate, quality="HQ") if file_rate != sample_rate else y
@@ -144,12 +145,12 @@ def test_decode_into_one_buffer_equals_the_concatenating_decode(
     # a header that under-states the length (mp3 estimates) grows the buffer; one that over-states it is trimmed
     for wrong in (lambda n, a, b: 1000, lambda n, a, b: 10 * n):
         with monkeypatch.context() as patch:
-            patch.setattr(data, "_expected_samples", wrong)
+            patch.setattr(decoding, "_expected_samples", wrong)
             np.testing.assert_array_equal(decode(path, sample_rate), expected)
 
 
 def test_decode_of_a_partial_last_block_and_a_tiny_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 12)
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 1 << 12)
     for n in (1, 4095, 4096, 4097, 3 * 4096):
         path = tmp_path / f"n{n}.wav"
         sf.write(path, np.linspace(-0.5, 0.5, n, dtype=np.float32), 22050, subtype="FLOAT")
@@ -158,7 +159,7 @@ def test_decode_of_a_partial_last_block_and_a_tiny_file(tmp_path, monkeypatch):
 
 
 def test_decode_blocks_reports_a_truncated_file_at_its_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 1 << 12)
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 1 << 12)
     path = tmp_path / "cut.wav"
     sf.write(path, np.zeros(40000, np.float32) + 0.1, 22050, subtype="PCM_16")
     raw = path.read_bytes()
@@ -166,18 +167,18 @@ def test_decode_blocks_reports_a_truncated_file_at_its_end(tmp_path, monkeypatch
     with pytest.raises(AudioDecodeError, match="cut.wav: truncated"):
         decode(path, 22050)
     with pytest.raises(AudioDecodeError, match="cut.wav: truncated"):
-        list(data.decode_blocks(path, 22050))
+        list(decoding.decode_blocks(path, 22050))
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioDecodeError, match="empty file"):
-        next(data.decode_blocks(tmp_path / "empty.wav", 22050))
+        next(decoding.decode_blocks(tmp_path / "empty.wav", 22050))
 
 
 def test_decoded_length_comes_from_the_header_and_never_raises(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, np.zeros((44100 * 3 + 7, 2), np.float32), 44100, subtype="PCM_16")
     for rate in (44100, 48000, 22050):
-        assert data.decoded_length(path, rate) == len(decode(path, rate))
+        assert decoding.decoded_length(path, rate) == len(decode(path, rate))
     (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
     os.mkfifo(tmp_path / "fifo.wav")  # opening it would block
     for name in ("junk.wav", "missing.wav", "fifo.wav"):
-        assert data.decoded_length(tmp_path / name, 48000) is None
+        assert decoding.decoded_length(tmp_path / name, 48000) is None

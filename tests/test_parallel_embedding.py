@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from audio_factory import SR, tone
 
-from benchmark import data, embedding, parallel, pipeline
+from benchmark import data, decoding, embedding, parallel, pipeline
 from benchmark.cache import ArrayCache
 from benchmark.config import RunConfig
 from benchmark.data import content_hash, discover
@@ -290,7 +290,7 @@ def long_and_short(tmp_path_factory):
 
 def _embed_long(files, encoder, cache_dir, monkeypatch, stream: bool, batch_size=3):
     monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 3.0 if stream else float("inf"))
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 1000)  # many small blocks, none a multiple of the window or hop
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 1000)  # many small blocks, none a multiple of the window or hop
     decoded = []
     real_decode = embedding.decode
     monkeypatch.setattr(embedding, "decode", lambda path, sr: decoded.append(path.name) or real_decode(path, sr))
@@ -387,7 +387,7 @@ def test_clap_streamed_equals_clap_whole(random_weights, tmp_path, monkeypatch):
     sf.write(tmp_path / "b_long.wav", stereo, 44100, subtype="PCM_16")
     found = discover(tmp_path, "reference")
     files = (found, {f.path: content_hash(f.path) for f in found})
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 50_000)
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 50_000)
     whole, _ = _embed_long(files, encoder, tmp_path / "w", monkeypatch, stream=False, batch_size=2)
     monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 12.0)
     streamed = embedding.embed_files(

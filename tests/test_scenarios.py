@@ -84,7 +84,8 @@ def test_queries_are_made_from_the_references_with_their_source_as_ground_truth(
         assert info.frames == 2 * 44100  # query_seconds
         assert (tmp_path / "cache" / "deformed") in target.path.parents
     # the identity query is an excerpt of its (decoded) source at the seeded offset
-    from benchmark.data import content_hash, decode
+    from benchmark.data import content_hash
+    from benchmark.decoding import decode
     from benchmark.scenarios.queries import offsets
 
     source = decode(refs / "song00.wav", 44100)

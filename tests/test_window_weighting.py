@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import data, embedding
+from benchmark import decoding, embedding
 from benchmark.cache import ArrayCache
-from benchmark.data import content_hash, decode, discover
+from benchmark.data import content_hash, discover
+from benchmark.decoding import decode
 from encoders.base import POOLING_VERSION, Encoder, ModelCard, WindowPolicy, pool
 from encoders.chroma import ChromaStats
 from encoders.mfcc import MFCCStats
@@ -172,7 +173,7 @@ def files(tmp_path_factory):
 
 def _embed(files, encoder, cache_dir, monkeypatch, stream=False, processes=False):
     monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 5.0 if stream else float("inf"))
-    monkeypatch.setattr(data, "BLOCK_FRAMES", 777)  # many blocks, none a multiple of the window
+    monkeypatch.setattr(decoding, "BLOCK_FRAMES", 777)  # many blocks, none a multiple of the window
     found, hashes = files
     cache = ArrayCache(cache_dir, encoder.cache_identity())
     return embedding.embed_files(found, "reference", encoder, cache, hashes, 3, 2, False, processes=processes)

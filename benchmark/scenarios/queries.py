@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import AudioDecodeError, AudioFile, Dataset, Failure, content_hash, decode, decoded_length, shown
+from ..data import AudioDecodeError, AudioFile, Dataset, Failure, content_hash, shown
+from ..decoding import decode, decoded_length
 from .deformations import Deformation
 
 log = logging.getLogger(__name__)

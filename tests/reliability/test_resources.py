@@ -75,7 +75,7 @@ def test_decoding_an_enormous_file_streams(long_file):
     (423 MB as float32; holding it whole plus its mono mix peaked at ~750 MB before decode streamed)."""
     path = long_file / "refs" / "twenty_minutes.wav"
     script = (
-        f"from benchmark.data import decode; a = decode({str(path)!r}, {SR}); "
+        f"from benchmark.decoding import decode; a = decode({str(path)!r}, {SR}); "
         f"assert abs(len(a) - {LONG_MINUTES * 60 * SR}) <= 1"
     )
     result = measured([sys.executable, "-c", script])
