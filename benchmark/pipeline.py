@@ -26,7 +26,8 @@ from . import index as retrieval_index
 from .cache import ArrayCache, EntrySpec
 from .config import RunConfig
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
-from .embedding import ProcessWorkers, embed_files
+from .embedding import embed_files
+from .embedding_workers import ProcessWorkers
 from .hash_index import HashIndex
 from .progress import stage_done
 from .ranking import cosine_matrix

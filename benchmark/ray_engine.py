@@ -9,7 +9,7 @@ of from its own threads or worker processes (``embed_files(source=RayEngine.sour
                    num_gpus=--ray-num-gpus)            # each actor builds the encoder once
       .iter_rows()                                      # streamed back in order, cached as they arrive
 
-Each actor calls ``embedding.embed_one`` — the single-machine per-file path (decode → windows → embed) — so a
+Each actor calls ``embedding_file.embed_one`` — the single-machine per-file path (decode → windows → embed) — so a
 file's embedding and failure record are those of the local engine. Results stream into the same
 content-addressed cache as they arrive, so local and Ray runs share work and a killed Ray run resumes.
 
@@ -34,7 +34,7 @@ from encoders.base import Encoder
 
 from .config import RunConfig
 from .data import AudioFile
-from .embedding import embed_one
+from .embedding_file import embed_one
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
 

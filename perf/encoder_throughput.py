@@ -6,8 +6,8 @@ folder for the neural ones), then embed the first N demo target files two ways:
 
 * ``embed``: decode excluded — the files decoded at the encoder's sample rate first, then cut with its window policy
   and embedded in batches, as the harness does;
-* ``file``: the whole per-file path of a worker, ``benchmark.embedding.embed_one`` (decode → windows → embed), which
-  is what each ``--engine ray`` actor runs per file, so this is the number a cluster estimate starts from.
+* ``file``: the whole per-file path of a worker, ``benchmark.embedding_file.embed_one`` (decode → windows → embed),
+  which is what each ``--engine ray`` actor runs per file, so this is the number a cluster estimate starts from.
 
 Reports audio seconds per wall second of each and the process's peak RSS, and the load average (the machine is
 shared: absolute numbers drift with it). docs/SCALING.md turns these into cluster estimates.
@@ -42,7 +42,7 @@ def measure(name: str, n_files: int, batch_size: int) -> dict:
     from benchmark.data import discover
     from benchmark.decoding import decode
     from benchmark.demo import build_demo
-    from benchmark.embedding import embed_one
+    from benchmark.embedding_file import embed_one
     from encoders import registry
 
     demo = build_demo(progress=False)

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from audio_factory import SR, tone
 
-from benchmark import data, decoding, embedding, parallel, pipeline
+from benchmark import data, decoding, embedding, embedding_file, embedding_workers, parallel, pipeline
 from benchmark.cache import ArrayCache
 from benchmark.config import RunConfig
 from benchmark.data import content_hash, discover
@@ -191,7 +191,7 @@ def test_a_worker_killed_by_one_file_fails_that_file_only(files, folder, tmp_pat
 
 
 def test_warnings_raised_in_workers_are_shown_by_the_parent(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(embedding, "_SHOWN", {})
+    monkeypatch.setattr(embedding_workers, "_SHOWN", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         _embed(files, MFCCStats(), None, True, monkeypatch)
@@ -209,7 +209,7 @@ def test_the_pipeline_gives_the_same_run_either_way(tiny_dataset, tmp_path, monk
         cache_dir=tmp_path / "threads",
     )
     threads = pipeline.run(config, progress=False)
-    monkeypatch.setattr(embedding, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(embedding_workers, "PROCESS_MIN_BYTES", 0)
     processes = pipeline.run(config.replace(cache_dir=tmp_path / "processes"), progress=False)
     assert processes.topk.equals(threads.topk) and processes.per_target.equals(threads.per_target)
     assert np.array_equal(processes.similarity, threads.similarity)
@@ -221,14 +221,14 @@ def test_the_pipeline_gives_the_same_run_either_way(tiny_dataset, tmp_path, monk
 
 def test_who_uses_processes(files, tmp_path, monkeypatch):
     found, _ = files
-    assert not embedding.use_processes(MFCCStats(), found, workers=2)  # a few seconds of audio: threads
-    assert embedding.use_processes(MFCCStats(), found, workers=2, at_any_size=True)
-    assert not embedding.use_processes(MFCCStats(), found, workers=1, at_any_size=True)
-    assert not embedding.use_processes(MFCCStats(), found[:1], workers=2, at_any_size=True)
+    assert not embedding_workers.use_processes(MFCCStats(), found, workers=2)  # a few seconds of audio: threads
+    assert embedding_workers.use_processes(MFCCStats(), found, workers=2, at_any_size=True)
+    assert not embedding_workers.use_processes(MFCCStats(), found, workers=1, at_any_size=True)
+    assert not embedding_workers.use_processes(MFCCStats(), found[:1], workers=2, at_any_size=True)
     neural = type("Neural", (MFCCStats,), {"parallel": "thread"})()
-    assert not embedding.use_processes(neural, found, workers=2, at_any_size=True)
-    monkeypatch.setattr(embedding, "PROCESS_MIN_BYTES", sum(os.stat(f.path).st_size for f in found))
-    assert embedding.use_processes(MFCCStats(), found, workers=2)
+    assert not embedding_workers.use_processes(neural, found, workers=2, at_any_size=True)
+    monkeypatch.setattr(embedding_workers, "PROCESS_MIN_BYTES", sum(os.stat(f.path).st_size for f in found))
+    assert embedding_workers.use_processes(MFCCStats(), found, workers=2)
 
 
 def test_torch_in_the_parent_is_never_forked(monkeypatch):
@@ -289,11 +289,11 @@ def long_and_short(tmp_path_factory):
 
 
 def _embed_long(files, encoder, cache_dir, monkeypatch, stream: bool, batch_size=3):
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 3.0 if stream else float("inf"))
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", 3.0 if stream else float("inf"))
     monkeypatch.setattr(decoding, "BLOCK_FRAMES", 1000)  # many small blocks, none a multiple of the window or hop
     decoded = []
-    real_decode = embedding.decode
-    monkeypatch.setattr(embedding, "decode", lambda path, sr: decoded.append(path.name) or real_decode(path, sr))
+    real_decode = embedding_file.decode
+    monkeypatch.setattr(embedding_file, "decode", lambda path, sr: decoded.append(path.name) or real_decode(path, sr))
     found, hashes = files
     result = embedding.embed_files(
         found, "reference", encoder, ArrayCache(cache_dir, encoder.cache_identity()), hashes, batch_size, 2, False
@@ -320,25 +320,25 @@ def test_a_long_file_streamed_through_a_real_encoder(long_and_short, tmp_path, m
     for key, vector in whole.embeddings.items():
         np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)
     # a worker (embed_one) streams the long file too, with the same rows
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", float("inf"))
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", float("inf"))
     long_file = next(f for f in long_and_short[0] if f.key == "f1.wav")
-    expected = embedding.embed_one(long_file, encoder, 3)
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 3.0)
-    assert embedding.streamed(encoder, long_file.path)
-    got = embedding.embed_one(long_file, encoder, 3)
+    expected = embedding_file.embed_one(long_file, encoder, 3)
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", 3.0)
+    assert embedding_file.streamed(encoder, long_file.path)
+    got = embedding_file.embed_one(long_file, encoder, 3)
     assert (got.n_windows, got.n_samples) == (expected.n_windows, expected.n_samples)
     np.testing.assert_array_equal(got.rows, expected.rows)
 
 
 def test_whole_file_policies_are_never_streamed(long_and_short, monkeypatch):
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 0.0)
-    assert not embedding.streamed(MFCCStats(), long_and_short[0][0].path)
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", 0.0)
+    assert not embedding_file.streamed(MFCCStats(), long_and_short[0][0].path)
 
 
 def test_a_long_file_failing_mid_stream_is_a_decode_failure_and_the_others_carry_on(
     long_and_short, tmp_path, monkeypatch
 ):
-    real_blocks = embedding.decode_blocks
+    real_blocks = embedding_file.decode_blocks
 
     def failing(path, sample_rate):
         for n, block in enumerate(real_blocks(path, sample_rate)):
@@ -346,7 +346,7 @@ def test_a_long_file_failing_mid_stream_is_a_decode_failure_and_the_others_carry
                 raise data.AudioDecodeError(f"{path.name}: truncated or corrupt (test)")
             yield block
 
-    monkeypatch.setattr(embedding, "decode_blocks", failing)
+    monkeypatch.setattr(embedding_file, "decode_blocks", failing)
     result, _ = _embed_long(long_and_short, BatchSensitive(), tmp_path / "s", monkeypatch, True)
     assert [(f.key, f.stage, f.message) for f in result.failures] == [
         ("f3.wav", "decode", "f3.wav: truncated or corrupt (test)")
@@ -389,11 +389,11 @@ def test_clap_streamed_equals_clap_whole(random_weights, tmp_path, monkeypatch):
     files = (found, {f.path: content_hash(f.path) for f in found})
     monkeypatch.setattr(decoding, "BLOCK_FRAMES", 50_000)
     whole, _ = _embed_long(files, encoder, tmp_path / "w", monkeypatch, stream=False, batch_size=2)
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 12.0)
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", 12.0)
     streamed = embedding.embed_files(
         found, "reference", encoder, ArrayCache(tmp_path / "s", encoder.cache_identity()), files[1], 2, 2, False
     )
-    assert embedding.streamed(encoder, found[1].path)
+    assert embedding_file.streamed(encoder, found[1].path)
     assert list(streamed.embeddings) == ["a_short.wav", "b_long.wav"]
     for key, vector in whole.embeddings.items():
         np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)

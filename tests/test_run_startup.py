@@ -80,14 +80,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark import embedding, figures, parallel
+from benchmark import embedding, embedding_workers, figures, parallel
 from benchmark.cache import ArrayCache
 from benchmark.data import content_hash, discover
 from encoders.chroma import ChromaStats
 from encoders.mfcc import MFCCStats
 
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
-report = {"started": embedding.prestart_workers([MFCCStats, ChromaStats], 2, extra=figures.MODULES)}
+report = {"started": embedding_workers.prestart_workers([MFCCStats, ChromaStats], 2, extra=figures.MODULES)}
 files = discover(folder, "reference")
 hashes = {f.path: content_hash(f.path) for f in files}
 halves = (files[: len(files) // 2], files[len(files) // 2 :])
@@ -117,7 +117,7 @@ def summary(results, cache_dir, encoder):
 for cls in (MFCCStats, ChromaStats):
     encoder = cls()
     warm_dir, thread_dir = out / f"{encoder.name}-warm", out / f"{encoder.name}-threads"
-    with embedding.ProcessWorkers(encoder, 3, 2) as pool:
+    with embedding_workers.ProcessWorkers(encoder, 3, 2) as pool:
         report[f"{encoder.name}_warm"] = pool.warm
         warm = embed(encoder, warm_dir, pool=pool, processes=True)  # (a few seconds of audio: threads otherwise)
     report[f"{encoder.name}_librosa_in_parent"] = "librosa" in sys.modules

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import decoding, embedding
+from benchmark import decoding, embedding, embedding_file
 from benchmark.cache import ArrayCache
 from benchmark.data import content_hash, discover
 from benchmark.decoding import decode
@@ -172,7 +172,7 @@ def files(tmp_path_factory):
 
 
 def _embed(files, encoder, cache_dir, monkeypatch, stream=False, processes=False):
-    monkeypatch.setattr(embedding, "STREAM_MIN_SECONDS", 5.0 if stream else float("inf"))
+    monkeypatch.setattr(embedding_file, "STREAM_MIN_SECONDS", 5.0 if stream else float("inf"))
     monkeypatch.setattr(decoding, "BLOCK_FRAMES", 777)  # many blocks, none a multiple of the window
     found, hashes = files
     cache = ArrayCache(cache_dir, encoder.cache_identity())

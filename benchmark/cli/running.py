@@ -27,11 +27,11 @@ DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 1
 def prestart(encoders: list[str], workers: int) -> None:
     """First thing a run does: the fork server of weight-free encoders' worker processes starts importing their
     packages (librosa, …) and a spare process what the figures need (matplotlib), in the background, while this
-    process imports MLflow and sets the store up (``embedding.prestart_workers``, ``parallel.prestart_helper``).
+    process imports MLflow and sets the store up (``embedding_workers.prestart_workers``, ``parallel.prestart_helper``).
     Unknown names are left for the run to refuse."""
     from encoders.registry import ENCODERS, encoder_class, plugin_names
 
-    from ..embedding import prestart_workers
+    from ..embedding_workers import prestart_workers
 
     known = {*ENCODERS, *plugin_names()}  # hf: and module:Class names are resolved by the run itself
     classes = []

@@ -183,7 +183,7 @@ def test_prefetch_never_has_more_than_depth_items_in_flight():
 
 def test_embed_stage_decodes_only_a_bounded_look_ahead(tmp_path, monkeypatch):
     """Through embed_files: when the encoder sees file n, at most ``depth`` further files have been decoded."""
-    from benchmark import embedding
+    from benchmark import embedding, embedding_file
     from benchmark.cache import ArrayCache
     from benchmark.data import content_hash, discover
     from encoders.mfcc import MFCCStats
@@ -192,7 +192,7 @@ def test_embed_stage_decodes_only_a_bounded_look_ahead(tmp_path, monkeypatch):
         (tmp_path / f"f{i:02d}.wav").write_bytes(wav_bytes(tone(200.0 + 10 * i, 0.1)))
     files = discover(tmp_path, "reference")
     decoded, gaps = [], []
-    original_decode, original_embed = embedding.decode, MFCCStats.embed
+    original_decode, original_embed = embedding_file.decode, MFCCStats.embed
 
     def counting_decode(path, rate):
         decoded.append(path)
@@ -202,7 +202,7 @@ def test_embed_stage_decodes_only_a_bounded_look_ahead(tmp_path, monkeypatch):
         gaps.append(len(decoded) - (len(gaps) + 1))
         return original_embed(self, batch)
 
-    monkeypatch.setattr(embedding, "decode", counting_decode)
+    monkeypatch.setattr(embedding_file, "decode", counting_decode)
     monkeypatch.setattr(MFCCStats, "embed", recording_embed)
     result = embedding.embed_files(
         files,
