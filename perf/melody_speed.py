@@ -10,7 +10,7 @@ Generated audio (seeded): each file a random melody over held chords, a bass lin
   ``librosa.feature.chroma_stft(n_fft=2048, hop_length=256, win_length=2048)`` → argmax;
 * **new** — ``benchmark.decoding.decode(path, 44100)`` (the harness's decoder: soundfile + soxr HQ, the same
   samples as ``librosa.load``) → ``MelodyAccuracy().file_features``: one worker, file by file; then the
-  evaluate stage's own ``benchmark.evaluation.metric_features`` with 2 workers (what a run does: decode and
+  evaluate stage's own ``benchmark.pair_scoring.metric_features`` with 2 workers (what a run does: decode and
   score in 2 threads, no cache), and, for comparison, a pool of 2 processes (started and warmed before timing).
 
 The machine is shared, so compare ratios: the two single-worker paths alternate file by file (best wall and CPU
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> list[Target]:
         list(processes.map(_warm, range(4)))
         list(processes.map(new_path, paths[:2]))
         from benchmark.data import AudioFile, content_hash
-        from benchmark.evaluation import metric_features
+        from benchmark.pair_scoring import metric_features
         from metrics.melody import MelodyAccuracy
 
         files = [("target", AudioFile(Path(p), Path(p).name)) for p in paths]

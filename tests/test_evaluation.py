@@ -13,7 +13,8 @@ import soundfile as sf
 from reference_ranking import reference_retrieval_metrics
 
 from benchmark.data import AudioFile, content_hash
-from benchmark.evaluation import metric_features, retrieval_metrics
+from benchmark.evaluation import retrieval_metrics
+from benchmark.pair_scoring import metric_features
 from metrics.base import PairMetric
 
 
@@ -109,7 +110,8 @@ def test_every_metric_name_has_one_source():
     share a name: the aesthetics collision (aes_*_ref_top1_mean from both) cannot come back."""
     import pandas as pd
 
-    from benchmark.evaluation import MetricValues, aggregate, file_value_means
+    from benchmark.evaluation import MetricValues
+    from benchmark.pair_scoring import aggregate, file_value_means
     from metrics import registry
 
     for name in registry.names():
@@ -131,7 +133,7 @@ def test_every_metric_name_has_one_source():
 def test_pair_means_count_their_pairs():
     import pandas as pd
 
-    from benchmark.evaluation import aggregate
+    from benchmark.pair_scoring import aggregate
 
     topk = pd.DataFrame(
         {

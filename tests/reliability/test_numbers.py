@@ -156,7 +156,7 @@ def test_ir_metrics_absent_without_ground_truth(dataset, tmp_path, logged_metric
 def test_aggregate_drops_nan_and_keeps_absent_absent():
     import pandas as pd
 
-    from benchmark import evaluation
+    from benchmark import pair_scoring
 
     topk = pd.DataFrame(
         {
@@ -166,7 +166,7 @@ def test_aggregate_drops_nan_and_keeps_absent_absent():
             "n": [1.0, np.inf, np.nan, 0.0],
         }
     )
-    out = evaluation.aggregate(topk, ["m", "n"])
+    out = pair_scoring.aggregate(topk, ["m", "n"])
     assert out["sim_top1_mean"] == pytest.approx(0.7) and out["sim_topk_mean"] == pytest.approx(0.6)
     assert "m_top1_mean" not in out and "m_topk_mean" not in out
     assert out["n_top1_mean"] == 1.0 and out["n_topk_mean"] == pytest.approx(0.5)
