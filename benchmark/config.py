@@ -47,7 +47,7 @@ def check_window(window: float | None, hop: float | None) -> None:
         )
 
 
-#: ``--ties``: how equal similarities are ordered for the IR measures (``metrics.ir.TIES``, which documents them)
+#: ``--ties``: how equal similarities are ordered for the IR measures (``metrics.ir_ties.TIES``, which documents them)
 TIES = ("average", "index", "optimistic", "pessimistic")
 DEFAULT_TIES = "average"
 #: ``--missing-queries``: a ground-truth query whose target failed counts as a miss (trec_eval -c) or is dropped
@@ -158,7 +158,7 @@ class RunConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     precision: str = "fp32"  # fp32 (exact) | bf16 (opt-in autocast, neural encoders that offer it)
     trust_remote_code: bool = False  # hf: encoders: run a model's own Python code (off unless asked for)
-    ties: str = DEFAULT_TIES  # how equal similarities are ordered for the IR measures (metrics.ir.TIES)
+    ties: str = DEFAULT_TIES  # how equal similarities are ordered for the IR measures (metrics.ir_ties.TIES)
     missing_queries: str = DEFAULT_MISSING_QUERIES  # miss | drop: a ground-truth query whose target failed
     window_seconds: float | None = None  # None: the encoder's default policy
     hop_seconds: float | None = None

@@ -14,10 +14,10 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
   references, then each row's k are ordered by (similarity descending, index ascending);
 * ``relevant_ranks``: a relevant reference's rank is counted, never sorted: 1 + the references scoring
   strictly above it + its place among those tied with it, excluded ones not counted. IR measures need nothing
-  else (``metrics.ir.per_query_from_ranks``); ``ir_from_embeddings`` is the one entry point from embeddings to
+  else (``metrics.ir_ranks.per_query_from_ranks``); ``ir_from_embeddings`` is the one entry point from embeddings to
   per-query IR rows. Its ``ties`` (``--ties``) orders equal similarities for the IR measures: ``index`` (the
   ``top_k`` rule above), ``optimistic``, ``pessimistic``, or ``average`` — the run default — the expected
-  value of each measure over every order of the tied references (``metrics.ir.per_query_from_tie_blocks``), so
+  value of each measure over every order of the tied references (``metrics.ir_ties.per_query_from_tie_blocks``), so
   no file order or name decides a tie.
 
 Memory: one block of similarities (256 × n_refs float32, 100 MB at 100k references) plus the normalised
@@ -239,9 +239,9 @@ def relevant_ranks(
     * ``optimistic``: the relevant ones (grade > 0) first, higher grade first, then by index;
     * ``pessimistic``: the relevant ones last, lower grade first, then by index.
 
-    (``average`` has no single rank: see ``tie_blocks`` and ``metrics.ir.per_query_from_tie_blocks``.) Graded
+    (``average`` has no single rank: see ``tie_blocks`` and ``metrics.ir_ties.per_query_from_tie_blocks``.) Graded
     zero keys are not relevant: under optimistic/pessimistic they keep the ``index`` rank (the IR measures ignore
-    them). Feed the result to ``metrics.ir.per_query_from_ranks``.
+    them). Feed the result to ``metrics.ir_ranks.per_query_from_ranks``.
     """
     if ties not in ("index", "optimistic", "pessimistic"):
         raise ValueError(f"relevant_ranks: ties must be index, optimistic or pessimistic, got {ties!r}")
@@ -282,7 +282,7 @@ def tie_blocks(
 ) -> list[dict[int, tuple[int, int] | None]]:
     """For each query, ``{reference index: (higher, tied)}`` for every reference in ``relevant[i]``: how many
     references score strictly higher and how many others score exactly the same (excluded ones never counted), or
-    ``None`` when it is excluded for that query. What ``metrics.ir.per_query_from_tie_blocks`` needs."""
+    ``None`` when it is excluded for that query. What ``metrics.ir_ties.per_query_from_tie_blocks`` needs."""
     keys, higher, tied, _ = _rank_counts(queries, refs, relevant, exclude)
     out: list[dict[int, tuple[int, int] | None]] = []
     offset = 0
@@ -314,10 +314,11 @@ def ir_from_embeddings(
     as relevant and never retrieved, as in ``per_query_ir``. ``exclude[i]``: reference indices removed
     from target ``i``'s ranking. ``queries``: the ``"query"`` value of each row (default: the target index).
     Rows only for targets with ≥ 1 relevant reference (grade > 0), in target order. ``ties``: how equal
-    similarities are ordered (``metrics.ir.TIES``; ``relevant_ranks``, and for ``average`` the expectation over
-    every order of the tied references, ``metrics.ir.per_query_from_tie_blocks``).
+    similarities are ordered (``metrics.ir_ties.TIES``; ``relevant_ranks``, and for ``average`` the expectation over
+    every order of the tied references, ``metrics.ir_ties.per_query_from_tie_blocks``).
     """
-    from metrics.ir import check_ties, per_query_from_ranks, per_query_from_tie_blocks
+    from metrics.ir_ranks import per_query_from_ranks
+    from metrics.ir_ties import check_ties, per_query_from_tie_blocks
 
     check_ties(ties)
     graded = [rel if isinstance(rel, Mapping) else dict.fromkeys(rel, 1.0) for rel in relevance]

@@ -25,11 +25,8 @@ Definitions (binary relevance unless said otherwise):
 The per-query functions raise ``ValueError`` where a definition is undefined (R = 0).
 ``ir_metrics`` averages over the queries with R ≥ 1 and reports how many were evaluated and excluded.
 
-**From ranks, at catalogue scale.** Every value above depends only on the 1-based ranks of the relevant
-items in the full ranking (and their grades), so ``per_query_from_ranks`` takes ``{id: rank}`` per query
-instead of a ranking — e.g. from ``benchmark.ranking.relevant_ranks``, which counts them without sorting — and
-gives *exactly* (bit for bit) the rows ``per_query_ir`` gives on the full rankings: vectorised over queries,
-with the sums taken in the same order as the list-based functions (which stay the reference implementation).
+The rows from ranks at catalogue scale are ``ir_ranks.py``'s (``per_query_from_ranks``); their expectation over the
+orders of tied scores ``ir_ties.py``'s (``TIES``, ``per_query_from_tie_blocks``).
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ MEASURES = (
 )
 
 
-def _grades(relevant: Relevance) -> dict[Hashable, float]:
+def relevance_grades(relevant: Relevance) -> dict[Hashable, float]:
     """Normalise ``relevant`` to ``{id: grade}`` of the relevant items only (grade > 0)."""
     if isinstance(relevant, Mapping):
         grades = {}
@@ -80,7 +77,7 @@ def _grades(relevant: Relevance) -> dict[Hashable, float]:
     return {item: 1.0 for item in relevant}
 
 
-def _check_k(k: int) -> int:
+def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     return int(k)
@@ -104,7 +101,7 @@ def _relevant_ranks(ranked_ids: Sequence[Hashable], grades: Mapping[Hashable, fl
     return ranks
 
 
-def _need_relevant(grades: Mapping) -> int:
+def need_relevant(grades: Mapping) -> int:
     if not grades:
         raise ValueError("no relevant items: the metric is undefined for this query")
     return len(grades)
@@ -112,15 +109,15 @@ def _need_relevant(grades: Mapping) -> int:
 
 def average_precision(ranked_ids: Sequence[Hashable], relevant: Relevance) -> float:
     """AP = (1/R) Σ_{relevant item at rank r} precision@r; unretrieved relevant items count 0."""
-    grades = _grades(relevant)
-    n_relevant = _need_relevant(grades)
+    grades = relevance_grades(relevant)
+    n_relevant = need_relevant(grades)
     ranks = _relevant_ranks(ranked_ids, grades)
     return float(sum(i / r for i, r in enumerate(ranks, start=1)) / n_relevant)
 
 
 def first_relevant_rank(ranked_ids: Sequence[Hashable], relevant: Relevance) -> int | None:
     """1-based rank of the first relevant item; ``None`` if no relevant item is retrieved."""
-    grades = _grades(relevant)
+    grades = relevance_grades(relevant)
     for rank, item in enumerate(ranked_ids, start=1):
         if item in grades:
             return rank
@@ -135,45 +132,45 @@ def reciprocal_rank(ranked_ids: Sequence[Hashable], relevant: Relevance) -> floa
 
 def recall_at_k(ranked_ids: Sequence[Hashable], relevant: Relevance, k: int) -> float:
     """|relevant ∩ top k| / R."""
-    k = _check_k(k)
-    grades = _grades(relevant)
-    n_relevant = _need_relevant(grades)
+    k = check_k(k)
+    grades = relevance_grades(relevant)
+    n_relevant = need_relevant(grades)
     return sum(1 for item in ranked_ids[:k] if item in grades) / n_relevant
 
 
 def hit_rate_at_k(ranked_ids: Sequence[Hashable], relevant: Relevance, k: int) -> float:
     """1.0 if any relevant item is in the top k, else 0.0."""
-    k = _check_k(k)
-    grades = _grades(relevant)
+    k = check_k(k)
+    grades = relevance_grades(relevant)
     return 1.0 if any(item in grades for item in ranked_ids[:k]) else 0.0
 
 
 def precision_at_k(ranked_ids: Sequence[Hashable], relevant: Relevance, k: int) -> float:
     """|relevant ∩ top k| / k (divided by k even when fewer than k items are retrieved)."""
-    k = _check_k(k)
-    grades = _grades(relevant)
+    k = check_k(k)
+    grades = relevance_grades(relevant)
     return sum(1 for item in ranked_ids[:k] if item in grades) / k
 
 
-def _dcg(gains: Iterable[float]) -> float:
+def dcg_of(gains: Iterable[float]) -> float:
     return float(sum(g / math.log2(r + 1) for r, g in enumerate(gains, start=1)))
 
 
 def ndcg_at_k(ranked_ids: Sequence[Hashable], relevant: Relevance, k: int) -> float:
     """DCG@k / IDCG@k with linear gain (grade) and 1/log2(rank+1) discount (= scikit-learn's ndcg_score)."""
-    k = _check_k(k)
-    grades = _grades(relevant)
-    _need_relevant(grades)
-    dcg = _dcg(grades.get(item, 0.0) for item in ranked_ids[:k])
-    idcg = _dcg(sorted(grades.values(), reverse=True)[:k])
+    k = check_k(k)
+    grades = relevance_grades(relevant)
+    need_relevant(grades)
+    dcg = dcg_of(grades.get(item, 0.0) for item in ranked_ids[:k])
+    idcg = dcg_of(sorted(grades.values(), reverse=True)[:k])
     return dcg / idcg
 
 
 def query_ir(ranked_ids: Sequence[Hashable], relevant: Relevance, ks: Iterable[int] = (1, 5, 10)) -> dict:
     """All per-query values at once (one scan of the ranking). Raises ``ValueError`` if R = 0."""
-    ks = [_check_k(k) for k in ks]
-    grades = _grades(relevant)
-    n_relevant = _need_relevant(grades)
+    ks = [check_k(k) for k in ks]
+    grades = relevance_grades(relevant)
+    n_relevant = need_relevant(grades)
     ranks = _relevant_ranks(ranked_ids, grades)
     row: dict = {
         "n_relevant": n_relevant,
@@ -187,7 +184,7 @@ def query_ir(ranked_ids: Sequence[Hashable], relevant: Relevance, ks: Iterable[i
         row[f"recall_at_{k}"] = found / n_relevant
         row[f"hit_rate_at_{k}"] = 1.0 if found else 0.0
         row[f"precision_at_{k}"] = found / k
-        row[f"ndcg_at_{k}"] = _dcg(grades.get(item, 0.0) for item in ranked_ids[:k]) / _dcg(ideal[:k])
+        row[f"ndcg_at_{k}"] = dcg_of(grades.get(item, 0.0) for item in ranked_ids[:k]) / dcg_of(ideal[:k])
     return row
 
 
@@ -211,127 +208,11 @@ def per_query_ir(
     _check_queries(rankings, relevance)
     rows = []
     for query, ranked in rankings.items():
-        grades = _grades(relevance.get(query, ()))
+        grades = relevance_grades(relevance.get(query, ()))
         if not grades:
             continue
         rows.append({"query": query, **query_ir(ranked, grades, ks)})
     return rows
-
-
-def _sequential_sums(group: np.ndarray, position: np.ndarray, terms: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per group, ``0 + t_0 + t_1 + …`` with its terms added in ``position`` order, one position at a time for
-    all groups at once: the order Python's ``sum`` adds them in, so the result is bit-identical to it.
-    ``position`` must be unique within a group."""
-    out = np.zeros(n_groups)
-    if terms.size:
-        order = np.argsort(position, kind="stable")
-        bounds = np.searchsorted(position[order], np.arange(int(position.max()) + 2))
-        for p in range(int(position.max()) + 1):
-            sel = order[bounds[p] : bounds[p + 1]]
-            out[group[sel]] += terms[sel]
-    return out
-
-
-def _check_rank(rank) -> int:
-    if rank is None:
-        return 0
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
-        raise ValueError(f"a rank must be a positive integer (or None / 0: not ranked), got {rank!r}")
-    return int(rank)
-
-
-def per_query_from_ranks(
-    ranks: Sequence[Mapping[Hashable, int | None]],
-    relevance: Sequence[Relevance],
-    ks: Iterable[int] = (1, 5, 10),
-    queries: Sequence[Hashable] | None = None,
-) -> list[dict]:
-    """``per_query_ir``'s rows — the same keys and bit-identical values — from the ranks of the relevant items
-    instead of whole rankings.
-
-    ``relevance[i]``: query ``i``'s relevant items, as in ``per_query_ir`` (ids, or ``id -> grade``).
-    ``ranks[i]``: ``{id: 1-based rank in query i's full ranking}`` for its relevant items; an id that is
-    missing, ``None`` or 0 is not in the ranking (never retrieved: contributes 0, still counted in R), extra
-    ids are ignored. ``queries``: the ``"query"`` value of each row (default: the position ``i``). One row
-    per query with ≥ 1 relevant item, in input order. Two relevant items at one rank raise ``ValueError``.
-
-    ``benchmark.ranking.relevant_ranks`` computes ``ranks`` from embeddings without sorting (and
-    ``benchmark.ranking.ir_from_embeddings`` does both steps). Cost: vectorised over queries; the loops are
-    over the positions of a query's relevant items (≤ its largest R) and over ``ks``.
-    """
-    ks = tuple(_check_k(k) for k in ks)
-    if len(ranks) != len(relevance):
-        raise ValueError(f"{len(ranks)} rank mappings for {len(relevance)} queries")
-    if queries is None:
-        queries = range(len(relevance))
-    elif len(queries) != len(relevance):
-        raise ValueError(f"{len(queries)} query names for {len(relevance)} queries")
-    labels: list[Hashable] = []
-    pair_query: list[int] = []
-    pair_rank: list[int] = []
-    pair_grade: list[float] = []
-    for query, query_ranks, relevant in zip(queries, ranks, relevance):
-        grades = _grades(relevant)
-        if not grades:
-            continue
-        pair_query += [len(labels)] * len(grades)
-        pair_rank += [_check_rank(query_ranks.get(item)) for item in grades]
-        pair_grade += grades.values()
-        labels.append(query)
-    return _rows_from_pairs(
-        labels,
-        np.array(pair_query, dtype=np.int64),
-        np.array(pair_rank, dtype=np.int64),
-        np.array(pair_grade, dtype=np.float64),
-        ks,
-    )
-
-
-def _rows_from_pairs(
-    labels: list[Hashable], query: np.ndarray, rank: np.ndarray, grade: np.ndarray, ks: tuple[int, ...]
-) -> list[dict]:
-    """The rows of ``per_query_from_ranks`` from one entry per (query, relevant item): the query's position in
-    ``labels``, the item's rank (0: not ranked) and grade (> 0). Every query has ≥ 1 entry."""
-    n = len(labels)
-    n_relevant = np.bincount(query, minlength=n)
-    found_key = np.where(rank > 0, rank, np.iinfo(np.int64).max)
-    order = np.lexsort((found_key, query))  # per query: the ranked items by rank, then the unranked ones
-    query, rank, grade = query[order], rank[order], grade[order]
-    position = np.arange(query.size) - (np.cumsum(n_relevant) - n_relevant)[query]
-    found = rank > 0
-    clash = found[1:] & found[:-1] & (query[1:] == query[:-1]) & (rank[1:] == rank[:-1])
-    if clash.any():
-        i = int(np.argmax(clash))
-        raise ValueError(f"query {labels[query[i]]!r}: two relevant items at rank {rank[i]}")
-    f_query, f_rank, f_grade, f_pos = query[found], rank[found], grade[found], position[found]
-    n_found = np.bincount(f_query, minlength=n)
-    # precision at the rank of the i-th retrieved relevant item is i / rank; AP = their sum / R
-    average_precision = _sequential_sums(f_query, f_pos, (f_pos + 1) / f_rank, n) / n_relevant
-    first = np.zeros(n, dtype=np.int64)
-    first[f_query[f_pos == 0]] = f_rank[f_pos == 0]
-    reciprocal = np.where(n_found > 0, 1.0 / np.maximum(first, 1), 0.0)
-
-    columns: dict[str, list] = {
-        "n_relevant": n_relevant.tolist(),
-        "average_precision": average_precision.tolist(),
-        "reciprocal_rank": reciprocal.tolist(),
-        "first_relevant_rank": [int(r) if r else None for r in first.tolist()],
-    }
-    log2 = np.array([0.0] + [math.log2(r + 1) for r in range(1, max(ks, default=0) + 1)])  # math's, as _dcg's
-    ideal = np.lexsort((-grade, query))  # per query: grades in decreasing order
-    i_query, i_grade, i_pos = query[ideal], grade[ideal], position  # position: the same per-query layout
-    for k in ks:
-        in_k = f_rank <= k
-        found_k = np.bincount(f_query[in_k], minlength=n)
-        dcg = _sequential_sums(f_query[in_k], f_pos[in_k], f_grade[in_k] / log2[f_rank[in_k]], n)
-        top = i_pos < k
-        idcg = _sequential_sums(i_query[top], i_pos[top], i_grade[top] / log2[i_pos[top] + 1], n)
-        columns[f"recall_at_{k}"] = (found_k / n_relevant).tolist()
-        columns[f"hit_rate_at_{k}"] = (found_k > 0).astype(np.float64).tolist()
-        columns[f"precision_at_{k}"] = (found_k / k).tolist()
-        columns[f"ndcg_at_{k}"] = (dcg / idcg).tolist()
-    names = list(columns)
-    return [{"query": label, **{name: columns[name][i] for name in names}} for i, label in enumerate(labels)]
 
 
 def aggregate_ir(rows: Sequence[dict], ks: Iterable[int] = (1, 5, 10)) -> dict[str, float]:
@@ -465,139 +346,4 @@ def ir_confidence_intervals(
     out: dict[str, float] = {}
     for metric in columns:  # in the aggregate order
         out[f"{metric}_ci_low"], out[f"{metric}_ci_high"] = intervals[metric]
-    return out
-
-
-# --- tied scores ------------------------------------------------------------------------------------------------
-
-#: how equal scores are ordered for the IR measures (``--ties``); see ``TIES_HELP``
-TIES = ("average", "index", "optimistic", "pessimistic")
-DEFAULT_TIES = "average"
-TIES_HELP = (
-    "average: the expected value of each measure over every order of the tied references (McSherry & Najork, "
-    "ECIR 2008), independent of file order; index: lower reference index first; optimistic: relevant (higher "
-    "grade) first; pessimistic: relevant last (lower grade first)"
-)
-
-
-def check_ties(ties: str) -> str:
-    if ties not in TIES:
-        raise ValueError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
-    return ties
-
-
-def expected_query_ir(
-    blocks: Mapping[Hashable, tuple[int, int] | None], relevant: Relevance, ks: Iterable[int] = (1, 5, 10)
-) -> dict:
-    """``query_ir``'s row, each value the **expectation over a uniformly random order of tied items**.
-
-    ``blocks[id] = (higher, tied)``: how many ranked items score strictly above relevant item ``id``, and how many
-    others score exactly the same; ``None`` (or a missing id): not ranked (contributes 0, counted in R). Items with
-    one ``higher`` share one tie block of ``tied + 1`` positions ``higher + 1 … higher + tied + 1``; the ``m``
-    relevant items of a block take a uniformly random ``m``-subset of them, blocks independently. Closed forms
-    (McSherry & Najork, "Computing information retrieval performance measures efficiently in the presence of tied
-    scores", ECIR 2008):
-
-    * recall/precision/nDCG@k: linear in each item's position, which is uniform over its block;
-    * the first relevant rank is in the first block holding a relevant item: ``s + J``, ``J`` the minimum of an
-      ``m``-subset of ``{1..g}``, ``P(J > j) = C(g − j, m) / C(g, m)``; hit@k, RR and its mean follow from ``J``;
-    * AP: ``E[Σ_i n_i / r_i]`` = Σ over the block's positions p of ``(m/g) · (c + 1 + (m−1)(p−1)/(g−1)) / (s + p)``,
-      ``c`` the relevant items in earlier blocks.
-
-    Without ties (every ``tied`` 0) the values equal ``query_ir`` on the ranking."""
-    ks = [_check_k(k) for k in ks]
-    grades = _grades(relevant)
-    n_relevant = _need_relevant(grades)
-    by_block: dict[int, list[float]] = {}
-    for item, grade in grades.items():
-        block = blocks.get(item)
-        if block is None:
-            continue
-        higher, tied = (int(v) for v in block)
-        by_block.setdefault(higher, []).append(grade)
-    sizes: dict[int, int] = {}
-    for item in grades:
-        block = blocks.get(item)
-        if block is not None:
-            sizes[int(block[0])] = int(block[1]) + 1
-    row: dict = {"n_relevant": n_relevant}
-    ap, seen = 0.0, 0
-    for start in sorted(by_block):
-        g, m = sizes[start], len(by_block[start])
-        p = np.arange(1, g + 1, dtype=np.float64)
-        before = (m - 1) * (p - 1) / (g - 1) if g > 1 else np.zeros(1)
-        ap += float(np.sum((m / g) * (seen + 1 + before) / (start + p)))
-        seen += m
-    row["average_precision"] = ap / n_relevant
-    if by_block:
-        start = min(by_block)
-        g, m = sizes[start], len(by_block[start])
-        j = np.arange(0, g + 1, dtype=np.float64)
-        survival = np.ones(g + 1)  # P(J > j) = Π_t (g − j − t) / (g − t)
-        for t in range(m):
-            survival *= np.clip((g - j - t) / (g - t), 0.0, None)
-        p_first = survival[:-1] - survival[1:]  # P(J = j), j = 1 … g
-        ranks = start + j[1:]
-        row["reciprocal_rank"] = float(np.sum(p_first / ranks))
-        row["first_relevant_rank"] = float(start + (g + 1) / (m + 1)) if g > 1 else start + 1
-    else:
-        start, survival = None, None
-        row["reciprocal_rank"], row["first_relevant_rank"] = 0.0, None
-    ideal = sorted(grades.values(), reverse=True)
-    for k in ks:
-        found = 0.0
-        dcg = 0.0
-        for s, block_grades in by_block.items():
-            g = sizes[s]
-            inside = np.arange(s + 1, min(s + g, k) + 1, dtype=np.float64)  # the block's positions within top k
-            share = inside.size / g  # P(an item of the block is in the top k)
-            found += share * len(block_grades)
-            dcg += sum(block_grades) / g * float(np.sum(1.0 / np.log2(inside + 1)))
-        if start is None:
-            hit = 0.0
-        else:
-            hit = float(1.0 - survival[min(max(k - start, 0), sizes[start])])
-        row[f"recall_at_{k}"] = found / n_relevant
-        row[f"hit_rate_at_{k}"] = hit
-        row[f"precision_at_{k}"] = found / k
-        row[f"ndcg_at_{k}"] = dcg / _dcg(ideal[:k])
-    return row
-
-
-def per_query_from_tie_blocks(
-    blocks: Sequence[Mapping[Hashable, tuple[int, int] | None]],
-    relevance: Sequence[Relevance],
-    ks: Iterable[int] = (1, 5, 10),
-    queries: Sequence[Hashable] | None = None,
-) -> list[dict]:
-    """``per_query_from_ranks``'s rows under ``ties="average"``: from ``(higher, tied)`` per relevant item (see
-    ``expected_query_ir``). A query none of whose relevant items is tied gets exactly (bit for bit)
-    ``per_query_from_ranks``'s row with rank ``higher + 1``; the others get ``expected_query_ir``'s."""
-    ks = tuple(_check_k(k) for k in ks)
-    if queries is None:
-        queries = range(len(relevance))
-    ranks = []
-    for query_blocks in blocks:  # distinct placeholder ranks within a block (the tied rows are replaced below)
-        taken: dict[int, int] = {}
-        query_ranks = {}
-        for item, block in query_blocks.items():
-            if block is not None:
-                higher = int(block[0])
-                query_ranks[item] = higher + 1 + taken.get(higher, 0)
-                taken[higher] = taken.get(higher, 0) + 1
-        ranks.append(query_ranks)
-    rows = per_query_from_ranks(ranks, relevance, ks, queries)
-    by_query = {}
-    for i, (query, query_blocks, relevant) in enumerate(zip(queries, blocks, relevance)):
-        grades = _grades(relevant)
-        if grades and any(query_blocks.get(item) is not None and query_blocks[item][1] > 0 for item in grades):
-            by_query[i] = {"query": query, **expected_query_ir(query_blocks, grades, ks)}
-    if not by_query:
-        return rows
-    out, position = [], 0
-    for i, relevant in enumerate(relevance):
-        if not _grades(relevant):
-            continue
-        out.append(by_query.get(i, rows[position]))
-        position += 1
     return out

@@ -20,13 +20,13 @@ from metrics.ir import (
     ir_metrics,
     ndcg_at_k,
     per_query_column,
-    per_query_from_ranks,
     per_query_ir,
     precision_at_k,
     query_ir,
     recall_at_k,
     reciprocal_rank,
 )
+from metrics.ir_ranks import per_query_from_ranks
 
 # --- hand-computed cases --------------------------------------------------------------------------------------
 
