@@ -20,7 +20,6 @@ exactly; the index serves the top-k table and the pair metrics scored on it. fai
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import numpy as np
 from metrics.base import Measure
 
 from .config import IndexOptions
+from .extras import import_extra, installed
 from .ranking import l2_normalise, top_k
 
 #: queries in the recall sample (≥ 200, as promised; one block of exact search)
@@ -62,18 +62,11 @@ class IndexUnavailable(RuntimeError):
 
 
 def faiss_available() -> bool:
-    try:
-        return importlib.util.find_spec("faiss") is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules["faiss"] is None (made unimportable)
-        return False
+    return installed("faiss")
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError as error:
-        raise IndexUnavailable(f"--index faiss needs faiss ({FAISS_EXTRA}): {error}") from None
-    return faiss
+    return import_extra(IndexUnavailable, f"--index faiss needs faiss ({FAISS_EXTRA})", "faiss")
 
 
 @dataclass

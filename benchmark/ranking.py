@@ -247,11 +247,7 @@ def relevant_ranks(
         raise ValueError(f"relevant_ranks: ties must be index, optimistic or pessimistic, got {ties!r}")
     keys, higher, tied, tied_before = _rank_counts(queries, refs, relevant, exclude)
     out: list[dict[int, int | None]] = []
-    offset = 0
-    for rel, query_keys in zip(relevant, keys):
-        n = len(query_keys)
-        h, t, b = (a[offset : offset + n].tolist() for a in (higher, tied, tied_before))
-        offset += n
+    for rel, (query_keys, h, t, b) in zip(relevant, _per_query(keys, higher, tied, tied_before)):
         ranks: dict[int, int | None] = {}
         blocks: dict[int, list[int]] = {}
         for i, ref in enumerate(query_keys):
@@ -284,14 +280,20 @@ def tie_blocks(
     references score strictly higher and how many others score exactly the same (excluded ones never counted), or
     ``None`` when it is excluded for that query. What ``metrics.ir_ties.per_query_from_tie_blocks`` needs."""
     keys, higher, tied, _ = _rank_counts(queries, refs, relevant, exclude)
-    out: list[dict[int, tuple[int, int] | None]] = []
+    return [
+        {int(ref): (None if hi < 0 else (hi, ti)) for ref, hi, ti in zip(query_keys, h, t)}
+        for query_keys, h, t in _per_query(keys, higher, tied)
+    ]
+
+
+def _per_query(keys: list, *columns: np.ndarray) -> Iterator[tuple]:
+    """Each query's reference keys (``_rank_counts``'s), with its part of each of ``columns`` (their values for all
+    queries, one query after the other) as lists."""
     offset = 0
     for query_keys in keys:
         n = len(query_keys)
-        h, t = higher[offset : offset + n].tolist(), tied[offset : offset + n].tolist()
+        yield (query_keys, *(column[offset : offset + n].tolist() for column in columns))
         offset += n
-        out.append({int(ref): (None if hi < 0 else (hi, ti)) for ref, hi, ti in zip(query_keys, h, t)})
-    return out
 
 
 def ir_from_embeddings(

@@ -20,7 +20,6 @@ already initialised in this process (a test, a notebook) is used as it is and le
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -35,6 +34,7 @@ from encoders.base import Encoder
 from .config import RunConfig
 from .data import AudioFile
 from .embedding_file import embed_one
+from .extras import import_extra, installed
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
 
@@ -44,19 +44,11 @@ class EngineUnavailable(RuntimeError):
 
 
 def ray_available() -> bool:
-    try:
-        return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None (made unimportable)
-        return False
+    return installed("ray", "ray.data")
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data
-    except ImportError as error:
-        raise EngineUnavailable(f"--engine ray needs Ray ({RAY_EXTRA}): {error}") from None
-    return ray
+    return import_extra(EngineUnavailable, f"--engine ray needs Ray ({RAY_EXTRA})", "ray", "ray.data")
 
 
 class EmbedActor:
