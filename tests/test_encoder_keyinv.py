@@ -43,19 +43,20 @@ KEYINV = [
     )
     for name in ("chroma-keyinv", "deepchroma-keyinv", "tonal-timbre")
 ]
-#: (patch, hop) of each invariant encoder's chroma block
-PATCHES = [(cls.patch, cls.hop) for cls in (ChromaKeyInvariant, DeepChromaKeyInvariant, TonalTimbre)]
+#: (patch, hop, compression) of each invariant encoder's chroma block
+PATCHES = [(cls.patch, cls.hop, cls.compression) for cls in (ChromaKeyInvariant, DeepChromaKeyInvariant, TonalTimbre)]
 
 
-@pytest.mark.parametrize("patch, hop", PATCHES)
+@pytest.mark.parametrize("patch, hop, compression", PATCHES)
 @pytest.mark.parametrize("seed", range(3))
-def test_the_transform_is_invariant_to_every_circular_shift(seed, patch, hop):
+def test_the_transform_is_invariant_to_every_circular_shift(seed, patch, hop, compression):
     rng = np.random.default_rng(seed)
     frames = rng.random((N_CHROMA, 3 * patch + 7)) ** 3  # peaky, like real chroma
-    base = chroma_2dftm(frames, patch, hop)
+    base = chroma_2dftm(frames, patch, hop, compression)
     assert base.shape == (dftm_dim(patch),) and np.all(np.isfinite(base))
     for shift in range(N_CHROMA):
-        np.testing.assert_allclose(chroma_2dftm(np.roll(frames, shift, axis=0), patch, hop), base, rtol=0, atol=1e-6)
+        shifted = chroma_2dftm(np.roll(frames, shift, axis=0), patch, hop, compression)
+        np.testing.assert_allclose(shifted, base, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", KEYINV)
@@ -99,7 +100,7 @@ def test_the_encoders_share_the_transform_over_their_plain_frames(name):
     plain = registry.build(name.removesuffix("-keyinv"))
     y = chords(PROGRESSION, encoder.sample_rate)
     assert type(plain)._frames is type(encoder)._frames  # the same frame source
-    expected = chroma_2dftm(plain._frames(y), encoder.patch, encoder.hop).astype(np.float32)
+    expected = chroma_2dftm(plain._frames(y), encoder.patch, encoder.hop, encoder.compression).astype(np.float32)
     np.testing.assert_array_equal(encoder.embed([y])[0], expected)
     assert encoder.card.dim == dftm_dim(encoder.patch) and encoder.card.license == plain.card.license
 
