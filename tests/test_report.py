@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import html as html_module
+import json
 import os
 import re
 import uuid
@@ -78,8 +80,11 @@ def tables_of(html: str) -> dict:
 @pytest.fixture(scope="module")
 def demo_report(demo_set, tmp_path_factory):
     """`musicbench demo` on the session's demo set, in a store of its own: (output, report path, store uri)."""
+    import mlflow
+
     import benchmark.demo
 
+    previous_uri = mlflow.get_tracking_uri()
     folder = tmp_path_factory.mktemp("demo-report")
     uri = "sqlite:///" + str(folder / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
@@ -88,6 +93,7 @@ def demo_report(demo_set, tmp_path_factory):
         patch.setenv("MUSICBENCH_CACHE", str(folder / "cache"))
         patch.setattr(benchmark.demo, "build_demo", lambda **kw: demo_set)
         result = CliRunner().invoke(main, ["demo", "--no-progress"])
+    mlflow.set_tracking_uri(previous_uri)  # the demo's client set its store process-wide
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Report: "), result.output[-2000:]
@@ -174,6 +180,21 @@ def test_demo_report_opens_in_headless_chromium(demo_report, tmp_path):
     coloured = (pixels[..., 1] > 100) & (pixels[..., 2] > 60)
     assert coloured.mean() > 0.01, f"only {coloured.mean():.3%} coloured pixels: the figures are not shown"
 
+    # a per-track table sorts on a click of its header (the report's own inline script, on each cell's exact value)
+    click = """<script>
+    const th = document.querySelectorAll("#tracks-mfcc th")[4];
+    const order = () => [...document.querySelectorAll("#tracks-mfcc tbody tr")].map(r => r.cells[4].dataset.value);
+    th.click(); const up = order(); th.click();
+    document.body.insertAdjacentHTML("beforeend", `<pre id="sorted">${JSON.stringify([up, order()])}</pre>`);
+    </script></body>"""
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(path.read_text(encoding="utf-8").replace("</body>", click), encoding="utf-8")
+    dom = _browse(chromium, clicked.as_uri(), tmp_path / "clicked.png", tmp_path / "profile", "800,600")
+    found = re.findall(r'<pre id="sorted">(.*?)</pre>', dom)[-1]  # the first is the script's own text
+    up, down = json.loads(html_module.unescape(found))
+    values = [float(v) for v in up]
+    assert values == sorted(values) and [float(v) for v in down] == sorted(values, reverse=True)
+
 
 # --- findings on constructed runs ----------------------------------------------------------------------------------
 
@@ -185,6 +206,7 @@ def _constructed_suite(experiment: str, average_precision: dict[str, list[float]
 
     from metrics.ir import bootstrap_ci
 
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # the session's store, whatever a test set before
     mlflow.set_experiment(experiment)
     targets = [f"t{i:02d}.wav" for i in range(len(next(iter(average_precision.values()))))]
     with mlflow.start_run(run_name="constructed") as parent:

@@ -30,8 +30,8 @@ nav ul { columns: 2; }
 """
 #: sort a table on the clicked column: numbers by data-value, text otherwise; a second click reverses
 SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, i) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0], asc = th.dataset.order !== "asc";
+document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], asc = th.dataset.order !== "asc", i = th.cellIndex;
   th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
   th.dataset.order = asc ? "asc" : "desc";
   const key = row => { const c = row.cells[i], n = parseFloat(c.dataset.value);
