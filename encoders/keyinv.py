@@ -103,14 +103,16 @@ _VERSION = 2
 
 
 class ChromaKeyInvariant(TwoDFTM, ChromaStats):
-    patch, hop = 128, 32  # ≈ 2.97 s every 0.74 s at 43 frames/s
+    #: ≈3.7 s every 0.19 s at 43 frames/s (measured: 3 s patches every 0.74 s lose 0.07 hit@1 against chroma at
+    #: ±10 % tempo on the demo set, and find 0.02 fewer songs on the real recordings)
+    patch, hop = 160, 8
     card = dataclasses.replace(
         ChromaStats.card,
         name="chroma-keyinv",
-        dim=dftm_dim(128),
-        description="2D Fourier transform magnitude of STFT chroma patches (≈3 s, Bertin-Mahieux & Ellis 2012), "
+        dim=dftm_dim(160),
+        description="2D Fourier transform magnitude of STFT chroma patches (≈3.7 s, Bertin-Mahieux & Ellis 2012), "
         "pooled; transposition-invariant, weight-free",
-        captures=_CAPTURES.format(source="STFT chroma", seconds="≈3 s (128-frame)"),
+        captures=_CAPTURES.format(source="STFT chroma", seconds="≈3.7 s (160-frame)"),
     )
     implementation_version = _VERSION
 
