@@ -1,6 +1,7 @@
-"""The report's sections, generated from the runs (``collect.ReportData``): the run set, failed runs, the encoders from
-their model cards, the metrics with their definitions and direction, the comparison, the findings, the figures, the
-per-group results, the robustness scenario and the per-track tables."""
+"""The report's sections, generated from the runs (``collect.ReportData``), in this order: the failed runs, the
+findings, the comparison, the figures, the per-group results, the robustness scenario (what the runs show), then the
+run set, the encoders from their model cards, the metrics with their definitions and direction (how they were made),
+then the per-track tables."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def run_set(data) -> Section:
     out.blocks.append(Text(f"{len(runs)} finished encoder runs read back from MLflow: {where}."))
     rows = [
         ("runs", "; ".join(f"{label}: {run.info.run_id}" for run, label in zip(runs, labels))),
-        ("date", _same_or_each({label: _date(run.info.start_time) for run, label in zip(runs, labels)})),
+        ("date", _date(min((run.info.start_time or 0 for run in runs), default=0))),  # the first run's start
         (
             "dataset fingerprint",
             _same_or_each({label: run.data.params.get("dataset_fingerprint") for run, label in zip(runs, labels)}),
@@ -79,8 +80,6 @@ def run_set(data) -> Section:
     out.blocks.append(
         Table(["", "value"], [[Cell(k), Cell(v)] for k, v in rows], caption="What was run", id="run-set-table")
     )
-    for warning in data.comparison.warnings:
-        out.blocks.append(Text(f"Warning: {warning}."))
     return out
 
 
@@ -168,6 +167,7 @@ def findings(data) -> Section:
             "exact p < 0.05); otherwise: no significant difference."
         )
     )
+    out.blocks += [Text(f"Warning: {warning}.") for warning in comp.warnings]  # e.g. runs on different datasets
     out.blocks.append(Bullets([f.text for f in found], css="findings"))
     summary = findings_module.agreement(found)
     if summary:
