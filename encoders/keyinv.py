@@ -3,7 +3,7 @@
 
 One transform (``chroma_2dftm``) over any source of 12-bin chroma frames: the **two-dimensional Fourier transform
 magnitude** of chroma patches (Bertin-Mahieux & Ellis, "Large-scale cover song recognition using the 2D Fourier
-transform magnitude", ISMIR 2012), pooled over patches. The frames are cut into patches of ``patch`` frames (≈ 3 s)
+transform magnitude", ISMIR 2012), pooled over patches. The frames are cut into patches of ``patch`` frames (≈ 4 s)
 every ``hop`` frames; each patch's 2D DFT (12 pitch classes × ``patch`` frames) is taken, its magnitude compressed by
 a square root, and the magnitudes are averaged over the patches. Kept: pitch-class frequencies 0–6 (the others
 mirror them, the patch being real) × time frequencies 0 … ``patch``/2.
@@ -21,12 +21,13 @@ Why this transform (of the candidates in the literature, measured on the robustn
   invariant to where the patch starts (up to its edges), so excerpts cut anywhere in a track agree with the track.
 * The square root (a compression, as in the paper's power-law step; 0.4 for the deep chroma) keeps the few large
   coefficients from hiding the rest. Measured on the 17 real recordings: ``chroma-keyinv`` finds as many songs as
-  plain ``chroma`` or more on every deformation that keeps the pitch (0.887 against 0.552 hit@1 over all of them),
+  plain ``chroma`` or more on every deformation that keeps the pitch (0.905 against 0.552 hit@1 over all of them),
   since chroma's absolute key, given up here, is worth less than the harmonic motion gained.
 
 What it is not invariant to: a tempo change stretches the patches' time axis, which shifts the time frequencies
 (``chroma-keyinv`` on real recordings: 0.94 hit@1 unchanged, 0.71–0.76 at ±10 % tempo; on the demo set it loses
-≈0.05–0.07 against plain ``chroma`` there); a change of mode or harmony. Like the plain chroma statistics, it is
+≈0.03 against plain ``chroma`` there); a change of mode or harmony. It cannot tell a patch from its mirror image
+(pitch classes inverted and time reversed: |F(k, l)| = |F(-k, -l)|). Like the plain chroma statistics, it is
 independent of the level (each chroma frame is max-normalised) and ignores timbre.
 
 ``tonal-timbre`` adds timbre to it: the 2D Fourier magnitude of ≈4.5 s STFT chroma patches and band-limited MFCC

@@ -9,8 +9,8 @@ hit@1 last, and the issue's three targets checked against it:
 * (a) the best encoder's hit@1 over all deformations together ≥ 0.90;
 * (b) that encoder's hit@1 ≥ 0.80 on each of pitch ±1/±2, tempo 0.9/1.1, noise 20 dB SNR, gain, MP3 32 kb/s and a
   different excerpt;
-* (c) each ``-keyinv`` encoder (and ``tonal-timbre`` against ``mfcc``) loses ≤ 0.05 hit@1 against its plain variant
-  on every deformation that does not change the pitch.
+* (c) each ``-keyinv`` encoder loses ≤ 0.05 hit@1 against its plain variant on every deformation that does not
+  change the pitch (``tonal-timbre`` against ``mfcc`` is shown the same way, as an extra: it is not mfcc's variant).
 
 Point ``MLFLOW_TRACKING_URI`` at a private store and ``--cache-dir`` at a scratch folder to keep the measurement
 apart from your own runs, e.g.::
@@ -154,8 +154,9 @@ def verdicts(encoders: list[str], values: dict[str, dict[str, float]]) -> list[s
         kept = [d for d in values[plain] if d != "all" and not d.startswith("pitch_") and d in values[invariant]]
         losses = {d: values[plain][d] - values[invariant][d] for d in kept}
         worst = max(losses, key=losses.get)
+        label = "(c)" if invariant.endswith("-keyinv") else "(extra, not a target)"
         out.append(
-            f"(c) {invariant} vs {plain}: largest loss on a pitch-preserving deformation {worst} "
+            f"{label} {invariant} vs {plain}: largest loss on a pitch-preserving deformation {worst} "
             f"{losses[worst]:+.3f} (target ≤ {INVARIANT_LOSS}): "
             + ("met" if losses[worst] <= INVARIANT_LOSS + 1e-9 else "NOT met")
         )
