@@ -35,6 +35,8 @@ def _env(tmp_path: Path, **extra: str) -> dict:
     env.update(
         MLFLOW_TRACKING_URI="sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db"),
         MUSICBENCH_CACHE=str(tmp_path / "cache"),
+        # the MLproject's command runs `python`: this interpreter's (the venv's), as `make mlflow-demo` arranges
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         **extra,
     )
     return env
