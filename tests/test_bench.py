@@ -88,6 +88,7 @@ def test_quick_mode_runs_the_cheap_scripts_end_to_end(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~7 min on a quiet 2-core machine; over the default 600 s when the machine is shared
 def test_quick_mode_runs_every_script(capsys):
     """Everything on tiny inputs (CLAP and the 1-hour check included: minutes): no script crashes."""
     import subprocess  # a process of its own: the scripts set up stores, environments and pools of their own
