@@ -1,6 +1,6 @@
 """Every figure musicbench draws.
 
-One run: the targets × references similarity heatmap and per-target top-1 similarity bars (``tracking.log_result``).
+One run: the targets × references similarity heatmap and per-target top-1 similarity bars (``tracking_result``).
 A comparison of runs: the report's three figures, per-target top-1 similarity grouped by encoder, the encoders ×
 metrics heatmap and the per-target summary (``compare.build``).
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: what drawing a run's figures imports (pandas is not needed: ``table_columns``), for a process that will draw them to
-#: import ahead of time (``parallel.prestart_helper``; ``tracking.log_result`` draws them there)
+#: import ahead of time (``parallel.prestart_helper``; ``tracking_result`` draws them there)
 MODULES = ("benchmark.figures", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.font_manager")
 #: a table: a ``pandas.DataFrame``, or a mapping of column name → sequence of values (``table_columns``)
 Table = Union["pd.DataFrame", Mapping[str, Sequence]]
