@@ -47,7 +47,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .measures import headline_metrics, lower_is_better, plain_metrics, plain_name, ranked_across_encoders
+from .compare_stats import paired_vs_best, summary_stats, unpaired_vs_best
+from .compare_table import markdown_table
+from .measures import headline_metrics, plain_metrics, plain_name, ranked_across_encoders
 from .runs import Selection, SelectionError, encoder_of, select_runs
 
 COMPARISON_TAG = "musicbench.comparison"
@@ -59,104 +61,9 @@ FIGURES = ("per_target_top1_similarity", "metrics_heatmap", "per_target_summary"
 CompareError = SelectionError
 
 
-def per_target_column(metric: str) -> str | None:
-    """The per_target table column whose mean is ``metric`` (``map`` → ``average_precision``), if any."""
-    from metrics.ir import per_query_column
-
-    if metric.endswith("_top1_mean"):
-        return metric[: -len("_mean")]
-    try:
-        return per_query_column(metric)
-    except KeyError:
-        return None
-
-
 def _labels(runs: list) -> list[str]:
     encoders = [encoder_of(r) for r in runs]
     return [e if encoders.count(e) == 1 else f"{e} ({r.info.run_id[:8]})" for e, r in zip(encoders, runs)]
-
-
-def _best_label(table: pd.DataFrame, metric: str):
-    values = table[metric]
-    if values.notna().sum() == 0 or not ranked_across_encoders(metric):
-        return None
-    return values.idxmin() if lower_is_better(metric) else values.idxmax()
-
-
-def paired_vs_best(table: pd.DataFrame, per_target: pd.DataFrame, metric: str) -> pd.DataFrame | None:
-    """Per encoder, the paired comparison with the best on ``metric`` over the targets both scored: columns
-    ``<m>_vs_best``, ``<m>_test``, ``<m>_diff``, ``<m>_diff_ci_low``, ``<m>_diff_ci_high``, ``<m>_n_paired`` and,
-    for a hit rate, ``<m>_mcnemar_p``. None when some run has no per-target column for it (or no best exists)."""
-    from .stats import CONFIDENCE, mcnemar_exact, paired_bootstrap
-
-    column = per_target_column(metric)
-    best_label = _best_label(table, metric)
-    if best_label is None or column is None or column not in per_target:
-        return None
-    by_encoder = {
-        label: pd.to_numeric(rows.set_index("target")[column], errors="coerce")
-        for label, rows in per_target.groupby("encoder", sort=False)
-    }
-    if any(label not in by_encoder or by_encoder[label].notna().sum() == 0 for label in table.index):
-        return None
-    sign = -1.0 if lower_is_better(metric) else 1.0
-    best = by_encoder[best_label]
-    out = pd.DataFrame(index=table.index)
-    out[f"{metric}_vs_best"] = ""
-    out[f"{metric}_test"] = "paired bootstrap"
-    for label in table.index:
-        if pd.isna(table.at[label, metric]):
-            continue
-        if table.at[label, metric] == table.at[best_label, metric]:
-            out.at[label, f"{metric}_vs_best"] = "best"
-            if label == best_label:
-                continue
-        own = by_encoder[label]
-        shared = own.index.intersection(best.index)
-        try:
-            diff = paired_bootstrap(own[shared].to_numpy(), best[shared].to_numpy())
-        except ValueError:
-            out.at[label, f"{metric}_vs_best"] = "no pairs"
-            continue
-        out.at[label, f"{metric}_diff"] = diff.mean
-        out.at[label, f"{metric}_diff_ci_low"] = diff.low
-        out.at[label, f"{metric}_diff_ci_high"] = diff.high
-        out.at[label, f"{metric}_n_paired"] = diff.n
-        # encoder − best, in "better" units: > 0 better than the best, < 0 worse
-        low, high = sorted((sign * diff.low, sign * diff.high))
-        if metric.startswith("hit_rate_at_"):  # paired 0/1 outcomes: McNemar's exact test decides
-            p_value = mcnemar_exact(own[shared].to_numpy(), best[shared].to_numpy()).p_value
-            out.at[label, f"{metric}_mcnemar_p"] = p_value
-            out.at[label, f"{metric}_test"] = "McNemar exact (paired)"
-            low, high = (sign * diff.mean,) * 2 if p_value < 1 - CONFIDENCE else (-1.0, 1.0)
-        if out.at[label, f"{metric}_vs_best"] != "best":
-            out.at[label, f"{metric}_vs_best"] = "below" if high < 0 else "above" if low > 0 else "tied"
-    return out
-
-
-def _vs_best(table: pd.DataFrame, metric: str) -> pd.Series:
-    values = table[metric]
-    out = pd.Series("", index=table.index, dtype=object)
-    if values.notna().sum() == 0 or not ranked_across_encoders(metric):
-        return out
-    best_label = values.idxmin() if lower_is_better(metric) else values.idxmax()
-    best = values[best_label]
-    low_col, high_col = f"{metric}_ci_low", f"{metric}_ci_high"
-    for label, value in values.items():
-        if pd.isna(value):
-            continue
-        if value == best:
-            out[label] = "best"
-        elif low_col not in table or pd.isna(table.at[label, low_col]) or pd.isna(table.at[best_label, low_col]):
-            out[label] = "no CI"
-        elif (
-            table.at[label, high_col] >= table.at[best_label, low_col]
-            and table.at[best_label, high_col] >= table.at[label, low_col]
-        ):
-            out[label] = "tied"
-        else:
-            out[label] = "below"
-    return out
 
 
 @dataclass
@@ -186,59 +93,6 @@ class Comparison:
         for figure in self.figures.values():
             plt.close(figure)
         self.figures = {}
-
-
-def markdown_table(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str:
-    def cell(label, metric):
-        value = table.at[label, metric]
-        if pd.isna(value):
-            return "–"
-        text = f"{value:.{digits}f}"
-        low, high = table.get(f"{metric}_ci_low"), table.get(f"{metric}_ci_high")
-        if low is not None and pd.notna(low[label]):
-            text += f" [{low[label]:.{digits}f}, {high[label]:.{digits}f}]"
-        mark = {"best": " ★", "tied": " ≈"}.get(table.at[label, f"{metric}_vs_best"], "")
-        return text + mark
-
-    lines = ["| encoder | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
-    for label in table.index:
-        lines.append(f"| {label} | " + " | ".join(cell(label, m) for m in metrics) + " |")
-    lines.append("")
-    unpaired = [m for m in metrics if str(table.get(f"{m}_test", pd.Series([""])).iloc[0]).startswith("CI overlap")]
-    lines.append(
-        "value [bootstrap 95% CI over targets]; ★ best; ≈ tied with the best: the paired 95% bootstrap CI of the "
-        "per-target difference includes 0 (hit rates: McNemar's exact p ≥ 0.05)"
-        + (f" (for {', '.join(unpaired)}: the two CIs overlap — unpaired, no per-target values)" if unpaired else "")
-        + "."
-    )
-    paired = [m for m in metrics if f"{m}_diff" in table]
-    if paired and len(table.index) > 1:
-        lines += ["", "Difference to the best (encoder − best, paired over the targets both scored):", ""]
-        lines += ["| encoder | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
-        for label in table.index:
-            lines.append(f"| {label} | " + " | ".join(diff_cell(table, label, m, digits) for m in paired) + " |")
-        lines.append("")
-        lines.append(
-            "mean difference [paired bootstrap 95% CI, 10,000 resamples of the targets, seed 0]; "
-            "p: McNemar's exact test (hit rates); ★ the best itself."
-        )
-    return "\n".join(lines)
-
-
-def diff_cell(table: pd.DataFrame, label, metric: str, digits: int = 3) -> str:
-    if table.at[label, f"{metric}_vs_best"] == "best":
-        return "★"
-    value = table.at[label, f"{metric}_diff"]
-    if pd.isna(value):
-        return "–"
-    text = (
-        f"{value:+.{digits}f} [{table.at[label, f'{metric}_diff_ci_low']:+.{digits}f}, "
-        f"{table.at[label, f'{metric}_diff_ci_high']:+.{digits}f}]"
-    )
-    p_value = table.get(f"{metric}_mcnemar_p")
-    if p_value is not None and pd.notna(p_value[label]):
-        text += f" p={p_value[label]:.3f}"
-    return text
 
 
 def load_per_target(client, runs: list, labels: list[str]) -> pd.DataFrame:
@@ -299,7 +153,7 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
             table[f"{metric}_test"] = "not ranked: comparable within an encoder only"
             extra[metric] = []
         elif paired is None:
-            table[f"{metric}_vs_best"] = _vs_best(table, metric)
+            table[f"{metric}_vs_best"] = unpaired_vs_best(table, metric)
             table[f"{metric}_test"] = "CI overlap (unpaired: no per-target values)"
             extra[metric] = []
         else:
@@ -324,7 +178,7 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
 
     comparison.per_deformation = label_matrix(runs, labels)  # None unless robustness-scenario runs
     if figures:
-        from .figures import grouped_top1_bars, metrics_heatmap, summary_figure
+        from .figures_compare import grouped_top1_bars, metrics_heatmap, summary_figure
 
         comparison.figures = {
             "per_target_top1_similarity": grouped_top1_bars(per_target, labels),
@@ -332,7 +186,7 @@ def build(client, runs: list, metrics: list[str] | None = None, figures: bool = 
             "per_target_summary": summary_figure(summary, labels),
         }
         if comparison.per_deformation is not None:
-            from .figures import label_heatmap
+            from .figures_compare import label_heatmap
 
             comparison.figures["deformation_heatmap"] = label_heatmap(comparison.per_deformation)
     return comparison
@@ -347,38 +201,6 @@ def side_by_side(per_target: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
         out[f"{label}.top1_reference"] = out["target"].map(rows["top1_reference"])
         out[f"{label}.sim_top1"] = out["target"].map(rows["sim_top1"])
     return out
-
-
-def summary_stats(per_target: pd.DataFrame, labels: list[str], metrics: list[str]) -> pd.DataFrame:
-    """mean with its percentile-bootstrap 95% CI (``metrics.ir.bootstrap_ci``: 1,000 resamples of the targets, seed 0;
-    the runs' own ``<metric>_ci_low/_high`` for the mean metrics), std (ddof 1), min, max and n over targets of each
-    metric's per-target values, per encoder."""
-    from metrics.ir import bootstrap_ci
-
-    rows = []
-    for metric in metrics:
-        column = per_target_column(metric)
-        if column is None or column not in per_target:
-            continue
-        for label in labels:
-            values = pd.to_numeric(per_target.loc[per_target["encoder"] == label, column], errors="coerce").dropna()
-            low, high = bootstrap_ci(values.to_numpy(dtype=np.float64)) if len(values) else (np.nan, np.nan)
-            rows.append(
-                {
-                    "encoder": label,
-                    "metric": metric,
-                    "column": column,
-                    "n": int(len(values)),
-                    "mean": float(values.mean()) if len(values) else np.nan,
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
-                    "min": float(values.min()) if len(values) else np.nan,
-                    "max": float(values.max()) if len(values) else np.nan,
-                }
-            )
-    columns = ["encoder", "metric", "column", "n", "mean", "ci_low", "ci_high", "std", "min", "max"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 # --- output --------------------------------------------------------------------------------------------------

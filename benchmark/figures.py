@@ -1,8 +1,8 @@
-"""Every figure musicbench draws.
+"""The figures of one run, and the layout helpers every figure uses.
 
-One run: the targets × references similarity heatmap and per-target top-1 similarity bars (``tracking_result``).
-A comparison of runs: the report's three figures, per-target top-1 similarity grouped by encoder, the encoders ×
-metrics heatmap and the per-target summary (``compare.build``).
+One run: the targets × references similarity heatmap, per-target top-1 similarity bars and their distribution
+(``tracking_result``). Figures drawn from tables of several runs (a comparison) or of groups (a scenario's
+deformations) are in ``figures_compare``.
 
 Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas: no pyplot, so no global figure registry
 to close and no change to the backend of a notebook that imports this module; matplotlib is imported on first
@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
-
-from .measures import lower_is_better
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +35,7 @@ _LABEL_PAD = 4 / 72  # between tick labels and the axis label
 _TITLE_PAD = 6 / 72  # between the axes and its title
 
 
-def _figure(width: float, height: float, constrained: bool = False) -> Figure:
+def blank_figure(width: float, height: float, constrained: bool = False) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -84,20 +82,20 @@ def table_columns(table: Table, names: Sequence[str]) -> dict[str, list]:
     return {name: list(table[name]) for name in names if name in table}
 
 
-def _text(text: object) -> str:
+def plain_text(text: object) -> str:
     """``text`` shown literally: matplotlib reads a pair of ``$`` as math-text (``$$.wav`` and ``a$^$b.wav`` are
     file names it would refuse or garble); an escaped ``\\$`` is drawn as ``$``."""
     return str(text).replace("$", r"\$")
 
 
-def _short(name: str, width: int = 28) -> str:
+def shortened(name: str, width: int = 28) -> str:
     """A label (a file name, an encoder) at most ``width`` characters, shown literally (``_text``): its start (a
     piece's name comes first) and its last characters (a version's suffix), the middle cut with "…"."""
     name = str(name)
     if len(name) > width:
         tail = max(4, (width - 1) // 3)
         name = name[: width - 1 - tail] + "…" + name[-tail:]
-    return _text(name)
+    return plain_text(name)
 
 
 def short_labels(names: Sequence[str], width: int = 28) -> list[str]:
@@ -113,9 +111,9 @@ def short_labels(names: Sequence[str], width: int = 28) -> list[str]:
     suffixes = {n.rsplit(".", 1)[1] if "." in n.rsplit("/", 1)[-1] else "" for n in stripped}
     if len(suffixes) == 1 and "" not in suffixes:
         stripped = [n[: -(len(next(iter(suffixes))) + 1)] for n in stripped]
-    labels = [_short(n, width) for n in stripped]
+    labels = [shortened(n, width) for n in stripped]
     if len(set(labels)) < len(labels):
-        labels = [_short(n, max(width, 60)) for n in stripped]
+        labels = [shortened(n, max(width, 60)) for n in stripped]
     return labels
 
 
@@ -147,8 +145,10 @@ def similarity_heatmap(
     many_rows = len(target_keys) > MAX_BARS
     y_labels = [] if many_rows else short_labels(target_keys)
     x_labels = short_labels([ref_keys[i] for i in columns])
-    title = f"{_text(encoder)}: target × reference cosine similarity"
-    fig = _figure(min(4 + 0.22 * len(columns), MAX_WIDTH), min(2.5 + 0.3 * min(len(target_keys), MAX_BARS), MAX_HEIGHT))
+    title = f"{plain_text(encoder)}: target × reference cosine similarity"
+    fig = blank_figure(
+        min(4 + 0.22 * len(columns), MAX_WIDTH), min(2.5 + 0.3 * min(len(target_keys), MAX_BARS), MAX_HEIGHT)
+    )
     text = _Layout(fig)
     bar_ticks = text.widest(["−0.00", "0.00"], 10)  # colour bar tick labels (two decimals at most)
     gap, bar = 0.2, 0.15  # inches between the heatmap and its colour bar; the bar's width
@@ -205,7 +205,7 @@ def top1_bars(per_target: Table, encoder: str) -> Figure:
     if n > MAX_BARS:
         return top1_distribution(per_target, encoder)
     labels = short_labels(per_target["target"], 24)
-    fig = _figure(min(max(6, 0.45 * n + 2), MAX_WIDTH), 4.5)
+    fig = blank_figure(min(max(6, 0.45 * n + 2), MAX_WIDTH), 4.5)
     text = _Layout(fig)
     sizes = [text.size(label, 7) for label in labels]
     slant = math.radians(70)  # labels rotated 70°, anchored at their right end under their bar
@@ -215,7 +215,7 @@ def top1_bars(per_target: Table, encoder: str) -> Figure:
     first = sizes[0][0] * math.cos(slant) + sizes[0][1] * math.sin(slant) if sizes else 0.0
     width = fig.get_size_inches()[0]
     left = _EDGE + max(y_axis, first - 0.6 * (width - y_axis) / (n + 0.2))
-    title = f"{_text(encoder)}: top-1 retrieval similarity per target"
+    title = f"{plain_text(encoder)}: top-1 retrieval similarity per target"
     if "hit_rate_at_1" in per_target:
         title += " (green = relevant)"
     ax = text.place(
@@ -228,12 +228,12 @@ def top1_bars(per_target: Table, encoder: str) -> Figure:
     ax.bar(range(n), values, color=colors)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xticks(range(n), labels, rotation=70, ha="right", fontsize=7)
-    _zero_based(ax, values, "top-1 cosine similarity")
+    zero_based_axis(ax, values, "top-1 cosine similarity")
     ax.set_title(title)
     return fig
 
 
-def _zero_based(ax, values: np.ndarray, label: str, top: float = 1.0) -> None:
+def zero_based_axis(ax, values: np.ndarray, label: str, top: float = 1.0) -> None:
     """The y-axis from 0 to ``top``; when a value is negative, from the lowest value, said in the axis label."""
     finite = values[np.isfinite(values)]
     low = float(finite.min()) if finite.size else 0.0
@@ -252,7 +252,7 @@ def top1_distribution(per_target: Table, encoder: str) -> Figure:
     per_target = table_columns(per_target, ("target", "sim_top1", "hit_rate_at_1"))
     values = np.asarray(per_target["sim_top1"], dtype=np.float64)
     order = np.argsort(-values, kind="stable")
-    fig = _figure(10, 4.5, constrained=True)
+    fig = blank_figure(10, 4.5, constrained=True)
     curve, histogram = fig.subplots(1, 2, width_ratios=(2, 1))
     ranks = np.arange(1, len(values) + 1)
     curve.plot(ranks, values[order], color="tab:blue", linewidth=1, label="top-1 similarity")
@@ -261,12 +261,12 @@ def top1_distribution(per_target: Table, encoder: str) -> Figure:
         curve.scatter(ranks[hits], values[order][hits], s=4, color="tab:green", label="relevant top-1", zorder=3)
         curve.legend(fontsize=7, loc="lower left")
     curve.set_xlabel(f"target, sorted by similarity ({len(values)} targets)")
-    _zero_based(curve, values, "top-1 cosine similarity")
+    zero_based_axis(curve, values, "top-1 cosine similarity")
     finite = values[np.isfinite(values)]
     histogram.hist(finite, bins=40, range=(min(0.0, float(finite.min(initial=0.0))), 1.0), color="tab:blue")
     histogram.set_xlabel("top-1 cosine similarity")
     histogram.set_ylabel("targets")
-    fig.suptitle(f"{_text(encoder)}: top-1 retrieval similarity of {len(values)} targets", fontsize=11)
+    fig.suptitle(f"{plain_text(encoder)}: top-1 retrieval similarity of {len(values)} targets", fontsize=11)
     return fig
 
 
@@ -350,155 +350,6 @@ def save_run_figures(
     return drawn
 
 
-# --- a comparison of runs -------------------------------------------------------------------------------------
-
-
-def grouped_top1_bars(per_target: pd.DataFrame, labels: list[str]):
-    """(a) Each target's top-1 similarity, one bar per encoder; hatched bars are wrong top-1 hits (when known).
-    Above ``MAX_BARS`` targets, each encoder's sorted curve instead; never larger than ``MAX_WIDTH`` inches. Note that
-    similarities of different encoders live in different embedding spaces: the figure shows each one's spread."""
-    import pandas as pd  # imported by whoever has tables to draw
-
-    targets = list(dict.fromkeys(per_target["target"]))
-    values_all = pd.to_numeric(per_target["sim_top1"], errors="coerce").to_numpy(dtype=np.float64)
-    know_hits = "hit_rate_at_1" in per_target
-    if len(targets) > MAX_BARS:
-        fig = _figure(10, 4.8, constrained=True)
-        ax = fig.subplots()
-        for i, label in enumerate(labels):
-            rows = per_target[per_target["encoder"] == label]
-            values = np.sort(pd.to_numeric(rows["sim_top1"], errors="coerce").dropna().to_numpy())[::-1]
-            ax.plot(np.arange(1, len(values) + 1), values, color=f"C{i % 10}", label=_text(label), linewidth=1.2)
-        ax.set_xlabel(f"target, sorted by its top-1 similarity ({len(targets)} targets)")
-        _zero_based(ax, values_all, "top-1 cosine similarity", top=1.05)
-        ax.legend(fontsize=8, loc="lower left", title="encoder", title_fontsize=8)
-        ax.set_title("Top-1 retrieval similarity of every target, sorted, by encoder (each in its own space)")
-        return fig
-    n = max(len(labels), 1)
-    width = 0.8 / n
-    fig = _figure(min(max(7, 0.35 * len(targets) * n + 3), MAX_WIDTH), 4.8, constrained=True)
-    ax = fig.subplots()
-    x = np.arange(len(targets))
-    for i, label in enumerate(labels):
-        rows = per_target[per_target["encoder"] == label].set_index("target")
-        values = [float(rows["sim_top1"].get(t, np.nan)) for t in targets]
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=_text(label), color=f"C{i % 10}")
-        if know_hits:
-            for bar, target in zip(bars, targets):
-                if not rows["hit_rate_at_1"].get(target, 1) > 0:
-                    bar.set_hatch("//")
-                    bar.set_alpha(0.55)
-    ax.set_xticks(x, short_labels(targets, 24), rotation=70, ha="right", fontsize=7)
-    _zero_based(ax, values_all, "top-1 cosine similarity", top=1.05)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="encoder", title_fontsize=8)
-    title = "Top-1 retrieval similarity per target, by encoder"
-    if know_hits:
-        title += " (hatched: top-1 not relevant)"
-    ax.set_title(title)
-    return fig
-
-
-def rank_colours(table: pd.DataFrame, metrics: list[str]) -> np.ndarray:
-    """Encoders × metrics in [0, 1] by rank within each metric (1 = best, 0 = worst; equal values share a rank);
-    NaN for a missing value and for a metric no comparison ranks (``sim_top1_mean``: its own space per encoder)."""
-    from .measures import ranked_across_encoders
-
-    raw = table[metrics].astype(float).to_numpy()
-    out = np.full_like(raw, np.nan)
-    for j, metric in enumerate(metrics):
-        column = raw[:, j]
-        finite = np.isfinite(column)
-        if not finite.any() or not ranked_across_encoders(metric):
-            continue
-        better = -column if not lower_is_better(metric) else column
-        values = np.unique(better[finite])  # ascending: best first
-        ranks = np.searchsorted(values, better[finite])
-        out[finite, j] = 1.0 - ranks / max(len(values) - 1, 1)
-    return out
-
-
-def metrics_heatmap(table: pd.DataFrame, metrics: list[str]):
-    """(b) Encoders × metrics; colour = rank within each metric (1 = best), text = raw value with ★ for the best and
-    ≈ for a value tied with it (the comparison's paired test, ``<metric>_vs_best``). A rank, not a min–max scale:
-    0.444 against 0.500 with overlapping intervals is not painted as the full colour range, and the ≈ says so."""
-    from matplotlib import colormaps
-
-    raw = table[metrics].astype(float).to_numpy()
-    norm = rank_colours(table, metrics)
-    fig = _figure(max(5, 1.2 * len(metrics) + 2.5), max(2.5, 0.6 * len(table) + 1.6), constrained=True)
-    ax = fig.subplots()
-    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
-    image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    bar = fig.colorbar(image, ax=ax, label="rank within the metric", ticks=[0, 1])
-    bar.ax.set_yticklabels(["worst", "best"])
-    for i, label in enumerate(table.index):
-        for j, metric in enumerate(metrics):
-            text = "–" if not np.isfinite(raw[i, j]) else f"{raw[i, j]:.3f}"
-            verdict = table.at[label, f"{metric}_vs_best"] if f"{metric}_vs_best" in table else ""
-            text += {"best": " ★", "tied": " ≈"}.get(verdict, "")
-            dark = np.isfinite(norm[i, j]) and norm[i, j] < 0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(len(metrics)), [_text(m) for m in metrics], rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(table)), [_short(str(i), 24) for i in table.index], fontsize=8)
-    ax.set_title("Encoders × metrics: ★ best, ≈ tied with the best (paired 95% test); grey: not ranked")
-    return fig
-
-
-def summary_figure(summary: pd.DataFrame, labels: list[str]):
-    """(c) Per metric: each encoder's mean over targets with its bootstrap 95% CI (thick bar; the columns
-    ``ci_low``/``ci_high`` of ``summary_stats``) and the min–max range over targets (thin), mean annotated. The
-    x-axis starts at 0 (or at the lowest value, when one is negative, said in its label)."""
-    metrics = list(dict.fromkeys(summary["metric"])) or ["(no per-target values)"]
-    cols = min(3, len(metrics))
-    rows = math.ceil(len(metrics) / cols)
-    fig = _figure(
-        min(4.2 * cols, MAX_WIDTH), min(0.45 * len(labels) * rows + 1.6 * rows + 0.6, MAX_HEIGHT), constrained=True
-    )
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.ravel()[len(metrics) :]:
-        ax.axis("off")
-    has_ci = {"ci_low", "ci_high"} <= set(summary.columns)
-    for ax, metric in zip(axes.ravel(), metrics):
-        part = summary[summary["metric"] == metric].set_index("encoder")
-        lows = []
-        for y, label in enumerate(labels):
-            if label not in part.index or not np.isfinite(part.at[label, "mean"]):
-                continue
-            row = part.loc[label]
-            ax.hlines(y, row["min"], row["max"], color=f"C{y % 10}", linewidth=1)
-            low, high = (row["ci_low"], row["ci_high"]) if has_ci else (row["mean"], row["mean"])
-            if np.isfinite(low) and np.isfinite(high):
-                ax.hlines(y, low, high, color=f"C{y % 10}", linewidth=5, alpha=0.6)
-            ax.plot([row["mean"]], [y], "o", color="black", markersize=4)
-            interval = f" [{low:.3f}, {high:.3f}]" if has_ci and np.isfinite(low) else ""
-            ax.annotate(
-                f"{row['mean']:.3f}{interval}",
-                (row["mean"], y),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=7,
-            )
-            lows.append(float(row["min"]))
-        finite = [v for v in lows if np.isfinite(v)]
-        if finite and min(finite) < 0:
-            ax.set_xlim(left=min(finite) * 1.05)
-            ax.set_xlabel(f"axis from {min(finite) * 1.05:.2f}", fontsize=7)
-        else:
-            ax.set_xlim(left=0)
-        ax.set_yticks(range(len(labels)), [_short(label, 16) for label in labels], fontsize=8)
-        ax.set_ylim(-0.7, len(labels) - 0.3)
-        ax.invert_yaxis()
-        column = part["column"].iloc[0] if len(part) else ""
-        ax.set_title(_text(f"{metric} (per-target {column})"), fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("Per-target values: mean with its bootstrap 95% CI (thick), min–max over targets (thin)", fontsize=10)
-    return fig
-
-
-# --- scenarios: metrics by each query's label (a robustness scenario's deformation) --------------------------
-
-
 def save_figure(figure: Figure, folder: str, name: str) -> str:
     """Save ``figure`` as ``folder/name`` (no partial file on error); returns ``name``."""
     from pathlib import Path
@@ -511,60 +362,3 @@ def save_figure(figure: Figure, folder: str, name: str) -> str:
         path.unlink(missing_ok=True)
         raise
     return name
-
-
-def per_label_bars(table: pd.DataFrame, label_name: str, encoder: str) -> Figure:
-    """One run: hit@1 and MAP per label (deformation), one group of bars per label in the scenario's order, with
-    their bootstrap 95 % intervals as whiskers and hit@1 annotated."""
-    labels = [str(v) for v in table[label_name]]
-    metrics = [m for m in ("hit_rate_at_1", "map") if m in table]
-    n = max(len(labels), 1)
-    fig = _figure(min(max(6.0, 0.62 * n + 2.5), MAX_WIDTH), 4.4, constrained=True)
-    ax = fig.subplots()
-    x = np.arange(len(labels))
-    width = 0.8 / max(len(metrics), 1)
-    for i, metric in enumerate(metrics):
-        values = table[metric].astype(float).to_numpy()
-        low = table.get(f"{metric}_ci_low", table[metric]).astype(float).to_numpy()
-        high = table.get(f"{metric}_ci_high", table[metric]).astype(float).to_numpy()
-        errors = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
-        offset = -0.4 + width * (i + 0.5)
-        ax.bar(x + offset, values, width, yerr=errors, capsize=2, label=metric, color=f"C{i}")
-        if metric == "hit_rate_at_1":
-            for xi, value in zip(x + offset, values):
-                if np.isfinite(value):
-                    ax.annotate(
-                        f"{value:.2f}", (xi, value), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=6
-                    )
-    ax.set_xticks(x, [_text(label) for label in labels], rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("value (95% bootstrap CI)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"{_text(encoder)}: retrieval by {_text(label_name)}")
-    return fig
-
-
-def label_heatmap(matrix: pd.DataFrame, metric: str = "hit_rate_at_1", label_name: str = "deformation") -> Figure:
-    """A comparison: encoders × labels (deformations) of ``metric``, colour 0–1, raw values annotated."""
-    from matplotlib import colormaps
-
-    raw = matrix.astype(float).to_numpy()
-    fig = _figure(
-        min(max(5.0, 0.75 * raw.shape[1] + 3.0), MAX_WIDTH),
-        min(max(2.5, 0.55 * raw.shape[0] + 1.8), MAX_HEIGHT),
-        constrained=True,
-    )
-    ax = fig.subplots()
-    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
-    image = ax.imshow(np.ma.masked_invalid(raw), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(image, ax=ax, label=_text(metric))
-    for i in range(raw.shape[0]):
-        for j in range(raw.shape[1]):
-            value = raw[i, j]
-            text = "–" if not np.isfinite(value) else f"{value:.2f}"
-            dark = np.isfinite(value) and value < 0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(raw.shape[1]), [_text(c) for c in matrix.columns], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(raw.shape[0]), [_short(str(i), 24) for i in matrix.index], fontsize=8)
-    ax.set_title(f"Encoders × {_text(label_name)}s: {_text(metric)} (raw values annotated)")
-    return fig

@@ -168,7 +168,7 @@ def check_pair(
 ) -> Pair:
     """Check every metric of ``candidate`` against ``baseline``. In ``ci`` mode ``per_target`` (from
     ``per_target_values``) makes the check paired; without it the fallback is named in the pair's warnings."""
-    from .compare import per_target_column
+    from .compare_stats import per_target_column
 
     pair = Pair(encoder, baseline, candidate)
     # plain names (retrieval/map → map): a baseline logged before the sections (map) is read the same way

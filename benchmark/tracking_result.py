@@ -127,14 +127,16 @@ def log_result(result: RunResult) -> None:
 
 def _write_groups(result: RunResult, folder: str) -> list[str]:
     """``tables/per_<label>.{csv,json}`` and ``figures/per_<label>.png``; returns the table to register."""
-    from . import figures
+    from . import figures, figures_compare
 
     groups, root = result.groups, Path(folder)
     (root / "tables").mkdir(parents=True, exist_ok=True)
     (root / f"{groups.table_name}.csv").write_text(groups.table.to_csv(index=False), encoding="utf-8")
     json_ready(groups.table).to_json(root / f"{groups.table_name}.json", orient="split", index=False)
     figures.save_figure(
-        figures.per_label_bars(groups.table, groups.label_name, result.config.encoder), folder, groups.figure_name
+        figures_compare.per_label_bars(groups.table, groups.label_name, result.config.encoder),
+        folder,
+        groups.figure_name,
     )
     return [f"{groups.table_name}.json"]
 

@@ -148,7 +148,7 @@ def _table(rows):
 
 
 def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
-    from benchmark import compare
+    from benchmark import compare_stats, compare_table
 
     table = _table(
         [
@@ -158,7 +158,12 @@ def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
             {"encoder": "d", "map": 0.70, "map_ci_low": np.nan, "map_ci_high": np.nan},
         ]
     )
-    assert compare._vs_best(table, "map").to_dict() == {"a": "best", "b": "tied", "c": "below", "d": "no CI"}
+    assert compare_stats.unpaired_vs_best(table, "map").to_dict() == {
+        "a": "best",
+        "b": "tied",
+        "c": "below",
+        "d": "no CI",
+    }
     lower = _table(
         [
             {
@@ -175,19 +180,19 @@ def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
             },
         ]
     )
-    assert compare._vs_best(lower, "mean_first_relevant_rank").to_dict() == {"a": "best", "b": "below"}
-    table["map_vs_best"] = compare._vs_best(table, "map")
-    text = compare.markdown_table(table, ["map"])
+    assert compare_stats.unpaired_vs_best(lower, "mean_first_relevant_rank").to_dict() == {"a": "best", "b": "below"}
+    table["map_vs_best"] = compare_stats.unpaired_vs_best(table, "map")
+    text = compare_table.markdown_table(table, ["map"])
     assert "| a | 0.800 [0.700, 0.900] ★ |" in text
     assert "| b | 0.750 [0.650, 0.850] ≈ |" in text
     assert "| c | 0.400 [0.300, 0.500] |" in text
 
 
 def test_heatmap_normalises_each_metric_and_annotates_raw_values():
-    from benchmark import figures
+    from benchmark import figures_compare
 
     table = _table([{"encoder": "a", "map": 0.2, "mrr": 0.5}, {"encoder": "b", "map": 0.6, "mrr": 0.5}])
-    figure = figures.metrics_heatmap(table, ["map", "mrr"])
+    figure = figures_compare.metrics_heatmap(table, ["map", "mrr"])
     ax = figure.axes[0]
     data = ax.images[0].get_array()
     assert data[0, 0] == 0.0 and data[1, 0] == 1.0  # min–max per column
@@ -200,6 +205,8 @@ def test_heatmap_normalises_each_metric_and_annotates_raw_values():
             {"encoder": "b", "mean_first_relevant_rank": 3.0, "n_failed": 0},
         ]
     )
-    data = figures.metrics_heatmap(ranks, ["mean_first_relevant_rank", "n_failed"]).axes[0].images[0].get_array()
+    data = (
+        figures_compare.metrics_heatmap(ranks, ["mean_first_relevant_rank", "n_failed"]).axes[0].images[0].get_array()
+    )
     assert data[0, 0] == 1.0 and data[1, 0] == 0.0  # lower is better: the lowest rank is the best colour
     assert data[0, 1] == data[1, 1] == 1.0

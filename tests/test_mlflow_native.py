@@ -260,7 +260,7 @@ def test_labels_keep_the_distinguishing_part():
 def test_heatmap_colours_by_rank_marks_ties_and_never_ranks_within_encoder_numbers():
     import pandas as pd
 
-    from benchmark import figures
+    from benchmark import figures_compare
 
     table = pd.DataFrame(
         {
@@ -271,7 +271,7 @@ def test_heatmap_colours_by_rank_marks_ties_and_never_ranks_within_encoder_numbe
         },
         index=["a", "b", "c"],
     )
-    figure = figures.metrics_heatmap(table, ["map", "sim_top1_mean"])
+    figure = figures_compare.metrics_heatmap(table, ["map", "sim_top1_mean"])
     ax = figure.axes[0]
     data = ax.images[0].get_array()
     assert list(data[:, 0]) == [1.0, 0.5, 0.0]  # by rank: 0.500 vs 0.444 is one step, not the whole range

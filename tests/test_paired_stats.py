@@ -1,10 +1,11 @@
-"""Paired statistics (benchmark/stats.py) and the paired comparison with the best encoder (compare.paired_vs_best)."""
+"""Paired statistics (benchmark/stats.py) and the paired comparison with the best (compare_stats.paired_vs_best)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.compare import markdown_table, paired_vs_best
+from benchmark.compare_stats import paired_vs_best
+from benchmark.compare_table import markdown_table
 from benchmark.stats import mcnemar_exact, paired_bootstrap
 from metrics.ir import bootstrap_ci
 

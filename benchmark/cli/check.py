@@ -9,7 +9,7 @@ import click
 from .checks import hf_names
 from .common import friendly
 from .group import main
-from .options import HF_OPTIONS, optional_float, optional_path
+from .options import HF_OPTIONS, choice_option, optional_float, optional_path
 
 
 @main.command("check-encoder")
@@ -18,7 +18,7 @@ from .options import HF_OPTIONS, optional_float, optional_path
 @HF_OPTIONS[0]
 @HF_OPTIONS[1]
 @click.option("--allow-download", is_flag=True, help="Let model packages download missing weights.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@choice_option("--device", choices=["auto", "cpu", "cuda"], default="auto")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Windows per call.")
 @click.option("--window", "window_seconds", callback=optional_float, help="Embed in windows of this many seconds.")
 @click.option("--hop", "hop_seconds", callback=optional_float, help="Hop between windows (default: the window).")

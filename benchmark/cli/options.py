@@ -73,6 +73,30 @@ def choice_option(*names: str, choices, default: str, help: str | None = None):
     return click.option(*names, type=click.Choice(choices), default=default, show_default=True, help=help)
 
 
+def run_selection_options(verb: str):
+    """``--parent``, ``--experiment`` and ``--runs``: which finished runs a command reads (``runs.select_runs``), each
+    help text led by ``verb`` ("Compare", "Report on")."""
+    options = (
+        click.option(
+            "--parent", callback=optional_text, help=f"{verb} the finished children of this suite parent run."
+        ),
+        click.option(
+            "--experiment",
+            callback=experiment_option,
+            help=f"{verb} the latest finished run of every encoder in this experiment [default, when no option is "
+            "given: in every experiment of the tracking store, runs found by their musicbench.encoder tag].",
+        ),
+        click.option("--runs", callback=optional_text, help=f"{verb} exactly these runs: RUN_ID,RUN_ID,…"),
+    )
+
+    def declare(command):
+        for option in reversed(options):  # click lists options in the order they are written above the function
+            command = option(command)
+        return command
+
+    return declare
+
+
 #: the one rule for the experiment a run goes to (``store.resolve_experiment``)
 EXPERIMENT_HELP = (
     f"MLflow experiment [default: $MLFLOW_EXPERIMENT_NAME, else $MLFLOW_EXPERIMENT_ID, else the experiment of an "

@@ -6,25 +6,17 @@ import click
 
 from .common import comma_list
 from .group import main
-from .options import experiment_option, optional_path, optional_text
+from .options import choice_option, optional_path, run_selection_options
 from .results import store_checked
 
 
 @main.command()
-@click.option("--parent", callback=optional_text, help="Report on the children of this suite parent run.")
-@click.option("--runs", callback=optional_text, help="Report on exactly these runs: RUN_ID,RUN_ID,…")
-@click.option(
-    "--experiment",
-    callback=experiment_option,
-    help="Report on the latest finished run of every encoder in this experiment [default, when no option is given: "
-    "in every experiment of the tracking store].",
-)
-@click.option(
+@run_selection_options("Report on")
+@choice_option(
     "--format",
     "fmt",
-    type=click.Choice(["html", "md", "marp"]),
+    choices=["html", "md", "marp"],
     default="html",
-    show_default=True,
     help="html: one file, images embedded, sortable tables; md: Markdown (images as data: URIs); marp: a Marp deck.",
 )
 @click.option(

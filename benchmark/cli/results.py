@@ -6,7 +6,7 @@ import click
 
 from .common import Refused, comma_list, echo_comparison
 from .group import main
-from .options import experiment_option, optional_path, optional_text
+from .options import choice_option, experiment_option, optional_path, optional_text, run_selection_options
 
 
 def store_checked() -> None:
@@ -20,14 +20,7 @@ def store_checked() -> None:
 
 
 @main.command()
-@click.option("--parent", callback=optional_text, help="Compare the finished children of this suite parent run.")
-@click.option(
-    "--experiment",
-    callback=experiment_option,
-    help="Compare the latest finished run of every encoder in this experiment [default, when no option is given: "
-    "in every experiment of the tracking store, runs found by their musicbench.encoder tag].",
-)
-@click.option("--runs", callback=optional_text, help="Compare exactly these runs: RUN_ID,RUN_ID,…")
+@run_selection_options("Compare")
 @click.option(
     "--metrics",
     "metric_names",
@@ -45,8 +38,9 @@ def compare(parent, experiment, runs, metric_names, out) -> None:
 
     Writes CSV/markdown/PNG files to --out and logs them under comparison/ of the parent run (or of a new run
     tagged musicbench.comparison=true). Values come with their bootstrap 95% CIs; per metric, `<m>_vs_best`
-    says best / tied (CI overlaps the best's CI: statistically indistinguishable) / below (CIs disjoint) /
-    no CI.
+    says best / tied (the paired 95% bootstrap CI of the per-target difference to the best includes 0; hit
+    rates: McNemar's exact p ≥ 0.05) / below (a difference the data support); runs without per-target values
+    fall back to whether the two CIs overlap (no CI: one has none).
     """
     from .. import compare as compare_module
 
@@ -93,11 +87,10 @@ class Regression(click.ClickException):
     show_default=True,
     help="Allowed drop (absolute units, or a fraction of the baseline in relative mode).",
 )
-@click.option(
+@choice_option(
     "--mode",
-    type=click.Choice(["absolute", "relative", "ci"]),
+    choices=["absolute", "relative", "ci"],
     default="absolute",
-    show_default=True,
     help="absolute: drop > tol; relative: drop > tol × baseline; ci: below the baseline's CI low.",
 )
 @click.option(

@@ -8,7 +8,7 @@ get no folder groups. Every target is in exactly one group, so the group sizes a
 
 Within a group the table is built as ``compare`` builds the whole one: the mean of each metric's per-target values,
 its bootstrap 95% CI (``metrics.ir.bootstrap_ci``) and the paired test against the group's best
-(``compare.paired_vs_best``).
+(``compare_stats.paired_vs_best``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def group_table(per_target: pd.DataFrame, labels: list[str], metrics: list[str])
     """The comparison table of these per-target rows: (table indexed by encoder, the metrics it has)."""
     from metrics.ir import bootstrap_ci
 
-    from ..compare import paired_vs_best, per_target_column
+    from ..compare_stats import paired_vs_best, per_target_column
     from ..measures import ranked_across_encoders
 
     table = pd.DataFrame(index=pd.Index(labels, name="encoder"))

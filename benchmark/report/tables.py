@@ -1,5 +1,5 @@
 """A comparison table (``compare.build``'s, or a group's) as report tables: values with their CIs and marks, and the
-paired differences to the best. The texts are ``compare``'s own (``compare.diff_cell``, the ★/≈ marks)."""
+paired differences to the best. The texts are ``compare``'s own (``compare_table.diff_cell``, the ★/≈ marks)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def comparison_block(table: pd.DataFrame, metrics: list[str], table_id: str, cap
 
 def differences_block(table: pd.DataFrame, metrics: list[str], table_id: str) -> Table | None:
     """Per encoder and metric, the paired difference to the best (None when no metric has one)."""
-    from ..compare import diff_cell
+    from ..compare_table import diff_cell
 
     paired = [m for m in metrics if f"{m}_diff" in table]
     if not paired or len(table.index) < 2:

@@ -140,12 +140,12 @@ def test_item7_dollar_labels_are_escaped_for_math_text(tmp_path, monkeypatch):
         None,
     )
     with monkeypatch.context() as unescaped:  # the old failure: matplotlib's math-text parser rejects the label
-        unescaped.setattr(figures, "_text", str)
+        unescaped.setattr(figures, "plain_text", str)
         with pytest.raises(ValueError):
             figures.save_run_figure(figures.HEATMAP, str(tmp_path / "old"), *args)
         assert not (tmp_path / "old" / figures.HEATMAP).exists(), "a partial figure was left behind"
     assert figures.save_run_figures(str(tmp_path / "new"), *args) == [figures.HEATMAP, figures.TOP1_BARS]
-    assert figures._short("$$.wav") == r"\$\$.wav" and figures._short("x" * 40 + "$").endswith(r"\$")
+    assert figures.shortened("$$.wav") == r"\$\$.wav" and figures.shortened("x" * 40 + "$").endswith(r"\$")
 
 
 def test_item7_dollar_file_names_run_finishes_with_its_figures(tmp_path):
