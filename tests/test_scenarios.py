@@ -248,7 +248,7 @@ def test_a_scenario_suite_logs_per_deformation_results_and_compare_draws_the_hea
     args += ["--cache-dir", str(tmp_path / "cache"), "--experiment", experiment, "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "| deformation | mfcc | chroma |" in result.output  # the comparison's per-deformation hit@1 table
+    assert "| deformation | mfcc | chroma | chroma-keyinv | tonal-timbre |" in result.output  # the comparison's per-deformation hit@1 table
 
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -277,7 +277,8 @@ def test_a_scenario_suite_logs_per_deformation_results_and_compare_draws_the_hea
 @pytest.mark.slow
 def test_demo_runs_the_scenario_on_the_demo_references(tmp_path, monkeypatch):
     """``musicbench demo --scenario robustness``: the demo set's references (here a stand-in, and two cheap
-    deformations as the default set, to stay fast), the weight-free encoders, no targets."""
+    deformations as the default set, to stay fast), the weight-free encoders and their key-invariant forms, no
+    targets."""
     import benchmark.demo
     from benchmark.demo import DemoSet
     from benchmark.scenarios import deformations
@@ -290,5 +291,5 @@ def test_demo_runs_the_scenario_on_the_demo_references(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSICBENCH_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(main, ["demo", "--scenario", "robustness", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "| deformation | mfcc | chroma |" in result.output
+    assert "| deformation | mfcc | chroma | chroma-keyinv | tonal-timbre |" in result.output
     assert "| identity | 1.000 | 1.000 |" in result.output

@@ -18,6 +18,8 @@ from ..config import OptionError
 from ..store import StoreError
 
 DEMO_ENCODERS = "mfcc,chroma"
+#: `musicbench demo --scenario robustness`: the plain baselines beside their transposition-invariant forms
+DEMO_SCENARIO_ENCODERS = "mfcc,chroma,chroma-keyinv,tonal-timbre"
 
 
 def user_errors():

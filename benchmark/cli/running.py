@@ -10,6 +10,7 @@ import click
 from .checks import check_options, hf_names
 from .common import (
     DEMO_ENCODERS,
+    DEMO_SCENARIO_ENCODERS,
     comma_list,
     echo_comparison,
     friendly,
@@ -72,7 +73,11 @@ def run(encoder, weights, run_name, **kw) -> None:
 
 
 @main.command()
-@click.option("--encoders", default=DEMO_ENCODERS, show_default=True, help="Encoders to run on the demo set.")
+@click.option(
+    "--encoders",
+    default=None,
+    help=f"Encoders to run on the demo set [default: {DEMO_ENCODERS}; with --scenario: {DEMO_SCENARIO_ENCODERS}].",
+)
 @click.option("--build-only", is_flag=True, help="Only build (or find) the demo set and print where it is.")
 @click.option("--force", is_flag=True, help="Rebuild the demo set even if it exists.")
 @click.option("--no-progress", is_flag=True)
@@ -100,6 +105,7 @@ def demo(ctx, encoders, build_only, force, no_progress, scenario) -> None:
     dataset = {"targets": demo_set.targets, "ground_truth": demo_set.ground_truth}
     if scenario:  # queries made from the references (benchmark/scenarios)
         dataset = {"targets": None, "ground_truth": None, "scenario": scenario, "query_seconds": DEMO_QUERY_SECONDS}
+    encoders = encoders or (DEMO_SCENARIO_ENCODERS if scenario else DEMO_ENCODERS)
     status = 0
     try:
         ctx.invoke(suite, encoders=encoders, refs=demo_set.refs, no_progress=no_progress, **dataset)
