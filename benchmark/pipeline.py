@@ -268,35 +268,37 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     timings["evaluate_seconds"] = time.perf_counter() - tick
     timings["total_seconds"] = time.perf_counter() - started
 
-    metrics = dict(evaluated.metrics)
-    metrics.update(source_metrics)
+    metrics = evaluation.MetricValues()  # each name from one stage: a second source for a name raises, never overwrites
+    evaluated_metrics = dict(evaluated.metrics)
+    repaired_by_evaluate = evaluated_metrics.pop("n_cache_repaired", 0)  # summed with the embedding cache's below
+    metrics.add(evaluated_metrics, "evaluate")
+    metrics.add(source_metrics, "dataset source (scenario queries)")
     groups = None
     if getattr(dataset, "query_labels", None):  # metrics also grouped by each query's label (a scenario's deformation)
         from .scenarios.report import per_label
 
         groups = per_label(evaluated.per_target, dataset.query_labels, dataset.label_order, config.k)
-        metrics.update(groups.metrics)
+        metrics.add(groups.metrics, "per-label groups")
         evaluated.per_target = groups.per_target
-    metrics.update(
-        {
-            "n_refs": len(ref_keys),
-            "n_targets": len(target_keys),
-            "n_failed": len(failures),
-            "n_embedded": embed_stats["n_embedded"],
-            "n_cached": embed_stats["n_cached"],
-            "n_hashes_from_index": n_hash_index_hits,
-            "n_cache_repaired": cache.repaired + evaluated.metrics.get("n_cache_repaired", 0),
-        }
-    )
+    counts = {
+        "n_refs": len(ref_keys),
+        "n_targets": len(target_keys),
+        "n_failed": len(failures),
+        "n_embedded": embed_stats["n_embedded"],
+        "n_cached": embed_stats["n_cached"],
+        "n_hashes_from_index": n_hash_index_hits,
+        "n_cache_repaired": cache.repaired + repaired_by_evaluate,
+    }
     if dataset.ground_truth is not None:
-        metrics["n_ground_truth_rows"] = dataset.ground_truth.n_rows
-        metrics["n_ground_truth_self_pairs"] = len(dataset.ground_truth.self_pairs)
+        counts["n_ground_truth_rows"] = dataset.ground_truth.n_rows
+        counts["n_ground_truth_self_pairs"] = len(dataset.ground_truth.self_pairs)
     if embed_stats["audio_seconds_embedded"] > 0:
-        metrics["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
+        counts["embed_audio_seconds_per_second"] = embed_stats["audio_seconds_embedded"] / max(
             timings["embed_seconds"], 1e-9
         )
-    metrics.update(retrieved.metrics)
-    metrics.update(timings)
+    metrics.add(counts, "run bookkeeping")
+    metrics.add(retrieved.metrics, "retrieval index")
+    metrics.add(timings, "stage timings")
     metrics = {name: float(v) for name, v in metrics.items() if v is not None and np.isfinite(v)}  # never log NaN
     return RunResult(
         config=config,

@@ -229,3 +229,33 @@ def test_melody_features_over_two_workers_equal_one(tmp_path):
     for digest, classes in one.features.items():
         np.testing.assert_array_equal(two.features[digest], classes)
     assert [f.key for f in two.failures] == ["junk.wav"]
+
+
+def test_a_run_refuses_one_metric_name_from_two_stages(tiny_dataset, tmp_path, monkeypatch):
+    """Every stage's numbers reach the run's metrics through ``MetricValues``: a stage that reported a name another
+    stage already gave (here the retrieval index reporting ``n_refs``) fails the run instead of overwriting it."""
+    from benchmark import index, pipeline
+    from benchmark.config import RunConfig
+    from benchmark.evaluation import DuplicateMetric
+
+    config = RunConfig(
+        encoder="mfcc",
+        refs=tiny_dataset["refs"],
+        targets=tiny_dataset["targets"],
+        ground_truth=tiny_dataset["ground_truth"],
+        cache_dir=tmp_path / "cache",
+        metrics="none",
+    )
+    result = pipeline.run(config, progress=False)  # every stage's names are distinct: no clash
+    assert {"n_refs", "map", "n_embedded", "total_seconds"} <= set(result.metrics)
+
+    retrieve = index.retrieve
+
+    def clashing(*args, **kwargs):
+        retrieved = retrieve(*args, **kwargs)
+        retrieved.metrics["n_refs"] = 0.0
+        return retrieved
+
+    monkeypatch.setattr(index, "retrieve", clashing)
+    with pytest.raises(DuplicateMetric, match=r"n_refs \(from run bookkeeping and retrieval index\)"):
+        pipeline.run(config, progress=False)
