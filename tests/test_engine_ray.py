@@ -179,3 +179,33 @@ def test_cluster_without_the_gpus_asked_for_is_refused(library, local_ray, tmp_p
     config = _config(library, tmp_path / "cache", "ray").replace(ray=RayOptions(num_gpus=1))
     with pytest.raises(EngineUnavailable, match="--ray-num-gpus 1: the Ray cluster has 0 GPUs"):
         pipeline.run(config, progress=False)
+
+
+def test_ray_equals_local_on_the_demo_set(demo_set, local_ray, tmp_path):
+    """The demo set (references, targets, ground truth): the same top-5 lists and embeddings within 1e-5."""
+    from benchmark import pipeline
+
+    runs = {}
+    for engine in ("local", "ray"):
+        config = RunConfig(
+            encoder="mfcc",
+            refs=demo_set.refs,
+            targets=demo_set.targets,
+            ground_truth=demo_set.ground_truth,
+            cache_dir=tmp_path / f"cache-{engine}",
+            metrics="none",
+            k=5,
+            engine=engine,
+            ray=RayOptions(actors=2, batch_size=8),
+        )
+        runs[engine] = (pipeline.run(config, progress=False), tmp_path / f"cache-{engine}")
+    (local, local_cache), (on_ray, ray_cache) = runs["local"], runs["ray"]
+    n_files = len(local.dataset.refs) + len(local.dataset.targets)
+    assert on_ray.metrics["n_embedded"] == local.metrics["n_embedded"] == n_files and not on_ray.failures
+    columns = ["target", "rank", "reference"]
+    assert on_ray.topk[columns].equals(local.topk[columns])
+    a, b = _embeddings(local, local_cache), _embeddings(on_ray, ray_cache)
+    assert a.keys() == b.keys() and all(a[key] is not None for key in a)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], atol=1e-5, err_msg=key)
+    assert on_ray.metrics["map"] == local.metrics["map"]

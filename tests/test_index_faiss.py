@@ -140,3 +140,29 @@ def test_missing_extra_is_one_line_exit_2(tiny_dataset, monkeypatch, args, extra
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f'pip install -e ".[{extra}]"' in lines[0], result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_faiss_flat_equals_exact_on_the_demo_set(demo_set, tmp_path):
+    """On the demo set (its references, targets and ground truth): FAISS-flat's top-5 lists are exact search's."""
+    from benchmark import pipeline
+
+    def config(**kw):
+        return RunConfig(
+            encoder="chroma",
+            refs=demo_set.refs,
+            targets=demo_set.targets,
+            ground_truth=demo_set.ground_truth,
+            cache_dir=tmp_path / "cache",  # shared: the second run embeds nothing
+            metrics="none",
+            k=5,
+            **kw,
+        )
+
+    exact = pipeline.run(config(), progress=False)
+    flat = pipeline.run(config(index=IndexOptions(kind="faiss", faiss_type="flat")), progress=False)
+    assert len(exact.topk) == 5 * exact.metrics["n_targets"] > 0
+    assert exact.topk[["target", "rank", "reference"]].equals(flat.topk[["target", "rank", "reference"]])
+    np.testing.assert_allclose(flat.topk["similarity"], exact.topk["similarity"], atol=1e-5)
+    assert flat.metrics["map"] == exact.metrics["map"] and flat.metrics["index_recall_at_10"] == 1.0
