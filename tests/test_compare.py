@@ -188,14 +188,14 @@ def test_ci_overlap_marks_encoders_indistinguishable_from_the_best():
     assert "| c | 0.400 [0.300, 0.500] |" in text
 
 
-def test_heatmap_normalises_each_metric_and_annotates_raw_values():
+def test_heatmap_colours_each_metric_by_rank_and_annotates_raw_values():
     from benchmark import figures_compare
 
     table = _table([{"encoder": "a", "map": 0.2, "mrr": 0.5}, {"encoder": "b", "map": 0.6, "mrr": 0.5}])
     figure = figures_compare.metrics_heatmap(table, ["map", "mrr"])
     ax = figure.axes[0]
     data = ax.images[0].get_array()
-    assert data[0, 0] == 0.0 and data[1, 0] == 1.0  # min–max per column
+    assert data[0, 0] == 0.0 and data[1, 0] == 1.0  # worst and best of the column
     assert data[0, 1] == data[1, 1] == 1.0  # a constant column: all equal best
     assert {t.get_text() for t in ax.texts} == {"0.200", "0.600", "0.500"}
     figure.clf()
