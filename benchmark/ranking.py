@@ -5,10 +5,13 @@ sort algorithm. A query's excluded references (itself, when refs and targets ove
 
 How (catalogue scale: 100k references × 1k queries without a Python loop over pairs):
 
-* similarities are float32 matrix products over blocks of ``BLOCK_QUERIES`` queries (numpy/OpenBLAS: on
-  this machine kind it beats ``torch.mm``); the block size is part of the result's last bits — OpenBLAS
-  rounds a product differently depending on where the row and column fall in its tiles (even two
-  identical reference rows can differ by one ulp) — so it stays 256, as it always was;
+* similarities are float32 matrix products over blocks of queries (numpy/OpenBLAS: on this machine kind it beats
+  ``torch.mm``), ``block_queries(n_refs)`` each: as many as fit in ``BLOCK_CELLS`` similarities (256 MB), at
+  least ``BLOCK_QUERIES``. Fewer, larger products are faster (at 100k × 1k, dim 512: top-10 in 0.65–0.69 s with
+  671- or 1000-query blocks against 0.74–0.80 s with 256, measured side by side). The block size is part of the
+  result's last bits — OpenBLAS rounds a product differently depending on where the row and column fall in its
+  tiles (even two identical reference rows can differ by one ulp) — so it depends on the number of references
+  only, never on anything else;
 * ``top_k``: ``torch.topk`` of k + 1 per row on the block (zero-copy), the k-th/(k+1)-th values telling
   the rare rows where equal similarities straddle the cut; those rows take the lowest-index tied
   references, then each row's k are ordered by (similarity descending, index ascending);
@@ -20,8 +23,8 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
   value of each measure over every order of the tied references (``metrics.ir_ties.per_query_from_tie_blocks``), so
   no file order or name decides a tie.
 
-Memory: one block of similarities (256 × n_refs float32, 100 MB at 100k references) plus the normalised
-references; torch is imported on first use, never at import.
+Memory: one block of similarities (at most ``BLOCK_CELLS`` float32: 256 MB) plus the normalised references;
+torch is imported on first use, never at import.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+#: the fewest queries of a block of similarities, and ...
 BLOCK_QUERIES = 256
+#: ... the most similarities it holds when that allows more queries (float32: 256 MB; 671 queries at 100k refs)
+BLOCK_CELLS = 1 << 26
 #: above this fraction of the references, a full stable sort is cheaper than topk + fix-ups
 _FULL_SORT_FRACTION = 0.25
 #: blocks of at most this many similarities are ranked by numpy when torch is not loaded (importing it costs 1-3 s)
@@ -73,20 +79,26 @@ def cosine_matrix(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
     return l2_normalise(queries) @ l2_normalise(refs).T
 
 
+def block_queries(n_refs: int) -> int:
+    """The queries of each block of similarities against ``n_refs`` references."""
+    return max(BLOCK_QUERIES, BLOCK_CELLS // max(n_refs, 1))
+
+
 def _similarity_blocks(
     queries: np.ndarray, refs: np.ndarray, exclude: Sequence[Iterable[int]] | None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, sims)`` for each block of ``BLOCK_QUERIES`` queries: float32 cosines with every reference,
+    """``(start, sims)`` for each block of ``block_queries(n_refs)`` queries: float32 cosines with every reference,
     excluded references set to -inf. The values are bit-identical from call to call (same blocks).
 
     Every block is written into the same buffer (the product's own BLAS call, so the same bits as a fresh array;
-    fresh 100 MB arrays cost ~15 % more CPU in page faults at 100k references): ``sims`` is valid only until
+    fresh 100–256 MB arrays cost ~15 % more CPU in page faults at 100k references): ``sims`` is valid only until
     the next block is asked for — use it, or copy what you keep."""
     q = l2_normalise(queries, check_finite=True)
     r_t = l2_normalise(refs, check_finite=True).T
-    buffer = np.empty((min(BLOCK_QUERIES, q.shape[0]), r_t.shape[1]), dtype=np.float32)
-    for start in range(0, q.shape[0], BLOCK_QUERIES):
-        stop = min(start + BLOCK_QUERIES, q.shape[0])
+    block = block_queries(r_t.shape[1])
+    buffer = np.empty((min(block, q.shape[0]), r_t.shape[1]), dtype=np.float32)
+    for start in range(0, q.shape[0], block):
+        stop = min(start + block, q.shape[0])
         sims = np.matmul(q[start:stop], r_t, out=buffer[: stop - start])
         if exclude is not None:
             excluded = [list(e) if e else [] for e in exclude[start:stop]]
@@ -207,10 +219,11 @@ def _rank_counts(
     higher = np.zeros(pair_ref.size, dtype=np.int64)
     tied = np.zeros(pair_ref.size, dtype=np.int64)
     tied_before = np.zeros(pair_ref.size, dtype=np.int64)
-    bounds = np.searchsorted(pair_query, np.arange(0, len(keys) + BLOCK_QUERIES, BLOCK_QUERIES))
+    rows = block_queries(n_refs)
+    bounds = np.searchsorted(pair_query, np.arange(0, len(keys) + rows, rows))
     if pair_ref.size:
         for start, sims in _similarity_blocks(queries, refs, exclude):
-            lo, hi = bounds[start // BLOCK_QUERIES], bounds[start // BLOCK_QUERIES + 1]
+            lo, hi = bounds[start // rows], bounds[start // rows + 1]
             if hi > lo:
                 found = _count_ranks(sims, pair_query[lo:hi] - start, pair_ref[lo:hi])
                 higher[lo:hi], tied[lo:hi], tied_before[lo:hi] = found

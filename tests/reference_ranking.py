@@ -45,10 +45,10 @@ def _reference_rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
 
 def reference_top_k(queries, refs, k, exclude=None):
     """``(indices, similarities)`` as ``benchmark.ranking.top_k`` documents them, by numpy sorting. The blocks of
-    queries are ``ranking.BLOCK_QUERIES`` long, as there: BLAS rounds a product's last bit by its blocking, so
-    the same blocks give the same float32 similarities."""
+    queries are ``ranking.block_queries(n_refs)`` long, as there: BLAS rounds a product's last bit by its blocking,
+    so the same blocks give the same float32 similarities."""
     q, r = l2_normalise(queries), l2_normalise(refs)
-    block = ranking.BLOCK_QUERIES
+    block = ranking.block_queries(len(refs))
     k_eff = min(k, r.shape[0])
     indices = np.full((q.shape[0], k_eff), -1, dtype=np.int64)
     sims_out = np.full((q.shape[0], k_eff), np.nan, dtype=np.float32)

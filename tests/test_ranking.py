@@ -197,6 +197,7 @@ def test_relevant_ranks_equal_positions_in_the_full_ranking(kind, monkeypatch):
     assert any(None in r.values() for r in expected)
     # blocks of queries and chunks of rank counting do not change anything
     monkeypatch.setattr(ranking, "BLOCK_QUERIES", 7)
+    monkeypatch.setattr(ranking, "BLOCK_CELLS", 0)  # blocks of exactly BLOCK_QUERIES queries
     monkeypatch.setattr(ranking, "_RANK_CELLS", 1000)
     assert relevant_ranks(queries, refs, relevant, exclude) == _brute_force_ranks(queries, refs, relevant, exclude)
 
