@@ -28,6 +28,7 @@ normalisation, state) moves values by far more.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -97,6 +98,12 @@ def _all_vectors_ok(vectors: dict[str, np.ndarray], dim: int) -> tuple[bool, str
         f"{label}: {why}" for label, vector in vectors.items() for ok, why in [_vector_ok(vector, dim)] if not ok
     ]
     return (not problems), "; ".join(problems) or f"{len(vectors)} inputs ({', '.join(vectors)}) → finite ({dim},)"
+
+
+def _warned(caught: list) -> str:
+    """The warnings a check raised, as a suffix of its detail (each text once)."""
+    texts = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    return f"; warned {len(caught)}×: " + " | ".join(texts[:2]) if texts else ""
 
 
 def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckResult]:
@@ -183,11 +190,13 @@ def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckRe
         source_sample_rates,
         silence,
     ):
-        try:
-            passed, detail = check()
-        except Exception as error:  # noqa: BLE001 - a crash is a failed check, reported with the others
-            passed, detail = False, f"raised {type(error).__name__}: {error}"
-        results.append(CheckResult(check.__name__, bool(passed), detail))
+        with warnings.catch_warnings(record=True) as caught:  # shown in the check's row, not on stderr
+            warnings.simplefilter("always")
+            try:
+                passed, detail = check()
+            except Exception as error:  # noqa: BLE001 - a crash is a failed check, reported with the others
+                passed, detail = False, f"raised {type(error).__name__}: {error}"
+        results.append(CheckResult(check.__name__, bool(passed), detail + _warned(caught)))
     speed = timed.audio_seconds / timed.wall_seconds if timed.wall_seconds > 0 else float("inf")
     results.append(
         CheckResult(

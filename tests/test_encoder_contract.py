@@ -105,6 +105,28 @@ def test_run_checks_reports_broken_encoders():
         assert not results[name].passed, name
 
 
+class _Warning(Encoder):
+    """A correct encoder that warns on input shorter than 0.1 s."""
+
+    card = MFCCStats.card
+
+    def embed(self, batch):
+        import warnings
+
+        if any(len(item) < 0.1 * self.sample_rate for item in batch):
+            warnings.warn("input too short for a full frame", UserWarning, stacklevel=2)
+        return np.stack([np.full(self.dim, float(np.mean(np.abs(item))), dtype=np.float32) for item in batch])
+
+
+def test_a_checks_warnings_are_in_its_row_not_on_stderr(recwarn):
+    results = {result.name: result for result in run_checks(_Warning(), seconds=0.2)}
+    assert results["shorter_than_window"].passed
+    assert "warned" in results["shorter_than_window"].detail
+    assert "UserWarning: input too short for a full frame" in results["shorter_than_window"].detail
+    assert "warned" not in results["finite"].detail  # ordinary inputs: no warning
+    assert len(recwarn) == 0  # none escaped to the caller
+
+
 class _NotAnEncoder:
     """Has an ``embed`` but is no ``Encoder`` and has no card: refused by the protocol check."""
 
