@@ -98,6 +98,14 @@ def test_compare_two_runs_table_equals_logged_metrics(two_runs, tmp_path):
         {e: r.data.metrics["retrieval/map"] for e, r in runs.items()}
     )
 
+    # the same bare compare again replaces that run: one comparison run per experiment, not one more each time
+    ids = f"{runs['mfcc'].info.run_id},{runs['chroma'].info.run_id}"
+    again = CliRunner().invoke(main, ["compare", "--runs", ids, "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    now = client.search_runs([runs["mfcc"].info.experiment_id], "tags.`musicbench.comparison` = 'true'")
+    assert len(now) == 1 and now[0].info.run_id != logged.info.run_id
+    assert client.get_run(logged.info.run_id).info.lifecycle_stage == "deleted"
+
 
 @pytest.mark.slow
 def test_compare_experiment_takes_the_latest_run_per_encoder_and_parent_its_children(two_runs, run_on_tiny, tmp_path):
