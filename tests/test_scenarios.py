@@ -183,7 +183,7 @@ def test_identity_gives_map_1_on_the_demo_references(demo_set, tmp_path):
     """With the default 20 s queries every demo piece (14-20 s) is its own query: the identity query is its
     reference's audio (resampled to 44.1 kHz, 16-bit), which any encoder must find first."""
     refs = sorted(demo_set.refs.glob("*.wav"))
-    for encoder in ("mfcc", "chroma"):
+    for encoder in ("mfcc", "chroma", "chroma-keyinv"):  # timbre, harmony, key-invariant harmony
         result = _run(
             _config(demo_set.refs, tmp_path / "cache", encoder, deformations=("identity",), query_seconds=20.0)
         )
