@@ -25,13 +25,18 @@ class OptionError(ValueError):
     """An option value that cannot make a run (names the option): refused at the edge, before any work."""
 
 
-def check_window(window: float | None, hop: float | None) -> None:
-    """``--window`` / ``--hop`` in seconds: finite, within bounds, and the hop no larger than the window, so every
-    window starts inside the file and no audio between windows is skipped (there is no gapped mode)."""
+def check_window(window: float | None, hop: float | None, min_tail: float | None = None) -> None:
+    """``--window`` / ``--hop`` / ``--min-tail`` in seconds: finite, within bounds, the hop no larger than the window,
+    so every window starts inside the file and no audio between windows is skipped (there is no gapped mode), and
+    the shortest kept tail window at most half the window."""
     if window is None:
         if hop is not None:
             raise OptionError("--hop needs --window (the hop is the step between windows of --window seconds)")
+        if min_tail is not None:
+            raise OptionError("--min-tail needs --window (it is the shortest last window of --window seconds kept)")
         return
+    if min_tail is not None and (not math.isfinite(min_tail) or not 0 <= min_tail <= window / 2):
+        raise OptionError(f"--min-tail {min_tail:g}: expected seconds between 0 and half the window ({window / 2:g})")
     if not math.isfinite(window) or not MIN_WINDOW_SECONDS <= window <= MAX_WINDOW_SECONDS:
         raise OptionError(
             f"--window {window:g}: expected seconds between {MIN_WINDOW_SECONDS:g} and {MAX_WINDOW_SECONDS:g}"
@@ -162,6 +167,7 @@ class RunConfig:
     missing_queries: str = DEFAULT_MISSING_QUERIES  # miss | drop: a ground-truth query whose target failed
     window_seconds: float | None = None  # None: the encoder's default policy
     hop_seconds: float | None = None
+    min_tail_seconds: float | None = None  # with window_seconds: a shorter last window is dropped (None: the rule)
     cache_dir: Path = field(default_factory=default_cache_dir)
     experiment: str = DEFAULT_EXPERIMENT
     run_name: str | None = None
@@ -188,7 +194,7 @@ class RunConfig:
             raise ValueError(
                 f"missing queries must be one of {', '.join(MISSING_QUERIES)}, got {self.missing_queries!r}"
             )
-        check_window(self.window_seconds, self.hop_seconds)
+        check_window(self.window_seconds, self.hop_seconds, self.min_tail_seconds)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
 

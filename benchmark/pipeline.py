@@ -66,7 +66,12 @@ class RunResult:
 def window_override(config: RunConfig) -> WindowPolicy | None:
     if config.window_seconds is None:
         return None
-    return WindowPolicy(window_seconds=config.window_seconds, hop_seconds=config.hop_seconds, pad_last=True)
+    return WindowPolicy(
+        window_seconds=config.window_seconds,
+        hop_seconds=config.hop_seconds,
+        pad_last=True,
+        min_tail_seconds=config.min_tail_seconds,
+    )
 
 
 def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:

@@ -102,6 +102,7 @@ def run_inputs(config: RunConfig) -> dict[str, object]:
         "weights": config.weights or "default",
         "window": config.window_seconds if config.window_seconds is not None else "default",
         "hop": config.hop_seconds if config.hop_seconds is not None else "default",
+        "min_tail": config.min_tail_seconds if config.min_tail_seconds is not None else "default",
         "index": config.index.kind,
         "scenario": config.scenario or "none",
         "deformations": ",".join(config.deformations) or "default",

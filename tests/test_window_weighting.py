@@ -226,3 +226,39 @@ def test_embeddings_pooled_the_old_way_are_never_served(files, tmp_path, monkeyp
     assert not any(np.array_equal(v, np.full(4, 7.0)) for v in result.embeddings.values())
     again = _embed(files["fake"], encoder, tmp_path, monkeypatch)  # the new entries are served
     assert again.stats.cached == len(found)
+
+
+def test_min_tail_option_sets_the_shortest_kept_tail(tmp_path):
+    """``--min-tail`` (with ``--window``): the 14 s file's 4 s tail is kept under the default rule (1 s) and dropped
+    at ``--min-tail 5``, so the file's embedding is its first window's; the value is part of the cache identity and
+    a logged input; out-of-range values and ``--min-tail`` without ``--window`` are refused in one line."""
+    from click.testing import CliRunner
+
+    from benchmark import pipeline
+    from benchmark.cli import main
+    from benchmark.config import OptionError, RunConfig
+    from benchmark.tracking_params import run_inputs
+    from encoders import registry
+
+    sr = 22050
+    audio = signal(14.0, sr, seed=3)
+
+    def encoder_for(**kw):
+        config = RunConfig(encoder="mfcc", refs=tmp_path, targets=tmp_path, window_seconds=10.0, **kw)
+        return config, registry.build("mfcc", pipeline.encoder_options(config))
+
+    config, strict = encoder_for(min_tail_seconds=5.0)
+    _, default = encoder_for()
+    first_window = strict.embed([audio[: 10 * sr]])[0]
+    assert np.array_equal(strict.embed_audio(audio), first_window)
+    assert not np.array_equal(default.embed_audio(audio), first_window)  # the 4 s tail counts, weighing 0.4
+    assert strict.cache_identity() != default.cache_identity()
+    assert run_inputs(config)["min_tail"] == 5.0
+
+    with pytest.raises(OptionError, match="--min-tail 6: expected seconds between 0 and half the window"):
+        RunConfig(encoder="mfcc", refs=tmp_path, targets=tmp_path, window_seconds=10.0, min_tail_seconds=6.0)
+    (tmp_path / "a.wav").write_bytes(b"")
+    for args in (["--min-tail", "1"], ["--window", "10", "--min-tail", "nan"]):
+        result = CliRunner().invoke(main, ["run", "--encoder", "mfcc", "--refs", str(tmp_path), *args])
+        assert result.exit_code == 2, result.output
+        assert "--min-tail" in result.output and "Traceback" not in result.output

@@ -127,7 +127,7 @@ def check_weights(weights: dict[str, str]) -> None:
 def check_options(encoders: list[str], kw: dict, weights: dict[str, str]) -> None:
     """Every option value of ``run`` / ``suite``, checked once, before any work: no MLflow run, no worker process,
     nothing decoded. A bad value raises ``OptionError`` (one line, exit 2). Normalises ``kw["metrics"]``."""
-    check_window(kw["window_seconds"], kw["hop_seconds"])
+    check_window(kw["window_seconds"], kw["hop_seconds"], kw["min_tail_seconds"])
     kw["metrics"] = check_metrics(kw["metrics"])
     check_weights(weights)
     check_device(encoders, kw["device"])

@@ -227,6 +227,14 @@ def run_options(fn):
             callback=optional_float,
             help="Hop between windows in seconds (default: the window).",
         ),
+        click.option(
+            "--min-tail",
+            "min_tail_seconds",
+            callback=optional_float,
+            help="With --window: a last window holding less than this many seconds of audio is dropped when the file "
+            "has other windows (every other window weighs by the audio it holds) [default: max(1 s, 10% of the "
+            "window), at most half of it].",
+        ),
         click.option("--cache-dir", callback=optional_path, help=f"Embedding cache [default: {default_cache_dir()}]"),
         click.option(
             "--experiment",
