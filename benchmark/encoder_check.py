@@ -27,7 +27,6 @@ here raises for a broken encoder (an unknown plain name raises ``UnknownEncoder`
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from encoders import registry
 from encoders.base import Encoder, EncoderUnavailable
-from encoders.contract import CheckResult, _within_tolerance, measure_speed, music, run_checks
+from encoders.contract import CheckResult, _within_tolerance, attempt, measure_speed, music, run_checks
 
 #: every check's name, in report order (``speed`` last)
 CHECKS = (
@@ -105,14 +104,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _attempt(name: str, check: Callable[[], tuple[bool, str]]) -> CheckResult:
-    try:
-        passed, detail = check()
-    except Exception as error:  # noqa: BLE001 - a crash is a failed check
-        passed, detail = False, f"raised {type(error).__name__}: {error}"
-    return CheckResult(name, bool(passed), detail)
-
-
 def check_encoder(
     name: str,
     options: registry.EncoderOptions | None = None,
@@ -138,7 +129,7 @@ def check_encoder(
     )
     if problems:
         return report
-    report.results.append(_attempt("model_card", lambda: _card_complete(cls)))
+    report.results.append(attempt("model_card", lambda: _card_complete(cls)))
     try:
         encoder = registry.build(name, options)
     except Exception as error:  # noqa: BLE001 - any failure to build is the build check's
@@ -146,7 +137,7 @@ def check_encoder(
         return report
     try:
         report.results.append(CheckResult("build", True, f"{type(encoder).__name__}: {_where(encoder)}"))
-        report.results.append(_attempt("card_matches", lambda: _card_matches(encoder, cls)))
+        report.results.append(attempt("card_matches", lambda: _card_matches(encoder, cls)))
         library = run_checks(encoder, rng_seed=rng_seed, seconds=seconds)
         speed = [result for result in library if result.name == "speed"]
         report.results += [result for result in library if result.name != "speed"]
@@ -201,10 +192,10 @@ def harness_checks(encoder: Encoder, batch_size: int = 4) -> list[CheckResult]:
         root = Path(tmp)
         _write_files(root)
         results = [
-            _attempt("decoded_files", lambda: _decoded_files(encoder, root, batch_size, ArrayCache, load_dataset))
+            attempt("decoded_files", lambda: _decoded_files(encoder, root, batch_size, ArrayCache, load_dataset))
         ]
-        results.append(_attempt("stereo", lambda: _stereo(encoder, root, batch_size, ArrayCache, load_dataset)))
-    results.append(_attempt("policy_windows", lambda: _policy_windows(encoder)))
+        results.append(attempt("stereo", lambda: _stereo(encoder, root, batch_size, ArrayCache, load_dataset)))
+    results.append(attempt("policy_windows", lambda: _policy_windows(encoder)))
     return results
 
 

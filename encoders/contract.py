@@ -102,8 +102,20 @@ def _all_vectors_ok(vectors: dict[str, np.ndarray], dim: int) -> tuple[bool, str
 
 def _warned(caught: list) -> str:
     """The warnings a check raised, as a suffix of its detail (each text once)."""
-    texts = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    texts = list(dict.fromkeys(f"{w.category.__name__}: " + str(w.message).partition("\n")[0] for w in caught))
     return f"; warned {len(caught)}×: " + " | ".join(texts[:2]) if texts else ""
+
+
+def attempt(name: str, check: Callable[[], tuple[bool, str]]) -> CheckResult:
+    """Run one check: a crash is a failed check (reported with the others), and the warnings it raised go in its
+    row, not on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            passed, detail = check()
+        except Exception as error:  # noqa: BLE001 - a crash is a failed check, reported with the others
+            passed, detail = False, f"raised {type(error).__name__}: {error}"
+    return CheckResult(name, bool(passed), detail + _warned(caught))
 
 
 def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckResult]:
@@ -190,13 +202,7 @@ def run_checks(encoder, rng_seed: int = 0, seconds: float = 1.0) -> list[CheckRe
         source_sample_rates,
         silence,
     ):
-        with warnings.catch_warnings(record=True) as caught:  # shown in the check's row, not on stderr
-            warnings.simplefilter("always")
-            try:
-                passed, detail = check()
-            except Exception as error:  # noqa: BLE001 - a crash is a failed check, reported with the others
-                passed, detail = False, f"raised {type(error).__name__}: {error}"
-        results.append(CheckResult(check.__name__, bool(passed), detail + _warned(caught)))
+        results.append(attempt(check.__name__, check))
     speed = timed.audio_seconds / timed.wall_seconds if timed.wall_seconds > 0 else float("inf")
     results.append(
         CheckResult(
