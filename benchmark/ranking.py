@@ -7,8 +7,8 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
 
 * similarities are float32 matrix products over blocks of queries (numpy/OpenBLAS: on this machine kind it beats
   ``torch.mm``), ``block_queries(n_refs)`` each: as many as fit in ``BLOCK_CELLS`` similarities (256 MB), at
-  least ``BLOCK_QUERIES``. Fewer, larger products are faster (at 100k × 1k, dim 512: top-10 in 0.65–0.69 s with
-  671- or 1000-query blocks against 0.74–0.80 s with 256, measured side by side). The block size is part of the
+  least ``BLOCK_QUERIES``. Fewer, larger products are faster (``perf/ir_scale.py``, 100k × 1k, dim 512: top-10 in
+  0.67 s with these blocks, 0.74 s with 256-query ones; BENCHMARKS.md, target 5). The block size is part of the
   result's last bits — OpenBLAS rounds a product differently depending on where the row and column fall in its
   tiles (even two identical reference rows can differ by one ulp) — so it depends on the number of references
   only, never on anything else;
