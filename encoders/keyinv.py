@@ -44,7 +44,7 @@ import numpy as np
 from .base import FrameStatsEncoder, ModelCard, WindowPolicy
 from .chroma import ChromaStats, chroma_stft
 from .deepchroma import DeepChromaStats
-from .mfcc import _mel_basis
+from .mfcc import mel_basis
 
 N_CHROMA = 12
 #: pitch-class frequencies kept: 0..6 (the 2D DFT of a real patch is conjugate-symmetric, |F(k,l)| = |F(-k,-l)|)
@@ -147,7 +147,7 @@ def band_limited_mfcc(y: np.ndarray, sr: int) -> np.ndarray:
     import librosa
 
     S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2.0
-    mel = np.einsum("...ft,mf->...mt", S, _mel_basis(sr)[:TIMBRE_MEL_BANDS], optimize=True)
+    mel = np.einsum("...ft,mf->...mt", S, mel_basis(sr)[:TIMBRE_MEL_BANDS], optimize=True)
     return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)[1:]
 
 

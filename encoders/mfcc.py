@@ -9,6 +9,8 @@ import numpy as np
 from .base import FrameStatsEncoder, ModelCard, WindowPolicy
 
 N_MFCC = 20
+N_FFT, HOP = 2048, 512  # librosa.feature.mfcc's STFT
+FRAMES_PER_BLOCK = 128  # frames transformed at once: 1 MB of float32 samples, small enough to stay in cache
 
 
 class MFCCStats(FrameStatsEncoder):
@@ -32,28 +34,55 @@ class MFCCStats(FrameStatsEncoder):
         package="librosa",
         captures="spectral envelope / timbre, independent of the level (gain); ignores melody and harmony",
     )
-    #: 2: the 0th coefficient (level) dropped (40-d → 38-d); embeddings cached by version 1 are never served
-    implementation_version = 2
+    #: 2: the 0th coefficient (level) dropped (40-d → 38-d); 3: the float32 STFT of ``mfcc`` (values move by float32
+    #: rounding); embeddings cached by an earlier version are never served
+    implementation_version = 3
 
-    worker_modules = ("librosa.feature.spectral",)  # what the first call imports (≈ all of librosa's features)
+    #: what its first call imports (not librosa.feature: ≈0.7 s less for the workers' fork server to import)
+    worker_modules = ("librosa.filters", "librosa.core.spectrum", "scipy.fft", "scipy.sparse")
 
     def _frames(self, audio: np.ndarray) -> np.ndarray:
         return mfcc(audio, self.sample_rate)[1:]  # without the 0th coefficient: the level
 
 
 def mfcc(y: np.ndarray, sr: int) -> np.ndarray:
-    """``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)``, bit for bit, with the mel filter bank built once (librosa
-    builds it on every call): the same power spectrogram, the same ``einsum`` with the same bank, then librosa's
-    own ``power_to_db`` and DCT."""
+    """MFCCs 0-19 as ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)`` defines them — the centred, zero-padded Hann STFT
+    (2,048 / 512), the power spectrum, librosa's slaney mel bank (128 bands), librosa's own ``power_to_db``, the
+    orthonormal DCT-II — equal to it within float32 rounding (≤ 1e-6 of the largest coefficient, tested) and about
+    twice as fast: the FFT runs in float32 over blocks of frames (librosa's, through numpy, in float64 over the whole
+    file), and the mel bank is applied as the sparse matrix it is (about 2,000 of its 131,000 weights are non-zero).
+    Holds one block of frames, never the file's whole spectrogram."""
+    import librosa
+    import scipy.fft
+
+    y = np.asarray(y, dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y, N_FFT // 2), N_FFT)[::HOP]
+    window, bank = _stft_window(), _mel_bank_transposed(sr)
+    mel = np.empty((len(frames), bank.shape[1]), dtype=np.float32)
+    for start in range(0, len(frames), FRAMES_PER_BLOCK):
+        spectrum = scipy.fft.rfft(frames[start : start + FRAMES_PER_BLOCK] * window, axis=-1)
+        mel[start : start + FRAMES_PER_BLOCK] = (spectrum.real**2 + spectrum.imag**2) @ bank
+    return scipy.fft.dct(librosa.power_to_db(mel.T), axis=-2, type=2, norm="ortho")[:N_MFCC]
+
+
+@functools.lru_cache(maxsize=1)
+def _stft_window() -> np.ndarray:
     import librosa
 
-    S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2.0  # melspectrogram's _spectrogram(power=2.0)
-    mel = np.einsum("...ft,mf->...mt", S, _mel_basis(sr), optimize=True)
-    return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
+    return librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int) -> np.ndarray:
+def mel_basis(sr: int) -> np.ndarray:
+    """librosa's mel filter bank at ``sr``, as ``librosa.feature.melspectrogram`` builds it (bands × bins)."""
     import librosa
 
-    return librosa.filters.mel(sr=sr, n_fft=2048, norm="slaney")
+    return librosa.filters.mel(sr=sr, n_fft=N_FFT, norm="slaney")
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_bank_transposed(sr: int):
+    """``mel_basis(sr)`` transposed (bins × bands), as a sparse matrix."""
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(mel_basis(sr).T)

@@ -1,5 +1,6 @@
-"""The weight-free encoders' fast feature paths equal librosa's own functions bit for bit: MFCC with the mel bank
-built once, chroma with the band-limited tuning estimate and the chroma bank built once per tuning value."""
+"""The weight-free encoders' fast feature paths equal librosa's own functions: chroma bit for bit (the band-limited
+tuning estimate, the chroma bank built once per tuning value); MFCC within float32 rounding, ≤ 1e-6 of the largest
+coefficient (a float32 FFT over blocks of frames and the sparse mel bank, where librosa's FFT runs in float64)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ def _signals() -> dict[str, np.ndarray]:
 
 
 SIGNALS = _signals()
+MFCC_TOLERANCE = 1e-6  # of the largest |coefficient|: float32 rounding (measured: ≤ 5.1e-7)
+
+
+def assert_mfcc_close(mine: np.ndarray, librosa_s: np.ndarray) -> None:
+    assert mine.shape == librosa_s.shape and mine.dtype == np.float32
+    scale = max(float(np.max(np.abs(librosa_s))), 1e-30)
+    assert float(np.max(np.abs(mine - librosa_s))) <= MFCC_TOLERANCE * scale
 
 
 @pytest.fixture(autouse=True)
@@ -43,11 +51,11 @@ def _quiet():
 
 
 @pytest.mark.parametrize("name", list(SIGNALS))
-def test_mfcc_equals_librosa(name):
+def test_mfcc_equals_librosa_within_float32_rounding(name):
     import librosa
 
     y = SIGNALS[name]
-    np.testing.assert_array_equal(mfcc(y, SR), librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20))
+    assert_mfcc_close(mfcc(y, SR), librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20))
 
 
 @pytest.mark.parametrize("name", list(SIGNALS))
@@ -68,7 +76,7 @@ def test_other_rates_and_the_fallback_path_equal_librosa(monkeypatch):
         S = np.abs(librosa.stft(y)) ** 2
         assert estimate_tuning_band(S, sr) == librosa.estimate_tuning(S=S, sr=sr, bins_per_octave=12)
         np.testing.assert_array_equal(chroma_stft(y, sr), librosa.feature.chroma_stft(y=y, sr=sr))
-        np.testing.assert_array_equal(mfcc(y, sr), librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20))
+        assert_mfcc_close(mfcc(y, sr), librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20))
     monkeypatch.setattr(chroma_module, "_band_tuning_is_exact", lambda: False)
     np.testing.assert_array_equal(chroma_stft(y, SR), librosa.feature.chroma_stft(y=y, sr=SR))
 
@@ -77,12 +85,15 @@ def test_the_encoders_embed_what_librosa_gives():
     import librosa
 
     batch = [SIGNALS["tone"], SIGNALS["chord"], SIGNALS["noise"]]
-    for encoder, feature in (
-        (MFCCStats(), lambda y: librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20)[1:]),  # the encoder drops the level c0
-        (ChromaStats(), lambda y: librosa.feature.chroma_stft(y=y, sr=SR)),
+    for encoder, feature, exact in (
+        (MFCCStats(), lambda y: librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20)[1:], False),  # the level c0 dropped
+        (ChromaStats(), lambda y: librosa.feature.chroma_stft(y=y, sr=SR), True),
     ):
         expected = np.stack([np.concatenate([m.mean(axis=1), m.std(axis=1)]) for m in map(feature, batch)])
-        np.testing.assert_array_equal(encoder.embed(batch), expected.astype(np.float32))
+        if exact:
+            np.testing.assert_array_equal(encoder.embed(batch), expected.astype(np.float32))
+        else:
+            assert_mfcc_close(encoder.embed(batch), expected.astype(np.float32))
 
 
 FRESH = """
@@ -118,7 +129,8 @@ def test_first_call_in_a_fresh_process():
         cwd=Path(__file__).resolve().parents[1],
     )
     out = json.loads(done.stdout)
-    assert out["chroma"] == out["chroma_librosa"] and out["mfcc"] == out["mfcc_librosa"]
+    assert out["chroma"] == out["chroma_librosa"]
+    assert_mfcc_close(np.array(out["mfcc"], dtype=np.float32), np.array(out["mfcc_librosa"], dtype=np.float32))
 
 
 @pytest.mark.parametrize("container", ["WAV", "FLAC", "AIFF"])
