@@ -46,6 +46,7 @@ HARNESS_MEASURES = (
     Measure("n_embedded", None),
     Measure("n_cached", None),
     Measure("n_hashes_from_index", None, description="files recognised by their stat, not read again"),
+    Measure("n_hashes_ahead", None, description="files hashed while the run started up, not read again"),
     Measure("n_cache_repaired", None, description="invalid cache entries (embeddings, metric features) computed again"),
     Measure("n_queries_{stage}", None),
     Measure(

@@ -111,6 +111,25 @@ def forkserver_preloads(modules: Iterable[str]) -> bool:
     return _PRELOADED is not None and frozenset(modules) <= _PRELOADED and _forkserver_alive()
 
 
+def forkserver_running() -> bool:
+    """Whether ``prestart_forkserver`` started a fork server that is still running."""
+    return _PRELOADED is not None and _forkserver_alive()
+
+
+def forkserver_executor(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()
+) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes forked from the fork server (``prestart_forkserver``), which ignore Ctrl-C
+    and end with this process; the caller shuts it down. Its first ``submit`` waits until the server has done its
+    imports."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_start_worker,
+        initargs=(initializer, initargs, os.getpid()),
+    )
+
+
 def _forkserver_alive() -> bool:
     from multiprocessing import forkserver
 
@@ -242,11 +261,24 @@ def prestart_helper(modules: Iterable[str], warm: Callable[[], None] | None = No
     return True
 
 
+#: niceness of the processes that work ahead in the background (the spare process, hashing ahead): on a machine
+#: whose cores are all busy (start-up: MLflow here, imports in the fork server), they take what the run's own
+#: critical path leaves, instead of slowing it down
+BACKGROUND_NICE = 10
+
+
+def lower_priority() -> None:
+    """Make this (background) process nicer by ``BACKGROUND_NICE``; best effort."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(BACKGROUND_NICE)
+
+
 def _start_helper(modules: tuple[str, ...], warm: Callable[[], None] | None, owner: int) -> None:
     import atexit
     import importlib
 
     _start_worker(None, (), owner)
+    lower_priority()
     # A spawned interpreter leaves with sys.exit: tearing matplotlib & co. down took ≈0.8 s, which the pool's owner
     # waits for at its own exit. Nothing here needs a clean teardown: leave at once (forked workers do the same).
     atexit.register(os._exit, 0)
@@ -285,15 +317,10 @@ def background_call(fn: Callable[..., R], *args: Any) -> Iterator[Future | None]
             except BaseException:  # noqa: BLE001, S110 - the caller reads the future's own outcome
                 pass
         return
-    if _PRELOADED is None or not _forkserver_alive():
+    if not forkserver_running():
         yield None
         return
-    pool = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_start_worker,
-        initargs=(None, (), os.getpid()),
-    )
+    pool = forkserver_executor(1)
     try:
         yield pool.submit(fn, *args)
     finally:

@@ -21,7 +21,7 @@ from encoders.base import Encoder, WindowPolicy
 from metrics import registry as metric_registry
 from metrics.base import PairMetric
 
-from . import evaluation
+from . import evaluation, prehash
 from . import index as retrieval_index
 from .cache import ArrayCache, EntrySpec
 from .config import RunConfig
@@ -124,11 +124,13 @@ def prepare(config: RunConfig, dataset: Dataset | None = None) -> Prepared:
     return Prepared(dataset, encoder, metrics, skipped)
 
 
-def _hash_files(dataset: Dataset, failures: list[Failure], cache_dir: Path | None) -> tuple[dict[Path, str], int]:
-    """Every file's content sha256 (a file whose stat is unchanged since it was hashed is not read again);
-    returns the hashes and how many came from the stat index."""
+def _hash_files(dataset: Dataset, failures: list[Failure], cache_dir: Path | None) -> tuple[dict[Path, str], int, int]:
+    """Every file's content sha256 (a file whose stat is unchanged since it was hashed is not read again, and one
+    hashed ahead while the run started up is taken from ``prehash``); returns the hashes, how many came from the
+    stat index and how many were hashed ahead."""
     index = HashIndex(cache_dir)
     hashes = {}
+    ahead = 0
     for role, files in (("reference", dataset.refs), ("target", dataset.targets)):
         for item in files:
             if item.path in hashes:
@@ -139,16 +141,20 @@ def _hash_files(dataset: Dataset, failures: list[Failure], cache_dir: Path | Non
                     info = os.stat(item.path)  # before reading: a change while it is read must not be hidden
                 except OSError:
                     info = None  # content_hash says why
-                try:
-                    digest = content_hash(item.path)
-                except AudioDecodeError as error:
-                    failures.append(Failure(role, item.key, "read", str(error)))
-                    continue
+                digest = prehash.take(item.path, info)  # hashed while the run started up, and unchanged since
+                ahead += digest is not None
+                if digest is None:
+                    try:
+                        digest = content_hash(item.path)
+                    except AudioDecodeError as error:
+                        failures.append(Failure(role, item.key, "read", str(error)))
+                        continue
                 index.remember(item.path, digest, info)
             hashes[item.path] = digest
+    prehash.finish()
     index.save()
     dataset.content_hashes = hashes
-    return hashes, index.hits
+    return hashes, index.hits, ahead
 
 
 def _topk_table(
@@ -191,7 +197,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
     failures: list[Failure] = []
     prepare_targets = getattr(dataset, "prepare_targets", None)  # a scenario's queries, made (or found cached) now
     source_metrics = prepare_targets(config.workers, failures, progress) if prepare_targets is not None else {}
-    hashes, n_hash_index_hits = _hash_files(dataset, failures, config.cache_dir)
+    hashes, n_hash_index_hits, n_hashes_ahead = _hash_files(dataset, failures, config.cache_dir)
     timings["hash_seconds"] = time.perf_counter() - started
 
     tick = time.perf_counter()
@@ -292,6 +298,7 @@ def run(config: RunConfig, progress: bool = True, prepared: Prepared | None = No
         "n_embedded": embed_stats["n_embedded"],
         "n_cached": embed_stats["n_cached"],
         "n_hashes_from_index": n_hash_index_hits,
+        "n_hashes_ahead": n_hashes_ahead,
         "n_cache_repaired": cache.repaired + repaired_by_evaluate,
     }
     if dataset.ground_truth is not None:

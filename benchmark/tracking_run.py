@@ -17,10 +17,11 @@ from .tracking_params import log_params_once, params_of, run_inputs
 from .tracking_result import log_result
 
 
-def _prestart_figures() -> None:
-    """A spare process imports matplotlib and warms it up while the pipeline runs, for ``log_result`` to draw the
-    figures there (``parallel.prestart_helper``). Started now rather than with the process: a run's start-up is
-    busy already (MLflow here, the encoder's packages in the workers' fork server)."""
+def prestart_figures() -> None:
+    """A spare process imports matplotlib and warms it up in the background, for ``log_result`` to draw the figures
+    there (``parallel.prestart_helper``); once per process. ``musicbench run`` and ``suite`` start it first thing,
+    while this process imports MLflow (one core) and the workers' fork server its few modules; other callers of
+    ``run_and_record`` when the pipeline starts."""
     from . import figures
     from .parallel import prestart_helper
 
@@ -77,7 +78,7 @@ def run_and_record(
             log_params_once(params_of(config))
             log_params_once(run_inputs(config), fill_only=True)
             prepared = pipeline.prepare(config, dataset)
-            _prestart_figures()
+            prestart_figures()
             try:
                 result = pipeline.run(config, progress=progress, prepared=prepared)
                 log_result(result)

@@ -44,7 +44,7 @@ import numpy as np
 from .base import FrameStatsEncoder, ModelCard, WindowPolicy
 from .chroma import ChromaStats, chroma_stft
 from .deepchroma import DeepChromaStats
-from .mfcc import mel_basis
+from .mel import mel_basis
 
 N_CHROMA = 12
 #: pitch-class frequencies kept: 0..6 (the 2D DFT of a real patch is conjugate-symmetric, |F(k,l)| = |F(-k,-l)|)

@@ -39,7 +39,7 @@ def _hash(refs, targets, cache):
     from benchmark import pipeline
 
     failures = []
-    hashes, hits = pipeline._hash_files(load_dataset(refs, targets), failures, cache)
+    hashes, hits, _ = pipeline._hash_files(load_dataset(refs, targets), failures, cache)
     assert failures == []
     return hashes, hits
 

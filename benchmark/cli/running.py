@@ -25,11 +25,11 @@ SUITE_PARENT_META = "musicbench.suite_parent"  # ctx.meta: the parent run of the
 DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 14-20 s: two excerpts fit)
 
 
-def prestart(encoders: list[str], workers: int) -> None:
+def prestart(encoders: list[str], workers: int, folders: tuple = (), cache_dir=None) -> None:
     """First thing a run does: the fork server of weight-free encoders' worker processes starts importing their
-    packages (librosa, …) and a spare process what the figures need (matplotlib), in the background, while this
-    process imports MLflow and sets the store up (``embedding_workers.prestart_workers``, ``parallel.prestart_helper``).
-    Unknown names are left for the run to refuse."""
+    packages (librosa, …), in the background, while this process imports MLflow and sets the store up
+    (``embedding_workers.prestart_workers``); once it is up, a process forked from it hashes the files of
+    ``folders`` (``prehash``). Unknown names are left for the run to refuse."""
     from encoders.registry import ENCODERS, encoder_class, plugin_names
 
     from ..embedding_workers import prestart_workers
@@ -42,6 +42,12 @@ def prestart(encoders: list[str], workers: int) -> None:
         except Exception:  # noqa: BLE001 - a plug-in that cannot be imported is reported by its run
             continue
     prestart_workers(classes, workers, extra=("benchmark.cli",))  # the console script workers import as main
+    from .. import prehash
+    from ..config import default_cache_dir
+    from ..tracking_run import prestart_figures
+
+    prehash.start(folders, cache_dir or default_cache_dir())
+    prestart_figures()
 
 
 @main.command()
@@ -63,7 +69,7 @@ def run(encoder, weights, run_name, **kw) -> None:
     """
     encoder = hf_names([encoder], kw.pop("hf_layer"))[0]
     check_options([encoder], kw, {encoder: str(weights)} if weights else {})
-    prestart([encoder], kw["workers"])
+    prestart([encoder], kw["workers"], (kw["refs"], kw["targets"]), kw["cache_dir"])
     progress = not kw["no_progress"]
     config = make_config(encoder, weights=str(weights) if weights else None, run_name=run_name, **kw)
     # What exists now (MLflow, pandas, … ≈300k objects) lives as long as this process: out of the garbage
@@ -163,7 +169,7 @@ def suite(encoders, weights, run_name, out, **kw) -> None:
     names = hf_names(names, kw.pop("hf_layer"))
     encoder_weights = name_path_pairs(weights, "ENCODER", "--weights")
     check_options(names, kw, encoder_weights)
-    prestart(names, kw["workers"])
+    prestart(names, kw["workers"], (kw["refs"], kw["targets"]), kw["cache_dir"])
     progress = not kw["no_progress"]
     base = make_config(names[0], **kw)
     dataset = pipeline.load(base)

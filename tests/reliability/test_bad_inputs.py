@@ -13,6 +13,7 @@ import soundfile as sf
 from reliability_helpers import SR, artifact_csv, invoke, run_args, runs, tone, wav_bytes
 
 from benchmark import data as data_module
+from benchmark import prehash
 from benchmark.cache import ArrayCache
 from benchmark.data import content_hash
 from encoders.registry import build
@@ -123,6 +124,9 @@ def unreadable_open():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data_module, "open", fake_open, raising=False)  # shadows the builtin in benchmark.data only
+        # ... in this process only: the process that hashes ahead (benchmark.prehash) could read the file, and the
+        # hash stage would take its digest (a real EACCES stops that process too: the non-root test below)
+        patch.setattr(prehash, "take", lambda path, info: None)
         yield
 
 
