@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None) -> list[Target]:
 
     native = _native_bf16()
     bf16_rounds = args.bf16_rounds if args.bf16_rounds is not None else (args.rounds if native else 1)
-    data = work_dir(f"clap-{args.files}x{args.seconds:g}")
+    data = work_dir(f"clap-{args.files}x{args.seconds:g}-distinct")  # (earlier data sets had targets = refs)
     half = args.files // 2
     write_files(data / "refs", args.files - half, args.seconds, 44100, channels=2, prefix="ref")
-    write_files(data / "targets", half, args.seconds, 44100, channels=2, prefix="query")
+    write_files(data / "targets", half, args.seconds, 44100, channels=2, prefix="query", first_seed=args.files)
     weights_dir = work_dir("weights")
     weights = weights_dir / "clap" / "630k-audioset-best.pt"
     if not weights.exists():
@@ -212,9 +212,9 @@ def warm_rerun(weights: Path, minutes: float, tmp: Path) -> Target:
     from mlflow.tracking import MlflowClient
 
     files = max(2, int(minutes * 60 / 120))
-    data = work_dir(f"warm-{files}x120")
+    data = work_dir(f"warm-{files}x120-distinct")  # (an earlier data set had its target = a ref)
     write_files(data / "refs", files - 1, 120.0, 44100, channels=2, prefix="ref")
-    write_files(data / "targets", 1, 120.0, 44100, channels=2, prefix="query")
+    write_files(data / "targets", 1, 120.0, 44100, channels=2, prefix="query", first_seed=files)
     uri = f"sqlite:///{tmp}/warm.db"
     stages = []
     for _ in range(2):

@@ -55,9 +55,17 @@ def synth_music(seconds: float, sample_rate: int, seed: int, channels: int = 1):
 
 
 def write_files(
-    folder: Path, count: int, seconds: float, sample_rate: int, channels: int = 1, prefix: str = "track"
+    folder: Path,
+    count: int,
+    seconds: float,
+    sample_rate: int,
+    channels: int = 1,
+    prefix: str = "track",
+    first_seed: int = 0,
 ) -> list[Path]:
-    """``count`` wav files of generated audio in ``folder`` (kept when already there)."""
+    """``count`` wav files of generated audio in ``folder`` (kept when already there), seeded ``first_seed``,
+    ``first_seed + 1``, …: give each folder of one data set its own seeds, or its files are byte-identical to
+    another's (musicbench embeds identical content once; a loop embeds every file)."""
     import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +73,7 @@ def write_files(
     for i in range(count):
         path = folder / f"{prefix}{i:04d}.wav"
         if not path.exists():
-            sf.write(path, synth_music(seconds, sample_rate, seed=i, channels=channels), sample_rate)
+            sf.write(path, synth_music(seconds, sample_rate, seed=first_seed + i, channels=channels), sample_rate)
         paths.append(path)
     return paths
 
