@@ -72,11 +72,25 @@ def test_the_mel_bank_window_and_power_to_db_equal_librosa_bit_for_bit(sr):
         np.testing.assert_array_equal(power_to_db(S), librosa.power_to_db(S))
 
 
-def test_mfcc_embeds_without_importing_librosa():
-    """Its workers' fork server then imports ≈1.3 s less on every run (see ``encoders/mel.py``)."""
+def fresh_python(script: str) -> str:
+    """The standard output of ``script`` run by a fresh interpreter in the project's root."""
     import subprocess
     import sys
     from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return done.stdout
+
+
+def test_mfcc_embeds_without_importing_librosa():
+    """Its workers' fork server then imports ≈1.3 s less on every run (see ``encoders/mel.py``)."""
 
     script = (
         "import sys, numpy as np\n"
@@ -84,15 +98,7 @@ def test_mfcc_embeds_without_importing_librosa():
         "MFCCStats().embed([np.random.default_rng(0).standard_normal(22050).astype(np.float32)])\n"
         "print('librosa' in sys.modules)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert done.stdout.strip() == "False"
+    assert fresh_python(script).strip() == "False"
 
 
 @pytest.mark.parametrize("name", list(SIGNALS))
@@ -153,19 +159,8 @@ print(json.dumps(out))
 def test_first_call_in_a_fresh_process():
     """The fast paths find what they need on their own (nothing of librosa imported beforehand)."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    out = json.loads(done.stdout)
+    out = json.loads(fresh_python(FRESH))
     assert out["chroma"] == out["chroma_librosa"]
     assert_mfcc_close(np.array(out["mfcc"], dtype=np.float32), np.array(out["mfcc_librosa"], dtype=np.float32))
 
