@@ -25,6 +25,16 @@ class OptionError(ValueError):
     """An option value that cannot make a run (names the option): refused at the edge, before any work."""
 
 
+def window_policy(window: float | None, hop: float | None, min_tail: float | None = None):
+    """The ``WindowPolicy`` of ``--window`` / ``--hop`` / ``--min-tail`` (checked by ``check_window``), or None when
+    no window is given (the encoder's card decides)."""
+    if window is None:
+        return None
+    from encoders.base import WindowPolicy
+
+    return WindowPolicy(window_seconds=window, hop_seconds=hop, pad_last=True, min_tail_seconds=min_tail)
+
+
 def check_window(window: float | None, hop: float | None, min_tail: float | None = None) -> None:
     """``--window`` / ``--hop`` / ``--min-tail`` in seconds: finite, within bounds, the hop no larger than the window,
     so every window starts inside the file and no audio between windows is skipped (there is no gapped mode), and

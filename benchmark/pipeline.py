@@ -24,7 +24,7 @@ from metrics.base import PairMetric
 from . import evaluation, prehash
 from . import index as retrieval_index
 from .cache import ArrayCache, EntrySpec
-from .config import RunConfig
+from .config import RunConfig, window_policy
 from .data import AudioDecodeError, Dataset, Failure, content_hash, fingerprint, load_dataset
 from .embedding import embed_files
 from .embedding_workers import ProcessWorkers
@@ -64,14 +64,7 @@ class RunResult:
 
 
 def window_override(config: RunConfig) -> WindowPolicy | None:
-    if config.window_seconds is None:
-        return None
-    return WindowPolicy(
-        window_seconds=config.window_seconds,
-        hop_seconds=config.hop_seconds,
-        pad_last=True,
-        min_tail_seconds=config.min_tail_seconds,
-    )
+    return window_policy(config.window_seconds, config.hop_seconds, config.min_tail_seconds)
 
 
 def encoder_options(config: RunConfig) -> encoder_registry.EncoderOptions:

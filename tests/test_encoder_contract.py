@@ -146,12 +146,12 @@ class _WrongShape(Encoder):
         return np.zeros((len(batch), 3), dtype=np.float32)
 
 
-def _check_cli(spec: str):
+def _check_cli(spec: str, *options: str):
     from click.testing import CliRunner
 
     from benchmark.cli import main
 
-    return CliRunner().invoke(main, ["check-encoder", spec, "--seconds", "0.2"])
+    return CliRunner().invoke(main, ["check-encoder", spec, "--seconds", "0.2", *options])
 
 
 def _row(output: str, check: str) -> str:
@@ -182,3 +182,22 @@ def test_check_encoder_cli_passes_a_builtin_and_refuses_unknown_names():
     assert result.exit_code == 2 and "unknown encoder 'no-such-encoder'" in result.output
     result = _check_cli("no_such_module_xyz:Enc")
     assert result.exit_code == 1 and "ModuleNotFoundError" in _row(result.output, "protocol")
+
+
+def test_check_encoder_takes_the_run_window_options(monkeypatch):
+    """--window / --hop / --min-tail mean what they mean for ``run``: the same checks, the same policy."""
+    from benchmark import encoder_check
+    from benchmark.config import window_policy
+
+    seen = []
+    real = encoder_check.check_encoder
+    monkeypatch.setattr(
+        encoder_check, "check_encoder", lambda name, options, **kw: seen.append(options) or real(name, options, **kw)
+    )
+    result = _check_cli("mfcc", "--window", "0.4", "--hop", "0.2", "--min-tail", "0.05")
+    assert result.exit_code == 0, result.output
+    assert seen[0].window == window_policy(0.4, 0.2, 0.05)
+    result = _check_cli("mfcc", "--window", "0.4", "--min-tail", "0.3")  # more than half the window
+    assert result.exit_code == 2 and "--min-tail 0.3" in result.output
+    result = _check_cli("mfcc", "--min-tail", "0.02")
+    assert result.exit_code == 2 and "--min-tail needs --window" in result.output

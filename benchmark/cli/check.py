@@ -9,7 +9,7 @@ import click
 from .checks import hf_names
 from .common import friendly
 from .group import main
-from .options import HF_OPTIONS, choice_option, optional_float, optional_path
+from .options import HF_OPTIONS, WINDOW_OPTIONS, choice_option, optional_path
 
 
 @main.command("check-encoder")
@@ -20,8 +20,9 @@ from .options import HF_OPTIONS, choice_option, optional_float, optional_path
 @click.option("--allow-download", is_flag=True, help="Let model packages download missing weights.")
 @choice_option("--device", choices=["auto", "cpu", "cuda"], default="auto")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Windows per call.")
-@click.option("--window", "window_seconds", callback=optional_float, help="Embed in windows of this many seconds.")
-@click.option("--hop", "hop_seconds", callback=optional_float, help="Hop between windows (default: the window).")
+@WINDOW_OPTIONS[0]
+@WINDOW_OPTIONS[1]
+@WINDOW_OPTIONS[2]
 @click.option(
     "--seconds",
     type=click.FloatRange(min=0.1, max=60),
@@ -44,17 +45,15 @@ def check_encoder(encoder, weights, hf_layer, trust_remote_code, allow_download,
     """
     import os
 
-    from encoders.base import WindowPolicy
     from encoders.registry import EncoderOptions
 
-    from ..config import check_window
+    from ..config import check_window, window_policy
     from ..encoder_check import check_encoder as run_check
 
     name = hf_names([encoder], hf_layer)[0]
-    check_window(kw["window_seconds"], kw["hop_seconds"])
-    window = None
-    if kw["window_seconds"] is not None:
-        window = WindowPolicy(window_seconds=kw["window_seconds"], hop_seconds=kw["hop_seconds"], pad_last=True)
+    window_options = (kw["window_seconds"], kw["hop_seconds"], kw["min_tail_seconds"])
+    check_window(*window_options)
+    window = window_policy(*window_options)
     if allow_download:
         os.environ["MUSICBENCH_ALLOW_DOWNLOAD"] = "1"
     options = EncoderOptions(

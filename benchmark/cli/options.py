@@ -163,6 +163,32 @@ SCALE_OPTIONS = (
 )
 
 
+#: ``--window`` / ``--hop`` / ``--min-tail``: the windows an encoder embeds in, overriding its card's (``run``,
+#: ``suite``, ``check-encoder``); checked by ``config.check_window``, built by ``config.window_policy``
+WINDOW_OPTIONS = (
+    click.option(
+        "--window",
+        "window_seconds",
+        callback=optional_float,
+        help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default.",
+    ),
+    click.option(
+        "--hop",
+        "hop_seconds",
+        callback=optional_float,
+        help="Hop between windows in seconds (default: the window).",
+    ),
+    click.option(
+        "--min-tail",
+        "min_tail_seconds",
+        callback=optional_float,
+        help="With --window: a last window holding less than this many seconds of audio is dropped when the file "
+        "has other windows (every other window weighs by the audio it holds) [default: max(1 s, 10% of the "
+        "window), at most half of it].",
+    ),
+)
+
+
 def run_options(fn):
     """Options shared by ``run`` and ``suite``."""
     options = [
@@ -215,26 +241,7 @@ def run_options(fn):
             help="A ground-truth query whose target failed: miss = counted with AP = RR = hit = 0 (trec_eval -c); "
             "drop = left out of the IR means. n_queries_ground_truth / n_queries_evaluated are logged either way.",
         ),
-        click.option(
-            "--window",
-            "window_seconds",
-            callback=optional_float,
-            help="Embed in windows of this many seconds (mean-pooled) instead of the encoder's default.",
-        ),
-        click.option(
-            "--hop",
-            "hop_seconds",
-            callback=optional_float,
-            help="Hop between windows in seconds (default: the window).",
-        ),
-        click.option(
-            "--min-tail",
-            "min_tail_seconds",
-            callback=optional_float,
-            help="With --window: a last window holding less than this many seconds of audio is dropped when the file "
-            "has other windows (every other window weighs by the audio it holds) [default: max(1 s, 10% of the "
-            "window), at most half of it].",
-        ),
+        *WINDOW_OPTIONS,
         click.option("--cache-dir", callback=optional_path, help=f"Embedding cache [default: {default_cache_dir()}]"),
         click.option(
             "--experiment",
