@@ -30,8 +30,16 @@ _SCHEMA = (
 )
 
 
-def _signature(info: os.stat_result) -> tuple[int, int, int, int, int]:
+def stat_signature(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What must be unchanged for a file's remembered sha256 to be trusted: device, inode, size, mtime, ctime."""
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+def racily_clean(info: os.stat_result, hashed_at_ns: int) -> bool:
+    """Whether a file with stat ``info``, read at ``hashed_at_ns``, had been modified less than ``RACY_SECONDS``
+    before: it could still change within the file system's timestamp granularity without its stat changing, so its
+    hash is not trusted on its stat alone."""
+    return hashed_at_ns - info.st_mtime_ns < RACY_SECONDS * 1e9
 
 
 def _key(path: os.PathLike | str) -> str:
@@ -85,7 +93,7 @@ class HashIndex:
         if known is None:
             return None
         try:
-            signature = _signature(os.stat(path))
+            signature = stat_signature(os.stat(path))
         except OSError:
             return None
         if signature != known[0]:
@@ -97,10 +105,10 @@ class HashIndex:
         """Record ``path``'s hash with ``info``, its stat taken before it was read (None: nothing to record)."""
         if self.path is None or info is None:
             return
-        if time.time_ns() - info.st_mtime_ns < RACY_SECONDS * 1e9:
-            return  # racily clean: could still change without its stat changing
+        if racily_clean(info, time.time_ns()):
+            return
         key = _key(path)
-        entry = (_signature(info), digest)
+        entry = (stat_signature(info), digest)
         if self._known.get(key) != entry:
             self._pending[key] = entry
             self._known[key] = entry

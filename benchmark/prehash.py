@@ -6,8 +6,8 @@ from it hashes the dataset's files — those the stat index (``hash_index``) doe
 otherwise wait for the store, so the hash stage finds most digests done.
 
 Nothing is trusted blindly: ``take`` hands a digest over only when the file's stat (device, inode, size, mtime,
-ctime) is the one taken before it was read, and the file had not been modified in the ``RACY_SECONDS`` before that
-(the stat index's rule). A file not hashed yet, changed meanwhile, unreadable, or a failure of the process itself:
+ctime) is the one taken before it was read, and the file was not racily clean then (``hash_index.racily_clean``,
+the stat index's rule). A file not hashed yet, changed meanwhile, unreadable, or a failure of the process itself:
 the hash stage hashes it as before, and reports any error. Without a fork server (encoders that embed in this
 process, e.g. CLAP, whose runs are dominated by the model) nothing is started.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 
-from .hash_index import RACY_SECONDS, HashIndex, _signature
+from .hash_index import HashIndex, racily_clean, stat_signature
 
 FILES_PER_TASK = 8  # files hashed per task: few futures for a large catalogue, little waiting for one in progress
 
@@ -39,8 +39,8 @@ class _Prehash:
 
 
 _STATE: _Prehash | None = None
-_INDEX: list[HashIndex] = []
-_EXIT_HOOK: list[bool] = []  # in the hashing process: the stat index, to skip the files it knows
+_INDEX: list[HashIndex] = []  # in the hashing process: the stat index, to skip the files it knows
+_EXIT_HOOK: list[bool] = []  # whether ``finish`` is registered to run at exit
 
 
 def start(folders: Iterable[str | os.PathLike | None], cache_dir: str | os.PathLike | None) -> bool:
@@ -122,16 +122,15 @@ def _hash_chunk(paths: list[str]) -> _Digests:
     file the stat index knows (the hash stage finds it there) or one that cannot be read (the stage says why)."""
     from .data import content_hash
 
-    index = _INDEX[0] if _INDEX else HashIndex(None)
     out: _Digests = {}
     for path in paths:
         out[path] = None
-        if index.lookup(path) is not None:
+        if _INDEX[0].lookup(path) is not None:
             continue
         try:
             hashed_at = time.time_ns()
             info = os.stat(path)
-            out[path] = (_signature(info), hashed_at, content_hash(Path(path)))
+            out[path] = (stat_signature(info), hashed_at, content_hash(Path(path)))
         except Exception:  # noqa: BLE001, S112 - the hash stage reads it again and reports the error
             continue
     return out
@@ -155,7 +154,7 @@ def take(path: str | os.PathLike, info: os.stat_result | None) -> str | None:
     if found is None:
         return None
     signature, hashed_at, digest = found
-    if signature != _signature(info) or hashed_at - info.st_mtime_ns < RACY_SECONDS * 1e9:
+    if signature != stat_signature(info) or racily_clean(info, hashed_at):
         return None
     return digest
 
