@@ -5,12 +5,13 @@ Files are hashed first; cached embeddings are reused; only misses are decoded an
 
 Two ways to do the work, with the same results, cache entries, failure records and progress:
 
-* threads (neural encoders, and small jobs): files are decoded in a bounded thread pool while the encoder
-  embeds windows batched across files in this process;
-* processes (encoders whose work is CPU feature extraction in Python/numpy, which say ``parallel = "process"``
-  as ``WeightFreeEncoder`` does, when there is enough audio for it to pay):
-  each file is decoded, cut and embedded in a worker process (``--workers`` of them); its window embeddings come
-  back to be pooled and cached here. Torch models are never forked into workers (``parallel.start_method``).
+* threads (neural encoders on an accelerator or without a warm fork server, and small jobs): files are decoded in
+  a bounded thread pool while the encoder embeds windows batched across files in this process;
+* processes (encoders that say ``parallel = "process"``: ``WeightFreeEncoder``'s CPU feature extraction in
+  Python/numpy, when there is enough audio for it to pay; CLAP on the CPU, whenever the fork server has imported
+  laion_clap): each file is decoded, cut and embedded in a worker process (``--workers`` of them, sharing the
+  cores); its window embeddings come back to be pooled and cached here. A model is loaded in each worker, never
+  forked into one (``parallel.start_method``); an unusable one ends the run as it would here.
 
 A run keeps one ``ProcessWorkers`` for its references and targets. ``musicbench run`` calls ``prestart_workers``
 first thing, so a fork server imports librosa & co. while the run imports MLflow and sets the store up; the
@@ -129,6 +130,8 @@ def embed_files(
         and bool(todo)
         and (pool.running or use_processes(encoder, todo, workers, at_any_size=bool(processes)))
     )
+    if todo and not in_processes and source is None:
+        encoder.load_model()  # here, before any file: an unusable model is the run's error, not each file's
     outcomes = embed_in_processes(todo, pool) if in_processes else _in_threads(todo, encoder, workers)
     if source is not None and todo:
         outcomes = source(todo)

@@ -1,7 +1,8 @@
 """Worker processes of the embed stage: each file decoded, cut and embedded in a worker (``embed_one``), for encoders
-whose work is CPU feature extraction in Python/numpy (``parallel = "process"``) when there is enough audio for it to
-pay (``use_processes``). ``ProcessWorkers`` keeps one pool for a run's references and targets; ``prestart_workers``
-starts a fork server that imports the encoders' packages while the run sets itself up.
+that say ``parallel = "process"``: CPU feature extraction in Python/numpy when there is enough audio for it to pay,
+a model loaded in each worker (CLAP on the CPU) whenever the fork server has imported its package (``use_processes``).
+``ProcessWorkers`` keeps one pool for a run's references and targets; ``prestart_workers`` starts a fork server that
+imports the encoders' packages while the run sets itself up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from encoders.base import Encoder
+from encoders.base import Encoder, EncoderUnavailable
+from encoders.pretrained import PretrainedEncoder
 
 from .data import AudioFile, shown
 from .embedding_file import Embedded, Outcome, Undecodable, decode_failure, embed_one
@@ -33,21 +35,39 @@ _WORKER: dict[str, object] = {}  # in a worker process: the encoder and batch si
 _Warning = tuple[str, type, str, int]  # text, category, file name, line number
 
 
-def _init_worker(encoder: Encoder, batch_size: int) -> None:
+def _init_worker(encoder: Encoder, batch_size: int, workers: int = 1) -> None:
     _WORKER.update(encoder=encoder, batch_size=batch_size)
-    _warm_up(encoder)  # almost free when forked from a warmed parent
+    encoder.in_worker(workers)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # shown by the parent with the first file's
+            encoder.load_model()  # a model loaded in each worker (``PretrainedEncoder``, ``parallel = "process"``)
+    except EncoderUnavailable as error:  # the run's error: raised for the first file, in the parent (``_collect``)
+        _WORKER["unusable"] = error
+        return
+    finally:
+        _WORKER["init_warnings"] = _as_sent(caught)
+    if not isinstance(encoder, PretrainedEncoder):  # (a model's first call is no slower than a warm-up's would be)
+        _warm_up(encoder)  # almost free when forked from a warmed parent
 
 
 def _embed_file(item: AudioFile) -> Embedded | Undecodable:
+    if "unusable" in _WORKER:
+        raise _WORKER["unusable"]
     return embed_one(item, _WORKER["encoder"], _WORKER["batch_size"])
 
 
 def _embed_in_worker(item: AudioFile) -> tuple[Embedded | Undecodable, list[_Warning]]:
     """Runs in a worker process. A bad file does not raise: the outcome says what happened, as text (no exception
-    has to survive pickling). Warnings are sent back to be shown by the parent, once, as threads would show them."""
+    has to survive pickling). An unusable model raises (``EncoderUnavailable``): that is the run's error. Warnings
+    (the worker's start-up's with its first file's) are sent back to be shown by the parent, once, as threads would
+    show them."""
     with warnings.catch_warnings(record=True) as caught:
         outcome = _embed_file(item)
-    return outcome, [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+    return outcome, _WORKER.pop("init_warnings", []) + _as_sent(caught)
+
+
+def _as_sent(caught: list[warnings.WarningMessage]) -> list[_Warning]:
+    return [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
 
 
 _SHOWN: dict = {}  # the "once per location" registry of warnings raised in worker processes
@@ -83,9 +103,15 @@ def use_processes(encoder: Encoder, todo: list[AudioFile], workers: int, at_any_
     """Whether ``todo`` is embedded in worker processes: the encoder asks for them (``parallel = "process"``),
     there are two workers and two files or more, and at least ``PROCESS_MIN_BYTES`` of audio (unless
     ``at_any_size``)."""
-    if getattr(encoder, "parallel", "thread") != "process" or workers < 2 or len(todo) < 2:
+    if getattr(encoder, "parallel", "thread") != "process" or workers < 2 or not todo:
         return False
     if multiprocessing.current_process().daemon:  # a daemonic process may not start children
+        return False
+    if isinstance(encoder, PretrainedEncoder) and not at_any_size:
+        # a model loaded in each worker: worth it whenever the fork server has imported its package ahead, so that
+        # this process never has to (and the model loads in the workers at once); else it is loaded here, once
+        return forkserver_preloads(worker_modules(type(encoder)))
+    if len(todo) < 2:
         return False
     if at_any_size:
         return True
@@ -148,7 +174,9 @@ class ProcessWorkers:
     from it ready to embed (in milliseconds) and this process never imports them. Once running, the pool is used
     for every later call, whatever its amount of audio.
     Otherwise the pool is started as before: the encoder is warmed up here, then workers are forked from this
-    process (or from a fork server told to preload what the warm-up imported, when torch is loaded here).
+    process (or from a fork server told to preload what the warm-up imported, when torch is loaded here). A model
+    (``PretrainedEncoder``) is never loaded here for that: its fork server preloads its ``worker_modules``.
+    Each worker computes with its share of the cores (``Encoder.in_worker``).
     """
 
     def __init__(self, encoder: Encoder, batch_size: int = 8, workers: int = 2):
@@ -165,9 +193,13 @@ class ProcessWorkers:
 
     def _pool(self, workers: int):
         if not self.warm and not self._preload:
-            _warm_up(self.encoder)  # fork: the workers inherit it; forkserver: tells what to preload
-            self._preload = _preload(self.encoder)
-        return process_pool(workers, _init_worker, (self.encoder, self.batch_size), self._preload, self._method)
+            if isinstance(self.encoder, PretrainedEncoder):  # its model is loaded in the workers, never here
+                self._preload = worker_modules(type(self.encoder))  # (its package, imported with the runtime's fixes)
+            else:
+                _warm_up(self.encoder)  # fork: the workers inherit it; forkserver: tells what to preload
+                self._preload = _preload(self.encoder)
+        initargs = (self.encoder, self.batch_size, workers)
+        return process_pool(workers, _init_worker, initargs, self._preload, self._method)
 
     @property
     def running(self) -> bool:
@@ -201,7 +233,7 @@ def _collect(item: AudioFile, future) -> Outcome:
     """A worker's outcome for ``item`` (its warnings shown here). ``BrokenProcessPool`` propagates."""
     try:
         outcome, caught = future.result()
-    except BrokenProcessPool:
+    except (BrokenProcessPool, EncoderUnavailable):  # a dead worker is looked into; an unusable model ends the run
         raise
     except Exception as error:  # noqa: BLE001 - e.g. a result that could not be pickled: this file's failure
         return decode_failure(item.path, error)

@@ -9,7 +9,8 @@ Nothing is trusted blindly: ``take`` hands a digest over only when the file's st
 ctime) is the one taken before it was read, and the file was not racily clean then (``hash_index.racily_clean``,
 the stat index's rule). A file not hashed yet, changed meanwhile, unreadable, or a failure of the process itself:
 the hash stage hashes it as before, and reports any error. Without a fork server (encoders that embed in this
-process, e.g. CLAP, whose runs are dominated by the model) nothing is started.
+process) nothing is started. Files are handed to the process only once it runs: a fork server still importing
+(CLAP's takes seconds) makes the hash stage wait for nothing.
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ def _submit(state: _Prehash, paths: list[str], cache_dir) -> None:
         executor = forkserver_executor(1, _init, (os.fspath(cache_dir) if cache_dir is not None else None,))
     except Exception:  # noqa: BLE001 - no process: the hash stage hashes everything, as without this module
         return
+    try:
+        # Until the fork server has done its imports, the process cannot start: files are handed over only once it
+        # runs, so that the hash stage never waits for a process still starting (nor for this lock) meanwhile.
+        executor.submit(_started).result()
+    except Exception:  # noqa: BLE001 - as above
+        executor.shutdown(wait=False, cancel_futures=True)
+        return
     with state.lock:
         if state.closed:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -103,6 +111,10 @@ def _submit(state: _Prehash, paths: list[str], cache_dir) -> None:
                 return
             for path in chunk:
                 state.futures[path] = future
+
+
+def _started() -> None:
+    """A first, empty task: its result says the hashing process runs."""
 
 
 def _init(cache_dir: str | None) -> None:

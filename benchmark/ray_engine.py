@@ -58,6 +58,7 @@ class EmbedActor:
         from encoders import registry
 
         self.encoder = registry.build(name, options)
+        self.encoder.load_model()  # once per actor, before any file: an unusable model fails the actor, not files
         if self.encoder.cache_identity() != identity:  # e.g. other weights at the same path on this node
             raise RuntimeError(
                 f"the encoder built on this Ray worker differs from the driver's: {self.encoder.cache_identity()} "

@@ -318,6 +318,14 @@ class Encoder(ABC):
     def close(self) -> None:  # noqa: B027  (an optional hook; most encoders hold nothing)  # pragma: no cover
         """Release model memory."""
 
+    def load_model(self) -> None:  # noqa: B027  (an optional hook: most encoders load nothing lazily)
+        """Load now what embedding needs, where an encoder loads it lazily (``PretrainedEncoder`` with
+        ``parallel = "process"``). The harness calls it before it embeds any file here, so an unusable model is
+        the run's error, never one file's."""
+
+    def in_worker(self, workers: int) -> None:  # noqa: B027  (an optional hook)
+        """Called in a worker process, one of ``workers`` embedding at once, before its first file."""
+
 
 class WeightFreeEncoder(Encoder):
     """An encoder with no weights: always available."""

@@ -86,6 +86,10 @@ class ClapEncoder(PretrainedEncoder):
     install = "laion-clap==1.1.7"
     family = "laion-clap"
     precisions = ("fp32", "bf16")  # bf16: cosine ≥ 0.9999 to fp32 (tests/test_precision.py, perf/clap_speed.py)
+    # On the CPU, files are embedded in worker processes forked from a fork server that imports laion_clap while the
+    # run sets itself up (4-5 s of imports that this process then never does); each worker loads the model.
+    parallel = "process"
+    worker_modules = ("encoders.clap_runtime",)
 
     def _load(self, path: Path, device):
         """The library's ``CLAP_Module`` (built without the hub), its ``CLAP`` model loaded strictly from ``path``.
@@ -238,13 +242,26 @@ def _no_dft(self, n):
     return numpy.zeros((n, n), dtype=numpy.complex128)
 
 
+#: What torchlibrosa asks librosa for while it builds CLAP's STFT and mel filter bank (a window, its padding, the
+#: mel bank), answered with zeros of the right shapes: the conv weights and ``melW`` they fill are parameters, loaded
+#: from the checkpoint. librosa itself is then not imported (≈ 1 s in a fresh process: numba-compiled utilities).
+_NO_FILTER_BANKS = SimpleNamespace(
+    filters=SimpleNamespace(
+        get_window=lambda window, n, fftbins=True: np.zeros(n),
+        mel=lambda *, sr, n_fft, n_mels, fmin, fmax: np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32),
+    ),
+    util=SimpleNamespace(pad_center=lambda data, *, size: np.zeros(size)),
+)
+
+
 @contextlib.contextmanager
 def _without_random_init():
     """While active, building CLAP draws no random initial values and computes no filter banks: PyTorch's
-    ``nn.init`` functions and transformers' ``init_weights`` (``no_init_weights``), HTSAT's own ``trunc_normal_``
-    and torchlibrosa's DFT matrix leave the tensors as allocated. Every parameter and buffer they would fill is
-    in the checkpoint, and ``load_state_strict`` refuses a checkpoint that lacks any, so the loaded model is the
-    same; building takes a fraction of the time (≈160M random values are not drawn)."""
+    ``nn.init`` functions and transformers' ``init_weights`` (``no_init_weights``), HTSAT's own ``trunc_normal_``,
+    torchlibrosa's DFT matrix, window and mel bank (``_NO_FILTER_BANKS``) leave the tensors as allocated or zero.
+    Every parameter and buffer they would fill is in the checkpoint, and ``load_state_strict`` refuses a checkpoint
+    that lacks any, so the loaded model is the same; building takes a fraction of the time (≈160M random values
+    are not drawn)."""
     from transformers.modeling_utils import no_init_weights
 
     htsat = importlib.import_module("clap_module.htsat")
@@ -253,6 +270,7 @@ def _without_random_init():
         no_init_weights(),
         mock.patch.object(htsat, "trunc_normal_", _unchanged),
         mock.patch.object(stft.DFTBase, "dft_matrix", _no_dft),
+        mock.patch.object(stft, "librosa", _NO_FILTER_BANKS),
     ):
         yield
 

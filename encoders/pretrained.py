@@ -26,7 +26,7 @@ import numpy as np
 
 from .base import Encoder, EncoderError, EncoderUnavailable, UnusableWeights
 from .runtime import prepare_torch_stack, set_offline_defaults
-from .torch_utils import caller_rng_kept, equal_length_groups, pick_device
+from .torch_utils import caller_rng_kept, equal_length_groups, known_cpu, pick_device
 from .weights import ResolvedWeights, WeightsSpec, load_torch_checkpoint, resolve_weights
 
 #: how many missing / unexpected checkpoint keys an error names
@@ -48,11 +48,19 @@ class PretrainedEncoder(Encoder):
     #: the ``--precision`` values this encoder computes in; ``fp32`` (the default, exact) always. Add ``bf16``
     #: only where its embeddings were checked against fp32 (cosine ≥ 0.9999, see tests/test_precision.py).
     precisions: tuple[str, ...] = ("fp32",)
-    #: the loaded model (whatever ``_load`` returned); None after ``close()``
-    model: Any = None
+    #: "thread": the model is loaded at construction and embeds in this process. "process": the harness may embed
+    #: files in worker processes, each loading the model itself (forked from a fork server that imported the model
+    #: package while the run set itself up); it is loaded here only if this process embeds (``load_model``).
+    #: Always "thread" on an accelerator.
+    parallel = "thread"
+    #: modules a worker's fork server imports ahead (``parallel = "process"``), e.g. the model package
+    worker_modules: tuple[str, ...] = ()
+    _model: Any = None
+    _device: Any = None
 
     def __init__(self, options=None):
-        """Resolve the weights (offline unless allowed), pick the device, load the model into ``self.model``.
+        """Resolve the weights (offline unless allowed), pick the device, hash the weights and (``parallel`` "thread")
+        load the model.
 
         Loading leaves the caller's torch and Python random streams as they were (constructors draw random
         initial parameters, and some reseed), so building an encoder never changes a seeded caller's numbers."""
@@ -64,27 +72,70 @@ class PretrainedEncoder(Encoder):
         self.weights_source = str(resolved.path)
         self.card = self.card_for(options)
         self.batch_size = max(1, int(options.batch_size))
-        self.device = pick_device(options.device)
-        if self.precision == "bf16" and not native_bf16(self.device):
-            log.warning(
-                "--precision bf16 on this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX): PyTorch emulates "
-                "it, and it runs several times slower than fp32 here (measured ~5x on AVX2). Use fp32 on this machine."
-            )
-        prepare_torch_stack()  # before _load imports its model package
-        # The weights' sha256 (a tag, and part of the cache identity) is computed on the other core while the model
-        # is built and loaded: hashlib and file reads release the GIL, and building is one thread of Python.
+        # The weights' sha256 (a tag, and part of the cache identity) is computed on the other core while torch is
+        # imported (to pick the device) and the model is built and loaded: hashlib and file reads release the GIL,
+        # and importing and building are one thread of Python.
         with ThreadPoolExecutor(1, thread_name_prefix="weights-sha256") as hasher:
             digest = hasher.submit(resolved.sha256)
-            with caller_rng_kept():
-                self.model = self._load(resolved.path, self.device)
+            if self.parallel == "process" and known_cpu(options.device):
+                self._device = None  # the CPU: torch is imported where the model is loaded (``device``), not here
+            else:
+                self._device = pick_device(options.device)
+            if self.device_type != "cpu":
+                self.parallel = "thread"  # one model on the accelerator, fed from this process
+            if self.precision == "bf16" and not native_bf16(self.device_type):
+                log.warning(
+                    "--precision bf16 on this CPU has no native bfloat16 arithmetic (AVX512-BF16/AMX): PyTorch "
+                    "emulates it, and it runs several times slower than fp32 here (measured ~5x on AVX2). Use fp32 on "
+                    "this machine."
+                )
+            if self.parallel == "thread":
+                self.load_model()
+            # else loaded where it is first used: in each worker process, or here (``load_model``)
             self.weights_sha256 = digest.result()
+
+    @property
+    def device(self):
+        """The ``torch.device`` the model runs on (``pick_device``)."""
+        if self._device is None:
+            self._device = pick_device(self.options.device)
+        return self._device
+
+    @property
+    def device_type(self) -> str:
+        """``device.type`` ("cpu", "cuda"), without importing torch when it is the CPU."""
+        return "cpu" if self._device is None else self._device.type
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (whatever ``_load`` returned), loaded now if it was not yet (``load_model``)."""
+        self.load_model()
+        return self._model
+
+    def load_model(self) -> None:
+        """Load the model unless it is loaded: the weights go through ``_load``. Raises ``UnusableWeights`` when they
+        cannot be used (a run's error, never a file's: the harness calls this before it embeds any file)."""
+        if self._model is None:
+            prepare_torch_stack()  # before _load imports its model package
+            with caller_rng_kept():
+                self._model = self._load(Path(self.weights_source), self.device)
+
+    def in_worker(self, workers: int) -> None:
+        """In a worker process, one of ``workers``: torch computes with this worker's share of the cores."""
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, workers)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a worker process) without the model: the worker loads it from the weights."""
+        return {**self.__dict__, "_model": None}
 
     def _load(self, path: Path, device) -> Any:
         """Build the model from the resolved weights at ``path`` on ``device`` (a ``torch.device``), in eval mode."""
         raise NotImplementedError
 
     def close(self) -> None:
-        self.model = None
+        self._model = None
 
     @classmethod
     def import_name(cls) -> str:
@@ -161,16 +212,32 @@ class PretrainedEncoder(Encoder):
 
 
 def native_bf16(device) -> bool:
-    """Whether ``device`` computes bfloat16 natively: CUDA, or a CPU whose oneDNN has bf16 kernels (AVX512-BF16,
-    AMX). Without them, autocast to bf16 on the CPU is correct but much slower than fp32."""
+    """Whether ``device`` (a ``torch.device`` or its type) computes bfloat16 natively: CUDA, or a CPU with bf16
+    instructions (AVX512-BF16, AMX: read from /proc/cpuinfo where there is one, else asked of oneDNN). Without them,
+    autocast to bf16 on the CPU is correct but much slower than fp32."""
+    if getattr(device, "type", device) != "cpu":
+        return True
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     import torch
 
-    if device.type != "cpu":
-        return True
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or newer torch without that probe: assume it is there
         return True
+
+
+def _cpu_flags() -> set[str] | None:
+    """The x86 CPU's feature flags (Linux's /proc/cpuinfo), None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
 
 
 def _with_precision(identity: dict[str, Any], precision: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ measured in ../shared/ENVIRONMENT.md:
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.machinery
 import os
 import sys
 import types
@@ -159,12 +161,68 @@ def tolerant_tokenizers():
                 del cls.from_pretrained
 
 
+class _DeferredName:
+    """A name imported from a deferred module (``from sklearn.metrics import roc_curve``): the real object is imported
+    when it is first called or looked into."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, module: str, name: str):
+        self._module, self._name = module, name
+
+    def _target(self):
+        return getattr(importlib.import_module(self._module), self._name)
+
+    def __call__(self, *args, **kwargs):
+        return self._target()(*args, **kwargs)
+
+    def __getattr__(self, attr: str):
+        return getattr(self._target(), attr)
+
+    def __repr__(self) -> str:
+        return f"<deferred {self._module}.{self._name}>"
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module while ``deferred_modules`` is active: every name imported from it is a
+    ``_DeferredName``."""
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _DeferredName(self.__name__, attr)
+
+
+@contextlib.contextmanager
+def deferred_modules(*names: str):
+    """While active, ``from <name> import f`` (for each of ``names`` not imported yet) binds a stand-in for ``f`` that
+    imports the real module when it is first called; afterwards, importing ``<name>`` imports the real module. For
+    modules a package imports only for functions musicbench never calls."""
+    placed = {}
+    for name in names:
+        if name not in sys.modules:
+            module = placed[name] = _DeferredModule(name)
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            sys.modules[name] = module
+    try:
+        yield
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+#: laion_clap's training loss (``clap_module/loss.py``) and transformers' assisted generation import scikit-learn's
+#: metrics at import (≈ 1 s); neither is ever called when CLAP embeds audio.
+LAION_CLAP_DEFERRED = ("sklearn.metrics",)
+
+
 def import_laion_clap():
-    """Import laion_clap with the fixes above; returns the module."""
+    """Import laion_clap with the fixes above (and ``LAION_CLAP_DEFERRED`` deferred); returns the module."""
     prepare_torch_stack()
     if "laion_clap" in sys.modules:
         return sys.modules["laion_clap"]
-    with tolerant_tokenizers():
+    with tolerant_tokenizers(), deferred_modules(*LAION_CLAP_DEFERRED):
         import laion_clap
     return laion_clap
 

@@ -10,6 +10,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .base import EncoderError, EncoderUnavailable
+from .runtime import package_version
+
+
+def known_cpu(requested: str | None) -> bool:
+    """Whether ``requested`` (``--device``) can only mean the CPU, known without importing torch: ``cpu``, or ``auto``
+    with a CPU-only torch build (its version's local label, e.g. ``2.13.0+cpu``)."""
+    requested = requested or "auto"
+    return requested == "cpu" or (requested == "auto" and (package_version("torch") or "").endswith("+cpu"))
 
 
 def pick_device(requested: str):

@@ -62,14 +62,16 @@ class ClapSimilarity(PairMetric):
             from encoders.registry import build
 
             try:
-                self._encoder = build(ENCODER, self.encoder_options())
+                encoder = build(ENCODER, self.encoder_options())
+                encoder.load_model()  # unusable weights make the metric unavailable, not each file fail
             except EncoderUnavailable as error:
                 raise MetricUnavailable(str(error)) from None
-            if self._encoder.sample_rate != self.sample_rate:  # pragma: no cover - guards a card change
+            if encoder.sample_rate != self.sample_rate:  # pragma: no cover - guards a card change
                 raise MetricUnavailable(
-                    f"encoder '{ENCODER}' runs at {self._encoder.sample_rate} Hz, "
+                    f"encoder '{ENCODER}' runs at {encoder.sample_rate} Hz, "
                     f"this metric decodes at {self.sample_rate} Hz"
                 )
+            self._encoder = encoder
         return self._encoder
 
     def _encoder_identity(self) -> dict[str, Any]:

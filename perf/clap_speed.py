@@ -2,7 +2,9 @@
 
 The loop is written the way the report's code worked, in one script (``--loop``): per file ``librosa.load(sr=48000,
 mono=True)``, one public-API call ``CLAP_Module.get_audio_embedding_from_data`` on that file's 10 s windows
-(autograd left on, as the library leaves it), mean-pool, then cosine top-5. The same random-init weights
+(autograd left on, as the library leaves it), mean-pool, then cosine top-5. It imports laion_clap as the report did
+(with only the offline fixes that make that import work here) and builds ``CLAP_Module`` at random init (its own
+constructor, offline) before ``load_ckpt``. The same random-init weights
 (``musicbench random-weights clap``) are loaded with the library's own ``load_ckpt``; the windows are musicbench's
 (10 s, hop 10 s: the card's ``WindowPolicy``), so the embeddings can be compared file by file.
 
@@ -34,9 +36,17 @@ def loop(weights: str, folder: str, out: str) -> None:
     import numpy as np
     import soundfile
 
+    from encoders import runtime
+
+    # `import laion_clap` as the report did, with only what makes it importable offline here (runtime's torchvision
+    # and tokenizer fixes), not musicbench's deferral of scikit-learn (runtime.LAION_CLAP_DEFERRED)
+    runtime.prepare_torch_stack()
+    with runtime.tolerant_tokenizers():
+        import laion_clap  # noqa: F401
+
     from encoders.clap import ClapEncoder, _build_clap_module
 
-    model = _build_clap_module("HTSAT-tiny", "cpu")  # the library's CLAP_Module, built offline
+    model = _build_clap_module("HTSAT-tiny", "cpu")  # the library's CLAP_Module (random init), built offline
     model.load_ckpt(weights)
     paths = sorted(Path(folder).rglob("*.wav"))
     embeddings = {}

@@ -252,7 +252,8 @@ def run_options(fn):
         count_option(
             "--workers",
             default=2,
-            help="Parallel workers: decode threads, or whole-file worker processes for weight-free encoders.",
+            help="Parallel workers: decode threads, or whole-file worker processes (weight-free encoders; CLAP on the "
+            "CPU, one model per worker, sharing the cores).",
         ),
         *SCALE_OPTIONS,
         *HF_OPTIONS,

@@ -26,8 +26,8 @@ DEMO_QUERY_SECONDS = 7.0  # robustness queries on the demo set (its pieces are 1
 
 
 def prestart(encoders: list[str], workers: int, folders: tuple = (), cache_dir=None) -> None:
-    """First thing a run does: the fork server of weight-free encoders' worker processes starts importing their
-    packages (librosa, …), in the background, while this process imports MLflow and sets the store up
+    """First thing a run does: the fork server of the encoders' worker processes starts importing their packages
+    (librosa, laion_clap, …), in the background, while this process imports MLflow and sets the store up
     (``embedding_workers.prestart_workers``); once it is up, a process forked from it hashes the files of
     ``folders`` (``prehash``). Unknown names are left for the run to refuse."""
     from encoders.registry import ENCODERS, encoder_class, plugin_names
