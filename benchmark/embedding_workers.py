@@ -8,6 +8,7 @@ imports the encoders' packages while the run sets itself up.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import sys
@@ -22,7 +23,7 @@ from encoders.pretrained import PretrainedEncoder
 
 from .data import AudioFile, shown
 from .embedding_file import Embedded, Outcome, Undecodable, decode_failure, embed_one
-from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool
+from .parallel import forkserver_preloads, prefetch_map, prestart_forkserver, process_pool, stop_forkserver
 
 #: The process pool is used only when the files to embed hold at least this many bytes: below it, the whole job
 #: takes well under a second in threads and a pool (≈0.1 s to fork two workers, and one warm-up call) cannot win.
@@ -56,11 +57,13 @@ def _embed_file(item: AudioFile) -> Embedded | Undecodable:
     return embed_one(item, _WORKER["encoder"], _WORKER["batch_size"])
 
 
-def _embed_in_worker(item: AudioFile) -> tuple[Embedded | Undecodable, list[_Warning]]:
+def _embed_in_worker(item: AudioFile, busy: int | None = None) -> tuple[Embedded | Undecodable, list[_Warning]]:
     """Runs in a worker process. A bad file does not raise: the outcome says what happened, as text (no exception
     has to survive pickling). An unusable model raises (``EncoderUnavailable``): that is the run's error. Warnings
     (the worker's start-up's with its first file's) are sent back to be shown by the parent, once, as threads would
-    show them."""
+    show them. ``busy``: how many workers embed at once for this call (``Encoder.in_worker``)."""
+    if busy is not None and "encoder" in _WORKER:
+        _WORKER["encoder"].in_worker(busy)
     with warnings.catch_warnings(record=True) as caught:
         outcome = _embed_file(item)
     return outcome, _WORKER.pop("init_warnings", []) + _as_sent(caught)
@@ -136,10 +139,12 @@ def _preload(encoder: Encoder) -> set[str]:
 
 def embed_in_processes(todo: list[AudioFile], workers: ProcessWorkers) -> Iterator[tuple[AudioFile, Outcome]]:
     start, depth = 0, PROCESS_DEPTH_PER_WORKER * workers.workers
+    # a call with fewer files than workers leaves cores idle: each file's worker then takes their share
+    embed = functools.partial(_embed_in_worker, busy=min(workers.workers, len(todo)))
     while start < len(todo):
         executor = workers.executor()
         try:
-            for item, future in prefetch_map(_embed_in_worker, todo[start:], workers.workers, depth, executor):
+            for item, future in prefetch_map(embed, todo[start:], workers.workers, depth, executor):
                 outcome = _collect(item, future)
                 start += 1
                 yield item, outcome
@@ -163,7 +168,15 @@ def prestart_workers(encoder_classes: Iterable[type], workers: int, extra: Itera
     process = [cls for cls in encoder_classes if getattr(cls, "parallel", "thread") == "process"]
     if not process or workers < 2:
         return False
-    return prestart_forkserver(set().union(*map(worker_modules, process)) | set(extra))
+    started = prestart_forkserver(set().union(*map(worker_modules, process)) | set(extra))
+    _PLANNED[0] = len(process) if started else 0
+    return started
+
+
+#: how many of the encoders ``prestart_workers`` started the fork server for have not finished their embed stage:
+#: when the last one has (``ProcessWorkers`` closed), the fork server is stopped, since the rest of the run (the
+#: evaluate stage) does not use it, and its imports (laion_clap's: ≈ 0.4 GB) would only take memory
+_PLANNED = [0]
 
 
 class ProcessWorkers:
@@ -223,10 +236,15 @@ class ProcessWorkers:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        """On an error or interrupt, work not yet started is cancelled (``process_pool``); the error propagates."""
+        """On an error or interrupt, work not yet started is cancelled (``process_pool``); the error propagates.
+        The last encoder the fork server was prestarted for stops it (``_PLANNED``)."""
         stack, self._stack, self._executor = self._stack, None, None
         if stack is not None:
             stack.__exit__(*exc_info)
+        if getattr(type(self.encoder), "parallel", "thread") == "process" and _PLANNED[0] > 0:
+            _PLANNED[0] -= 1
+            if _PLANNED[0] == 0:
+                stop_forkserver()
 
 
 def _collect(item: AudioFile, future) -> Outcome:

@@ -85,7 +85,7 @@ def prestart_forkserver(preload: Iterable[str]) -> bool:
     _PRELOADED = wanted
     import atexit
 
-    atexit.register(_stop_forkserver)
+    atexit.register(stop_forkserver)
     return True
 
 
@@ -94,10 +94,11 @@ def _preload_order(modules: Iterable[str]) -> list[str]:
     return ["benchmark.numba_cache", *sorted(set(modules) - {"benchmark.numba_cache"})]
 
 
-def _stop_forkserver() -> None:
-    """At exit: end the fork server now (SIGTERM, no clean-up: it holds nothing, its workers are done) instead of
-    letting it notice this process is gone and tear down librosa, matplotlib & co. (1-2 s during which it, and
-    the resource tracker waiting for it, keep this process's stdout open)."""
+def stop_forkserver() -> None:
+    """End the fork server now (SIGTERM, no clean-up: it holds nothing, its workers are done): when the runs it was
+    started for no longer need it (its imports hold hundreds of MB), and at exit, instead of letting it notice this
+    process is gone and tear down librosa, matplotlib & co. (1-2 s during which it, and the resource tracker waiting
+    for it, keep this process's stdout open). Processes forked from it end with it."""
     from multiprocessing import forkserver
 
     pid = getattr(forkserver._forkserver, "_forkserver_pid", None)

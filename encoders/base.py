@@ -324,7 +324,8 @@ class Encoder(ABC):
         the run's error, never one file's."""
 
     def in_worker(self, workers: int) -> None:  # noqa: B027  (an optional hook)
-        """Called in a worker process, one of ``workers`` embedding at once, before its first file."""
+        """Called in a worker process before it embeds, with how many workers embed at once (at most the pool's
+        size: fewer when fewer files are left than workers)."""
 
 
 class WeightFreeEncoder(Encoder):

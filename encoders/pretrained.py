@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,10 +122,13 @@ class PretrainedEncoder(Encoder):
                 self._model = self._load(Path(self.weights_source), self.device)
 
     def in_worker(self, workers: int) -> None:
-        """In a worker process, one of ``workers``: torch computes with this worker's share of the cores."""
+        """In a worker process, one of ``workers`` busy at once: torch computes with this worker's share of the
+        cores (all of them for a file embedded alone)."""
         import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, workers)))
+        threads = max(1, available_cores() // max(1, workers))
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (for a worker process) without the model: the worker loads it from the weights."""
@@ -226,6 +230,14 @@ def native_bf16(device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or newer torch without that probe: assume it is there
         return True
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _cpu_flags() -> set[str] | None:

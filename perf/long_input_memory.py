@@ -14,17 +14,20 @@ with ``MUSICBENCH_WEIGHTS`` naming the folder of those weights, so ``auto`` also
 features are the encoder's cached embeddings) next to ``melody``; ``aesthetics`` has no weights and is skipped
 (``--aesthetics`` writes random-init aesthetics weights too, which adds ~10 minutes of CPU for an hour of audio).
 
-Peak memory: the resident set of the musicbench process and any process it starts, polled every 50 ms (summed
-over the process tree), and the kernel's own high-water mark of the largest of them
-(``getrusage(RUSAGE_CHILDREN).ru_maxrss``, exact). The target holds when the larger of the two is below the
-limit. The run's stage timings (read back from its MLflow run) say when the peak happened. The same run is then
-repeated with the embeddings cached and the melody features dropped from the cache: the peak of the evaluate
-stage alone (melody of the long file, decoded at 44.1 kHz, scored in 2 worker threads), polled.
+Peak memory: the resident memory of the musicbench process and every process it starts, polled every 50 ms and
+summed over the process tree as PSS (each page shared by several processes — libraries, the fork server's imports
+that its workers inherit, a memory-mapped checkpoint — divided among them, so counted once), and the kernel's own
+high-water mark of the largest of them (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, exact). The target holds when
+the larger of the two is below the limit. RSS summed over the tree, which counts every shared page once per
+process, is printed too. The run's stage timings (read back from its MLflow run) say when the peak happened. The
+same run is then repeated with the embeddings cached and the melody features dropped from the cache: the peak of
+the evaluate stage alone (melody of the long file, decoded at 44.1 kHz, scored in 2 worker threads), polled.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -44,8 +47,17 @@ LIMIT_MB = 2048
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident bytes of ``root`` and its descendants (from /proc; processes that vanish meanwhile are skipped)."""
+def _pss_bytes(pid: int) -> int:
+    """The proportional set size of ``pid``: its resident pages, each shared page divided among its sharers."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree_memory(root: int) -> tuple[int, int]:
+    """Resident bytes of ``root`` and its descendants, summed (RSS: a page shared by several processes counts once
+    per process) and proportional (PSS: once in all); from /proc, processes that vanish meanwhile are skipped."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -59,28 +71,33 @@ def _tree_rss_bytes(root: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    total = proportional = 0
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        if pid in rss:
+            total += rss[pid]
+            with contextlib.suppress(OSError, ValueError):
+                proportional += _pss_bytes(pid)
         todo += children.get(pid, [])
-    return total
+    return total, proportional
 
 
 def run_measured(command: list[str], env: dict[str, str], interval: float = 0.05) -> dict:
-    """Run ``command``; its wall time, the polled peak of its process tree's RSS (and when), and the kernel's
-    peak RSS of its largest process."""
+    """Run ``command``; its wall time, the polled peaks of its process tree's memory (PSS and RSS summed, and when),
+    and the kernel's peak RSS of its largest process."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    peak = {"bytes": 0, "at": 0.0}
+    peak = {"bytes": 0, "at": 0.0, "rss": 0}
 
     def poll() -> None:
         while process.poll() is None:
-            value = _tree_rss_bytes(process.pid)
-            if value > peak["bytes"]:
-                peak.update(bytes=value, at=time.perf_counter() - started)
+            rss, pss = _tree_memory(process.pid)
+            peak["rss"] = max(peak["rss"], rss)
+            if pss > peak["bytes"]:
+                peak.update(bytes=pss, at=time.perf_counter() - started)
             time.sleep(interval)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -92,8 +109,9 @@ def run_measured(command: list[str], env: dict[str, str], interval: float = 0.05
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
     return {
         "seconds": seconds,
-        "polled_peak_mb": peak["bytes"] / 2**20,
+        "polled_peak_mb": peak["bytes"] / 2**20,  # PSS summed over the tree
         "polled_peak_at": peak["at"],
+        "polled_rss_sum_mb": peak["rss"] / 2**20,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,  # kB on Linux
         "stdout": stdout,
     }
@@ -181,12 +199,15 @@ def main(argv: list[str] | None = None) -> list[Target]:
     print(f"wall {result['seconds']:.0f} s; stages: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items())))
     print(f"pair metrics computed: {', '.join(ran) or '-'}; skipped: {skipped or '-'}")
     print(
-        f"peak RSS: polled (process tree) {result['polled_peak_mb']:.0f} MB at {result['polled_peak_at']:.0f} s; "
-        f"kernel high-water mark of the largest process {result['maxrss_mb']:.0f} MB"
+        f"peak memory: polled (process tree, PSS) {result['polled_peak_mb']:.0f} MB "
+        f"at {result['polled_peak_at']:.0f} s "
+        f"(RSS summed over the tree: {result['polled_rss_sum_mb']:.0f} MB); kernel high-water mark of the largest "
+        f"process {result['maxrss_mb']:.0f} MB"
     )
     print(
-        f"again, embeddings cached and melody cold ({again['seconds']:.0f} s): peak RSS polled "
-        f"{again['polled_peak_mb']:.0f} MB, largest process {again['maxrss_mb']:.0f} MB"
+        f"again, embeddings cached and melody cold ({again['seconds']:.0f} s): peak PSS polled "
+        f"{again['polled_peak_mb']:.0f} MB (RSS summed {again['polled_rss_sum_mb']:.0f} MB), largest process "
+        f"{again['maxrss_mb']:.0f} MB"
     )
     peak = max(result["polled_peak_mb"], result["maxrss_mb"])
     # RUSAGE_CHILDREN is the high-water mark over every child so far: the second run's own is the polled one
@@ -194,16 +215,19 @@ def main(argv: list[str] | None = None) -> list[Target]:
     melody_ran = "melody_acc" in ran
     return [
         Target(
-            f"{args.minutes:g}-min stereo file, clap + --metrics auto: peak RSS (< {args.limit_mb:.0f} MB)",
+            f"{args.minutes:g}-min stereo file, clap + --metrics auto: peak memory (< {args.limit_mb:.0f} MB)",
             f"{peak:.0f} MB",
             peak < args.limit_mb and melody_ran,
-            f"melody {'included' if melody_ran else 'MISSING'}; {', '.join(ran)}; run {result['seconds']:.0f} s",
+            f"melody {'included' if melody_ran else 'MISSING'}; {', '.join(ran)}; run {result['seconds']:.0f} s; "
+            f"tree PSS {result['polled_peak_mb']:.0f} MB, largest process {result['maxrss_mb']:.0f} MB, "
+            f"RSS summed over the tree {result['polled_rss_sum_mb']:.0f} MB",
         ),
         Target(
             f"  same, evaluate stage alone (embeddings cached, melody cold) (< {args.limit_mb:.0f} MB)",
             f"{evaluate_peak:.0f} MB",
             evaluate_peak < args.limit_mb,
-            f"polled every 50 ms; run {again['seconds']:.0f} s",
+            f"tree PSS polled every 50 ms (RSS summed {again['polled_rss_sum_mb']:.0f} MB); "
+            f"run {again['seconds']:.0f} s",
         ),
     ]
 

@@ -39,7 +39,10 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:], standalone_mode=False)
     finally:
+        from benchmark.parallel import forkserver_running
+
         print("laion_clap imported by the run's process:", "laion_clap" in sys.modules)
+        print("fork server still running:", forkserver_running())
 """
 
 
@@ -67,6 +70,7 @@ def test_clap_embeds_in_workers_exactly_as_in_process(tmp_path, tiny_dataset, ra
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "laion_clap imported by the run's process: False" in done.stdout  # the workers embedded every file
+    assert "fork server still running: False" in done.stdout  # stopped once the embed stage was over
     assert done.stderr.count("torch.meshgrid") <= 1  # a warning raised while each worker loads is shown once
 
     encoder = ClapEncoder(EncoderOptions(weights=str(weights), device="cpu"))
@@ -231,3 +235,17 @@ def test_hashing_ahead_never_waits_for_a_process_still_starting(tmp_path, monkey
     finally:
         started.set()
         prehash.finish()
+
+
+def test_a_worker_takes_its_share_of_the_cores(monkeypatch):
+    """Two files at once: a torch thread each on 2 cores; a file embedded alone (one long file): both cores."""
+    clap = ClapEncoder.__new__(ClapEncoder)
+    monkeypatch.setattr(pretrained, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        clap.in_worker(2)
+        assert torch.get_num_threads() == 1
+        clap.in_worker(1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
