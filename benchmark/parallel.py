@@ -98,13 +98,19 @@ def stop_forkserver() -> None:
     """End the fork server now (SIGTERM, no clean-up: it holds nothing, its workers are done): when the runs it was
     started for no longer need it (its imports hold hundreds of MB), and at exit, instead of letting it notice this
     process is gone and tear down librosa, matplotlib & co. (1-2 s during which it, and the resource tracker waiting
-    for it, keep this process's stdout open). Processes forked from it end with it."""
+    for it, keep this process's stdout open). Processes forked from it end with it. It is then forgotten: a later
+    pool, or ``prestart_forkserver``, starts a new one."""
+    global _PRELOADED
     from multiprocessing import forkserver
 
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
     if pid is not None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            server._stop()  # (multiprocessing's own): reaps it, closes its socket, forgets it
+    _PRELOADED = None
 
 
 def forkserver_preloads(modules: Iterable[str]) -> bool:
@@ -137,8 +143,8 @@ def _forkserver_alive() -> bool:
     pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
     if pid is None:
         return False
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    try:  # without reaping it (WNOWAIT): multiprocessing reaps its own server when it restarts or stops it
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
     except ChildProcessError:
         return False
 

@@ -139,6 +139,7 @@ class PretrainedEncoder(Encoder):
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the model's memory (used again, the encoder loads it again)."""
         self._model = None
 
     @classmethod

@@ -114,17 +114,7 @@ def summary(results, cache_dir, encoder):
     }
 
 
-for cls in (MFCCStats, ChromaStats):
-    encoder = cls()
-    warm_dir, thread_dir = out / f"{encoder.name}-warm", out / f"{encoder.name}-threads"
-    with embedding_workers.ProcessWorkers(encoder, 3, 2) as pool:
-        report[f"{encoder.name}_warm"] = pool.warm
-        warm = embed(encoder, warm_dir, pool=pool, processes=True)  # (a few seconds of audio: threads otherwise)
-    report[f"{encoder.name}_librosa_in_parent"] = "librosa" in sys.modules
-    report[f"{encoder.name}_warm_run"] = summary(warm, warm_dir, encoder)
-report["librosa_in_parent"] = "librosa" in sys.modules
-
-# the figures of a run, drawn in a process forked from the fork server, then here
+# the figures of a run, drawn in a process forked from the fork server (before the workers are done with it)
 rng = np.random.default_rng(0)
 import pandas as pd
 
@@ -138,6 +128,17 @@ per_target = pd.DataFrame({"target": targets, "sim_top1": similarity[:, 0], "hit
 args = (similarity, targets, refs, topk, per_target, "mfcc", {"t0.wav": {"r0.wav": 1.0}})
 with parallel.background_call(figures.save_run_figures, str(out / "child"), *args) as drawing:
     report["figures_in_child"] = drawing is not None and drawing.result()
+for cls in (MFCCStats, ChromaStats):
+    encoder = cls()
+    warm_dir, thread_dir = out / f"{encoder.name}-warm", out / f"{encoder.name}-threads"
+    with embedding_workers.ProcessWorkers(encoder, 3, 2) as pool:
+        report[f"{encoder.name}_warm"] = pool.warm
+        warm = embed(encoder, warm_dir, pool=pool, processes=True)  # (a few seconds of audio: threads otherwise)
+    report[f"{encoder.name}_librosa_in_parent"] = "librosa" in sys.modules
+    report[f"{encoder.name}_warm_run"] = summary(warm, warm_dir, encoder)
+report["librosa_in_parent"] = "librosa" in sys.modules
+report["server_after_the_workers"] = parallel.forkserver_running()  # stopped: the encoders it was started for are done
+
 # then in the spare process (spawned, warm, no pandas), from plain columns, as tracking_result.log_result sends them
 report["helper_started"] = parallel.prestart_helper(figures.MODULES, figures.warm_up)
 light = (
@@ -185,6 +186,7 @@ def test_warm_workers_and_figures_in_a_child_equal_the_simple_paths(tmp_path):
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["started"] and report["mfcc_warm"] and report["chroma_warm"]
     assert not report["librosa_in_parent"], "the warm path imported librosa in the parent"
+    assert report["server_after_the_workers"] is False
     for name in ("mfcc", "chroma"):
         warm, threads = report[f"{name}_warm_run"], report[f"{name}_thread_run"]
         assert warm == threads  # embeddings bit for bit (as float lists), order, failures, stats, cache entries
