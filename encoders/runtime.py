@@ -217,12 +217,12 @@ def deferred_modules(*names: str):
 LAION_CLAP_DEFERRED = ("sklearn.metrics",)
 
 
-def import_laion_clap():
-    """Import laion_clap with the fixes above (and ``LAION_CLAP_DEFERRED`` deferred); returns the module."""
+def import_laion_clap(deferred: tuple[str, ...] = LAION_CLAP_DEFERRED):
+    """Import laion_clap with the fixes above (and the modules ``deferred`` deferred); returns the module."""
     prepare_torch_stack()
     if "laion_clap" in sys.modules:
         return sys.modules["laion_clap"]
-    with tolerant_tokenizers(), deferred_modules(*LAION_CLAP_DEFERRED):
+    with tolerant_tokenizers(), deferred_modules(*deferred):
         import laion_clap
     return laion_clap
 

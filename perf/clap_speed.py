@@ -36,15 +36,12 @@ def loop(weights: str, folder: str, out: str) -> None:
     import numpy as np
     import soundfile
 
-    from encoders import runtime
+    from encoders.clap import ClapEncoder, _build_clap_module
+    from encoders.runtime import import_laion_clap
 
     # `import laion_clap` as the report did, with only what makes it importable offline here (runtime's torchvision
     # and tokenizer fixes), not musicbench's deferral of scikit-learn (runtime.LAION_CLAP_DEFERRED)
-    runtime.prepare_torch_stack()
-    with runtime.tolerant_tokenizers():
-        import laion_clap  # noqa: F401
-
-    from encoders.clap import ClapEncoder, _build_clap_module
+    import_laion_clap(deferred=())
 
     model = _build_clap_module("HTSAT-tiny", "cpu")  # the library's CLAP_Module (random init), built offline
     model.load_ckpt(weights)
