@@ -14,7 +14,10 @@ How (catalogue scale: 100k references × 1k queries without a Python loop over p
   only, never on anything else;
 * ``top_k``: ``torch.topk`` of k + 1 per row on the block (zero-copy), the k-th/(k+1)-th values telling
   the rare rows where equal similarities straddle the cut; those rows take the lowest-index tied
-  references, then each row's k are ordered by (similarity descending, index ascending);
+  references, then each row's k are ordered by (similarity descending, index ascending). Long rows (100k
+  references) are first narrowed to the groups of columns with the k largest maxima (a sixteenth of the row,
+  every candidate of the top k in it: ``_rank_rows_grouped``), so the selection reads the block once instead of
+  several times (0.03 s instead of 0.09 s per block of 671 × 100k);
 * ``relevant_ranks``: a relevant reference's rank is counted, never sorted: 1 + the references scoring
   strictly above it + its place among those tied with it, excluded ones not counted. IR measures need nothing
   else (``metrics.ir_ranks.per_query_from_ranks``); ``ir_from_embeddings`` is the one entry point from embeddings to
@@ -47,13 +50,19 @@ _NUMPY_SORT_CELLS = 1 << 20
 _RANK_CELLS = 1 << 25
 #: rows normalised at a time (2 MB of float32 at dim 512: the squares stay in cache)
 _NORM_ROWS = 1024
+#: from this many values, ``l2_normalise`` uses every core (100k references × 512: 0.09 s on one core)
+_PARALLEL_VALUES = 1 << 22
+#: ``_rank_rows`` pre-selects each row's candidates by the maxima of column groups when a row has at least this many
+#: groups of ``_group_width`` columns per value asked for (fewer: the candidates would be most of the row)
+_GROUPS_PER_VALUE = 8
 
 
 def l2_normalise(x: np.ndarray, check_finite: bool = False) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero (cosine 0 with everything).
 
-    Computed in chunks of ``_NORM_ROWS`` rows (the squares stay in cache: no full-size temporary), with the same
-    floating-point operations as ``x / np.linalg.norm(x, axis=1, keepdims=True)``, so the same bits.
+    Computed in chunks of ``_NORM_ROWS`` rows (the squares stay in cache: no full-size temporary), shared by every
+    core from ``_PARALLEL_VALUES`` values, with the same floating-point operations as
+    ``x / np.linalg.norm(x, axis=1, keepdims=True)``, so the same bits.
     ``check_finite``: raise ``ValueError`` on a NaN or infinite value (found through the row norms, which are
     non-finite for such a row; only a row whose norm overflows is looked at element by element).
     """
@@ -61,7 +70,30 @@ def l2_normalise(x: np.ndarray, check_finite: bool = False) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of row vectors, got shape {x.shape}")
     out = np.empty_like(x)
-    for start in range(0, x.shape[0], _NORM_ROWS):
+    starts = range(0, x.shape[0], _NORM_ROWS)
+    threads = _threads_for(x.size)
+    if threads > 1:  # numpy leaves the GIL during each chunk's operations: the chunks share the cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:  # list(): a share's ValueError is raised here
+            list(pool.map(lambda i: _normalise_rows(x, out, starts[i::threads], check_finite), range(threads)))
+    else:
+        _normalise_rows(x, out, starts, check_finite)
+    return out
+
+
+def _threads_for(size: int) -> int:
+    """Threads for an elementwise pass over ``size`` float32 values: all cores from ``_PARALLEL_VALUES`` values."""
+    if size < _PARALLEL_VALUES:
+        return 1
+    from encoders.pretrained import available_cores
+
+    return max(1, available_cores())
+
+
+def _normalise_rows(x: np.ndarray, out: np.ndarray, starts: Iterable[int], check_finite: bool) -> None:
+    """``l2_normalise`` of the chunks of ``_NORM_ROWS`` rows that begin at ``starts``, into ``out``."""
+    for start in starts:
         chunk = x[start : start + _NORM_ROWS]
         norms = np.sqrt(np.add.reduce(chunk * chunk, axis=1, keepdims=True))  # np.linalg.norm's own formula
         if check_finite and not np.isfinite(norms).all():
@@ -71,7 +103,6 @@ def l2_normalise(x: np.ndarray, check_finite: bool = False) -> np.ndarray:
         target = out[start : start + _NORM_ROWS]
         np.divide(chunk, norms, out=target, where=norms > 0)
         target[norms[:, 0] <= 0] = 0.0  # all-zero rows (``where`` leaves them unwritten)
-    return out
 
 
 def cosine_matrix(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -119,7 +150,8 @@ def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest values per row, by decreasing value then increasing index (values finite or
     -inf). ``torch.topk`` does the selection; only rows whose k-th value is tied beyond the cut are fixed. A small
     block, while torch is not loaded, is sorted by numpy instead (a stable sort: the same order, by definition),
-    which is far cheaper than importing torch for it."""
+    which is far cheaper than importing torch for it. Long rows are first narrowed to candidates
+    (``_grouped_candidates``)."""
     if sims.size <= _NUMPY_SORT_CELLS and "torch" not in sys.modules:
         return _rank_rows_numpy(sims, k)
     import torch
@@ -128,6 +160,54 @@ def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
     t = torch.from_numpy(sims)
     if k >= n or k > _FULL_SORT_FRACTION * n:
         return torch.sort(t, dim=1, descending=True, stable=True).indices[:, :k].numpy()
+    if n >= _GROUPS_PER_VALUE * k * _group_width(n, k):
+        return _rank_rows_grouped(t, k).numpy()
+    return _select_and_order(t, k)
+
+
+def _group_width(n: int, k: int) -> int:
+    """Columns per group of ``_rank_rows_grouped``: about ``2 × _GROUPS_PER_VALUE × k`` groups per row (so the
+    candidates are about a sixteenth of it), at least 64 columns (a maximum is then a vectorised pass)."""
+    return max(64, n // (2 * _GROUPS_PER_VALUE * k))
+
+
+def _rank_rows_grouped(t, k: int):
+    """``_rank_rows`` of long rows, through candidates: each row's columns in groups of ``_group_width`` (and the
+    columns after the last whole group, its tail), the k groups with the largest maxima, and the tail. Every value at
+    least the row's k-th largest is among them — the k-th largest group maximum is at most the k-th largest value,
+    and any value at least that is in a group whose maximum is too — so the k largest, ties at the cut included,
+    are found among about a sixteenth of the row, by the same ``_select_and_order`` (candidates in column order, so
+    its lowest-index rule is the row's). A row where more than k group maxima tie at the k-th (all-zero similarities,
+    copies of one reference) is ranked whole."""
+    import torch
+
+    rows, n = t.shape
+    width = _group_width(n, k)
+    groups = n // width
+    maxima = t[:, : groups * width].unflatten(1, (groups, width)).amax(dim=2)
+    chosen = maxima >= torch.topk(maxima, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    plain = torch.nonzero(chosen.sum(dim=1) == k).flatten()
+    out = torch.empty((rows, k), dtype=torch.int64)
+    if len(plain):
+        firsts = torch.nonzero(chosen[plain])[:, 1].view(len(plain), k) * width  # ascending per row (row-major)
+        columns = (firsts.unsqueeze(2) + torch.arange(width)).flatten(1)
+        if groups * width < n:  # the tail: always a candidate
+            tail = torch.arange(groups * width, n).expand(len(plain), -1)
+            columns = torch.cat([columns, tail], dim=1)
+        candidates = t[plain.unsqueeze(1), columns]
+        out[plain] = torch.gather(columns, 1, torch.from_numpy(_select_and_order(candidates, k)))
+    if len(plain) < rows:
+        tied = torch.nonzero(chosen.sum(dim=1) != k).flatten()
+        out[tied] = torch.from_numpy(_select_and_order(t[tied], k))
+    return out
+
+
+def _select_and_order(t, k: int) -> np.ndarray:
+    """``_rank_rows`` of a tensor with more than ``k`` columns: ``torch.topk`` of k + 1 per row, the rows where equal
+    values straddle the cut fixed (every value above it, then the lowest-index ties), each row's k ordered by
+    (value descending, index ascending)."""
+    import torch
+
     values, idx = torch.topk(t, k + 1, dim=1, largest=True, sorted=True)
     kth = values[:, k - 1]
     straddle = torch.nonzero(values[:, k] == kth).flatten()

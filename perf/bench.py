@@ -14,7 +14,7 @@ are what to read; absolute times drift with the load).
 | 5 | ir_scale.py | exact top-10 and IR measures at 100k × 1k × 512 |
 | 6 | melody_speed.py | melody accuracy vs the report's formula file by file |
 | 7 | long_input_memory.py | a 1-hour stereo file, ``clap`` + ``--metrics auto``: peak RSS |
-| info | encoder_throughput.py, aesthetics_throughput.py | throughput figures, no target |
+| info | encoder_throughput.py, aesthetics_throughput.py, worker_memory.py | throughput figures, no target |
 
 ``--only`` takes target numbers and/or ``info``; a script runs when it measures one of them, and only the rows of
 the selected targets are shown. ``--quick`` runs every script on tiny inputs (a smoke test of the machinery: its
@@ -60,6 +60,7 @@ SCRIPTS = (
     Script("long_input_memory", ("7",), quick=("--minutes", "0.5")),
     Script("encoder_throughput", ("info",), quick=("--encoders", "mfcc", "--files", "1")),
     Script("aesthetics_throughput", ("info",), quick=("--seconds", "2", "--repeats", "1")),
+    Script("worker_memory", ("info",), quick=("--files", "2", "--rounds", "1")),
 )
 ALL = tuple(dict.fromkeys(t for s in SCRIPTS for t in s.targets))
 

@@ -47,7 +47,13 @@ def test_rows_are_numbered_filtered_tabled_and_fail_the_exit_status(monkeypatch,
 
     monkeypatch.setattr(bench, "run_script", fake)
     assert bench.main(["--only", "4,5,info", "--quick", "--json", str(tmp_path / "r.json")]) == 0
-    assert [m for m, _ in ran] == ["ir_scale", "clap_speed", "encoder_throughput", "aesthetics_throughput"]
+    assert [m for m, _ in ran] == [
+        "ir_scale",
+        "clap_speed",
+        "encoder_throughput",
+        "aesthetics_throughput",
+        "worker_memory",
+    ]
     assert dict(ran)["ir_scale"] == list(bench.SCRIPTS[0].quick)
     out = capsys.readouterr().out
     assert "| 4 | warm | 9000× | PASS |" in out and "| info | aesthetics | 3 s/min | info |" in out

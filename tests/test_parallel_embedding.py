@@ -397,3 +397,29 @@ def test_clap_streamed_equals_clap_whole(random_weights, tmp_path, monkeypatch):
     assert list(streamed.embeddings) == ["a_short.wav", "b_long.wav"]
     for key, vector in whole.embeddings.items():
         np.testing.assert_array_equal(streamed.embeddings[key], vector, err_msg=key)
+
+
+def _faults_of_reused_arrays(rounds: int = 6) -> int:
+    """Minor page faults of allocating, filling and freeing four 8 MB arrays ``rounds`` times after a first round:
+    what a worker does from one file to the next (a decoded file, its frames, …)."""
+    import resource
+
+    def one_file() -> None:
+        arrays = [np.ones(8 << 18, dtype=np.float32) for _ in range(4)]
+        del arrays
+
+    one_file()  # the first file (its pages are new either way)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(rounds):
+        one_file()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_workers_reuse_the_memory_a_file_freed():
+    """A worker's next file reuses the memory the previous one freed instead of faulting in fresh pages: with glibc's
+    defaults, a fresh process faults ≈ 12,000 pages in anew for these 6 × 32 MB (measured)."""
+    with parallel.process_pool(1, method="spawn") as pool:  # a fresh interpreter: glibc's default state
+        in_worker = pool.submit(_faults_of_reused_arrays).result()
+    assert in_worker < 6 * (32 << 20) // os.sysconf("SC_PAGE_SIZE") // 50
+    assert parallel.HEAP_BLOCK_MAX >= 8 << 20  # the arrays above come from the heap

@@ -22,6 +22,7 @@ from benchmark.ranking import (
     relevant_ranks,
     top_k,
 )
+from encoders import pretrained
 from metrics.ir import per_query_ir
 
 
@@ -86,6 +87,14 @@ def test_chunked_normalisation_equals_the_whole_array_formula(monkeypatch):
         np.testing.assert_array_equal(l2_normalise(x), reference_l2_normalise(x))
         monkeypatch.setattr(ranking, "_NORM_ROWS", 7)
         np.testing.assert_array_equal(l2_normalise(x, check_finite=True), reference_l2_normalise(x))
+        monkeypatch.setattr(ranking, "_PARALLEL_VALUES", 0)  # chunks shared by threads
+        monkeypatch.setattr(pretrained, "available_cores", lambda: 3)
+        np.testing.assert_array_equal(l2_normalise(x, check_finite=True), reference_l2_normalise(x))
+        if n > 1:
+            bad = x.copy()
+            bad[-1, 0] = np.nan  # in the last thread's share
+            with pytest.raises(ValueError, match="finite"):
+                l2_normalise(bad, check_finite=True)
         monkeypatch.undo()
     huge = np.array([[3e30, 4e30], [1, 0]], dtype=np.float32)  # finite, but the norm overflows: not refused
     with np.errstate(over="ignore"):
@@ -93,6 +102,30 @@ def test_chunked_normalisation_equals_the_whole_array_formula(monkeypatch):
     for bad in (np.nan, np.inf, -np.inf):
         with pytest.raises(ValueError, match="finite"):
             l2_normalise(np.array([[1, 0], [0, bad]], dtype=np.float32), check_finite=True)
+
+
+@pytest.mark.parametrize("kind", ["plain", "dup", "coarse"])
+def test_long_rows_ranked_through_group_maxima_equal_the_stable_sort(kind, monkeypatch):
+    """``_rank_rows`` of long rows narrows them to the groups of columns with the largest maxima: the same indices,
+    in the same order, as a stable sort of whole rows — ties at the cut, rows of equal maxima (all-zero similarities,
+    copies of one reference), excluded (-inf) references and a tail of columns after the last whole group
+    included."""
+    monkeypatch.setattr(ranking, "_NUMPY_SORT_CELLS", -1)  # the torch path, whatever is loaded
+    grouped = []
+    real = ranking._rank_rows_grouped
+    monkeypatch.setattr(ranking, "_rank_rows_grouped", lambda t, k: grouped.append(k) or real(t, k))
+    refs, queries, rng = _library(5, kind, n_refs=6007, n_queries=40, dim=6)
+    sims = l2_normalise(queries) @ l2_normalise(refs).T
+    sims[0] = 0.0  # every group maximum ties
+    sims[1] = -np.inf  # one reference left, the rest excluded
+    sims[1, 4321] = 0.5
+    sims[2, rng.integers(0, 6007, 3000)] = -np.inf
+    sims[3, 6000:] = 2.0  # the largest values in the tail only
+    sims[4, ::500] = 1.5  # twelve equal values, one per group or so: the cut falls inside that tie
+    for k in (1, 3, 7, 10):
+        got = ranking._rank_rows(sims.copy(), k)
+        np.testing.assert_array_equal(got, ranking._rank_rows_numpy(sims.copy(), k), err_msg=f"k={k}")
+    assert grouped == [1, 3, 7, 10]
 
 
 def test_k_must_be_positive():
