@@ -80,17 +80,15 @@ def log_result(result: RunResult) -> None:
     for ``mlflow.load_table`` with the tag ``log_table`` sets. (``log_table`` itself lists the run's artifacts
     and reads the run back for each table: about half of this function's time outside the figures, profiled.)
 
-    The figures are drawn in a process of their own while the dataset and the tables are recorded, when the run's
-    fork server is up (``parallel.background_call``; it imported matplotlib meanwhile); a figure not drawn there
-    (no such process, or it failed) is drawn here, where its error is recorded.
+    The figures are drawn in a process of their own while the metrics, params, dataset and tables are recorded,
+    when the run's fork server is up (``parallel.background_call``; it imported matplotlib meanwhile); a figure not
+    drawn there (no such process, or it failed) is drawn here, where its error is recorded.
     """
     import tempfile
 
     from . import figures
 
     skipped = _Skipped()
-    config_params = skipped.attempt("params", params_of, result.config) or {}  # once: asks git for the code version
-    _log_values(result, config_params, skipped)
     figure_args = skipped.attempt(
         "figures",
         lambda: (  # plain columns: the drawing process needs no pandas
@@ -109,6 +107,8 @@ def log_result(result: RunResult) -> None:
             if figure_args is not None:
                 drawing = skipped.attempt("figures", _background_figures, stack, folder, figure_args)
                 skipped.pop("figures", None)  # no helper process: drawn here below
+            config_params = skipped.attempt("params", params_of, result.config) or {}  # once: asks git for the code
+            _log_values(result, config_params, skipped)  # the first MLflow writes: metrics, then params and tags
             _log_dataset_and_files(result, config_params, Path(folder), skipped)
             drawn: list[str] = []
             if drawing is not None:
