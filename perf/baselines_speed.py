@@ -25,7 +25,7 @@ Data: generated (four tones with random phases plus noise), 44.1 kHz 16-bit ster
 down and resample to 22.05 kHz as with real music files; one file in five is a target. Built once (deterministic)
 under ``$MUSICBENCH_HOME/perf/``.
 
-    python perf/baselines_speed.py [--files 120] [--seconds 30] [--rounds 3] [--encoders mfcc,chroma]
+    python perf/baselines_speed.py [--files 120] [--seconds 30] [--rounds 5] [--encoders mfcc,chroma]
 """
 
 from __future__ import annotations
@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=120, help="files in the catalogue (every fifth a target)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each file")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds (the median of their ratios is the verdict)"
+    )
     parser.add_argument("--encoders", default="mfcc,chroma")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, help="data folder [default: $MUSICBENCH_HOME/perf/baselines-...]")
