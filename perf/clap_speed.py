@@ -13,7 +13,7 @@ musicbench runs with ``--precision fp32`` (must agree with the loop: cosine ≥ 
 On a CPU without native bf16 (no AVX512-BF16/AMX) bf16 is emulated and several times slower than fp32, so by default
 it is then run once, to show it, instead of in every round.
 
-    python perf/clap_speed.py [--files 8] [--seconds 30] [--rounds 3] [--bf16-rounds N] [--warm-minutes 60]
+    python perf/clap_speed.py [--files 8] [--seconds 30] [--rounds 5] [--bf16-rounds N] [--warm-minutes 60]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are compared)")
     parser.add_argument(
         "--bf16-rounds",
         type=int,

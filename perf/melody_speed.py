@@ -16,7 +16,8 @@ Generated audio (seeded): each file a random melody over held chords, a bass lin
 The machine is shared, so compare ratios: the two single-worker paths alternate file by file (best wall and CPU
 time of each file over the rounds, summed), the pools run once per round (best kept). The target (PASS/FAIL, 3×) is
 the harness's 2-worker wall time against the report's formula file by file; the single worker is also reported
-against 3× on wall and CPU time (the measure other load moves least). What two workers can gain depends on the
+against 3× on wall time, and its CPU-time ratio as a figure (info: both sides' CPU time counts OpenBLAS's spinning
+threads, so it is no measure of the work done). What two workers can gain depends on the
 cores other processes leave free, so the machine's headroom is measured alongside: two threads of GIL-free numpy
 sorts against one (≈ 2× on an idle 2-core machine, ≈ 1× when it is busy).
 
@@ -258,10 +259,12 @@ def main(argv: list[str] | None = None) -> list[Target]:
         cpu_ratio = cpu[report] / cpu[one]
         targets.append(
             Target(
-                f"melody: {one}, CPU time (≥ {TARGET:g}×)",
+                f"info: melody: {one}, CPU time vs the report's formula",
                 f"{cpu_ratio:.2f}×",
-                cpu_ratio >= TARGET,
-                "the measure other load moves least",
+                True,
+                f"not the target (wall time): each side's CPU time includes OpenBLAS threads spinning between calls "
+                f"({cpu[report] / wall[report]:.1f} and {cpu[one] / wall[one]:.1f} CPU-s per wall-s here)",
+                info=True,
             )
         )
         targets.append(
