@@ -151,7 +151,7 @@ def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
     -inf). ``torch.topk`` does the selection; only rows whose k-th value is tied beyond the cut are fixed. A small
     block, while torch is not loaded, is sorted by numpy instead (a stable sort: the same order, by definition),
     which is far cheaper than importing torch for it. Long rows are first narrowed to candidates
-    (``_grouped_candidates``)."""
+    (``_rank_rows_grouped``)."""
     if sims.size <= _NUMPY_SORT_CELLS and "torch" not in sys.modules:
         return _rank_rows_numpy(sims, k)
     import torch
@@ -186,7 +186,8 @@ def _rank_rows_grouped(t, k: int):
     groups = n // width
     maxima = t[:, : groups * width].unflatten(1, (groups, width)).amax(dim=2)
     chosen = maxima >= torch.topk(maxima, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
-    plain = torch.nonzero(chosen.sum(dim=1) == k).flatten()
+    counts = chosen.sum(dim=1)  # k, or more where maxima tie at the k-th
+    plain = torch.nonzero(counts == k).flatten()
     out = torch.empty((rows, k), dtype=torch.int64)
     if len(plain):
         firsts = torch.nonzero(chosen[plain])[:, 1].view(len(plain), k) * width  # ascending per row (row-major)
@@ -197,7 +198,7 @@ def _rank_rows_grouped(t, k: int):
         candidates = t[plain.unsqueeze(1), columns]
         out[plain] = torch.gather(columns, 1, torch.from_numpy(_select_and_order(candidates, k)))
     if len(plain) < rows:
-        tied = torch.nonzero(chosen.sum(dim=1) != k).flatten()
+        tied = torch.nonzero(counts != k).flatten()
         out[tied] = torch.from_numpy(_select_and_order(t[tied], k))
     return out
 

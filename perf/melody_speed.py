@@ -16,10 +16,11 @@ Generated audio (seeded): each file a random melody over held chords, a bass lin
 The machine is shared, so compare ratios: the two single-worker paths alternate file by file (best wall and CPU
 time of each file over the rounds, summed), the pools run once per round (best kept). The target (PASS/FAIL, 3×) is
 the harness's 2-worker wall time against the report's formula file by file; the single worker is also reported
-against 3× on wall time, and its CPU-time ratio as a figure (info: both sides' CPU time counts OpenBLAS's spinning
-threads, so it is no measure of the work done). What two workers can gain depends on the
-cores other processes leave free, so the machine's headroom is measured alongside: two threads of GIL-free numpy
-sorts against one (≈ 2× on an idle 2-core machine, ≈ 1× when it is busy).
+against 3× on wall time, and its CPU-time ratio as a figure (info: each side's CPU time counts its library (BLAS)
+threads whenever a core is free — 1.3 and 2.0 CPU-s per wall-s on an idle machine, 1.0 and 1.0 with the other core
+busy, where the ratio was 3.1–3.3× — so it says more about the idle core than about the work). What two workers
+can gain depends on the cores other processes leave free, so the machine's headroom is measured alongside: two
+threads of GIL-free numpy sorts against one (≈ 2× on an idle 2-core machine, ≈ 1× when it is busy).
 
 ``--hour``: a 1-hour 44.1 kHz stereo wav, decoded and scored in a fresh subprocess; peak RSS (VmHWM) of the
 decode and of ``file_features``, each against "well under 2 GB" (PASS below 1.5 GB).
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[Target]:
                 f"info: melody: {one}, CPU time vs the report's formula",
                 f"{cpu_ratio:.2f}×",
                 True,
-                f"not the target (wall time): each side's CPU time includes OpenBLAS threads spinning between calls "
+                f"not the target (wall time): each side's CPU time counts its library (BLAS) threads on a free core "
                 f"({cpu[report] / wall[report]:.1f} and {cpu[one] / wall[one]:.1f} CPU-s per wall-s here)",
                 info=True,
             )
