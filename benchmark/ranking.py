@@ -162,7 +162,7 @@ def _rank_rows(sims: np.ndarray, k: int) -> np.ndarray:
         return torch.sort(t, dim=1, descending=True, stable=True).indices[:, :k].numpy()
     if n >= _GROUPS_PER_VALUE * k * _group_width(n, k):
         return _rank_rows_grouped(t, k).numpy()
-    return _select_and_order(t, k)
+    return _select_and_order(t, k).numpy()
 
 
 def _group_width(n: int, k: int) -> int:
@@ -196,17 +196,17 @@ def _rank_rows_grouped(t, k: int):
             tail = torch.arange(groups * width, n).expand(len(plain), -1)
             columns = torch.cat([columns, tail], dim=1)
         candidates = t[plain.unsqueeze(1), columns]
-        out[plain] = torch.gather(columns, 1, torch.from_numpy(_select_and_order(candidates, k)))
+        out[plain] = torch.gather(columns, 1, _select_and_order(candidates, k))
     if len(plain) < rows:
         tied = torch.nonzero(counts != k).flatten()
-        out[tied] = torch.from_numpy(_select_and_order(t[tied], k))
+        out[tied] = _select_and_order(t[tied], k)
     return out
 
 
-def _select_and_order(t, k: int) -> np.ndarray:
+def _select_and_order(t, k: int):
     """``_rank_rows`` of a tensor with more than ``k`` columns: ``torch.topk`` of k + 1 per row, the rows where equal
     values straddle the cut fixed (every value above it, then the lowest-index ties), each row's k ordered by
-    (value descending, index ascending)."""
+    (value descending, index ascending). Returns a tensor of indices."""
     import torch
 
     values, idx = torch.topk(t, k + 1, dim=1, largest=True, sorted=True)
@@ -225,7 +225,7 @@ def _select_and_order(t, k: int) -> np.ndarray:
     idx = torch.sort(idx, dim=1).values
     chosen_values = torch.gather(t, 1, idx)
     order = torch.sort(chosen_values, dim=1, descending=True, stable=True).indices
-    return torch.gather(idx, 1, order).numpy()
+    return torch.gather(idx, 1, order)
 
 
 def top_k(
